@@ -1,0 +1,340 @@
+// module.cpp — tmn._core, the pybind11 bindings. The only C++ file that knows
+// Python. It converts arrays at the boundary and releases the GIL around
+// whole-recording work (replay, timing loops); it adds nothing to the maths.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tmn/clock.hpp"
+#include "tmn/engine.hpp"
+#include "tmn/solver.hpp"
+
+namespace py = pybind11;
+using namespace tmn;
+
+namespace {
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+template <class T>
+std::vector<T> to_vector(const carray<T>& a) {
+  return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+template <class T>
+py::array_t<T> to_array(const std::vector<T>& v) {
+  py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+  std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+template <class T, class Buf>
+py::array_t<T> buffer_to_array(const Buf& b, std::size_t n) {
+  py::array_t<T> a(static_cast<py::ssize_t>(n));
+  std::memcpy(a.mutable_data(), b.data(), n * sizeof(T));
+  return a;
+}
+
+// Bind a std::vector<T> member of ModelSpec as a numpy-array property.
+template <class T>
+void vector_property(py::class_<ModelSpec>& c, const char* name, std::vector<T> ModelSpec::*field) {
+  c.def_property(
+      name, [field](const ModelSpec& s) { return to_array<T>(s.*field); },
+      [field](ModelSpec& s, const carray<T>& a) { s.*field = to_vector<T>(a); });
+}
+
+void check_length(const py::array& a, py::ssize_t n, const char* name) {
+  if (a.ndim() != 1 || a.shape(0) != n)
+    throw py::value_error(std::string(name) + " must be a 1-D array of length " +
+                          std::to_string(n));
+}
+
+py::dict certificate_dict(const solver::Certificate& c) {
+  py::dict d;
+  d["error_bound"] = c.error_bound;
+  d["residual_norm"] = c.residual_norm;
+  d["work"] = c.work;
+  d["iterations"] = c.iterations;
+  d["certified"] = c.certified;
+  return d;
+}
+
+py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
+                const carray<double>& y, const carray<double>& vx, const carray<double>& vy,
+                const py::object& stream) {
+  const py::ssize_t n = t.size();
+  for (const auto* a : {&x, &y, &vx, &vy})
+    if (a->size() != n) throw py::value_error("t, x, y, vx and vy must have the same length");
+  carray<std::uint64_t> ids;
+  const std::uint64_t* ids_ptr = nullptr;
+  if (!stream.is_none()) {
+    ids = carray<std::uint64_t>::ensure(stream);
+    if (!ids || ids.size() != n) throw py::value_error("stream must have the same length as t");
+    ids_ptr = ids.data();
+  }
+  const int K = e.horizons();
+  py::array_t<double> paths({n, static_cast<py::ssize_t>(K), py::ssize_t{2}});
+  py::array_t<std::uint8_t> status(n), verdict(n);
+  py::array_t<float> cert(n), d2(n);
+  py::array_t<std::uint32_t> work(n), total(n);
+  py::array_t<std::uint32_t> stages({n, static_cast<py::ssize_t>(kStages)});
+  std::uint64_t good = 0;
+  {
+    py::gil_scoped_release release;
+    good = e.replay(t.data(), x.data(), y.data(), vx.data(), vy.data(), ids_ptr,
+                    static_cast<std::uint64_t>(n), paths.mutable_data(), status.mutable_data(),
+                    verdict.mutable_data(), cert.mutable_data(), d2.mutable_data(),
+                    work.mutable_data(), stages.mutable_data(), total.mutable_data());
+  }
+  py::dict out;
+  out["paths"] = paths;
+  out["status"] = status;
+  out["verdict"] = verdict;
+  out["cert"] = cert;
+  out["d2"] = d2;
+  out["work"] = work;
+  out["stage_ns"] = stages;
+  out["total_ns"] = total;
+  out["ok"] = good;
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "tmn native engine: ingest, Kalman prior, GRU, certified gate, actuation";
+
+  py::enum_<Status>(m, "Status", "Error codes of the tick path (append-only).")
+      .value("ok", Status::ok)
+      .value("non_finite", Status::non_finite)
+      .value("time_not_increasing", Status::time_not_increasing)
+      .value("capacity_exceeded", Status::capacity_exceeded)
+      .value("unknown_stream", Status::unknown_stream);
+  py::enum_<Verdict>(m, "Verdict", "What the gate decided for a prediction.")
+      .value("pass_", Verdict::pass)
+      .value("fallback_implausible", Verdict::fallback_implausible)
+      .value("fallback_uncertified", Verdict::fallback_uncertified)
+      .value("warming", Verdict::warming)
+      .value("ungated", Verdict::ungated);
+  py::enum_<Isa>(m, "Isa", "Instruction set of the GRU kernels.")
+      .value("scalar", Isa::scalar)
+      .value("avx2", Isa::avx2)
+      .value("avx512", Isa::avx512);
+  py::enum_<System>(m, "System").value("A", System::A).value("B", System::B);
+  py::enum_<Precision>(m, "Precision").value("fp32", Precision::fp32).value("int8", Precision::int8);
+
+  m.def("isa_available", &isa_available, py::arg("isa"));
+  m.def("best_isa", &best_isa);
+  m.def("clock_uses_tsc", [] {
+    clock::calibrate();
+    return clock::uses_tsc();
+  });
+  m.def(
+      "activation",
+      [](const std::string& name, const carray<float>& x, Isa isa) {
+        if (!isa_available(isa)) throw py::value_error("isa not available");
+        const GruKernels& k = gru_kernels(isa);
+        py::array_t<float> out(x.size());
+        const int n = static_cast<int>(x.size());
+        if (name == "sigmoid") k.sigmoid(x.data(), out.mutable_data(), n);
+        else if (name == "tanh") k.tanh(x.data(), out.mutable_data(), n);
+        else throw py::value_error("activation must be 'sigmoid' or 'tanh'");
+        return out;
+      },
+      py::arg("name"), py::arg("x"), py::arg("isa") = Isa::scalar,
+      "The engine's vectorised sigmoid/tanh approximation, for accuracy tests.");
+
+  py::class_<KalmanParams>(m, "KalmanParams")
+      .def(py::init<double, double, double>(), py::arg("q"), py::arg("r_pos"), py::arg("r_vel"))
+      .def_readwrite("q", &KalmanParams::q)
+      .def_readwrite("r_pos", &KalmanParams::r_pos)
+      .def_readwrite("r_vel", &KalmanParams::r_vel);
+  py::class_<GateParams>(m, "GateParams")
+      .def(py::init<double, std::uint64_t, double, double>(), py::arg("eps"), py::arg("budget"),
+           py::arg("lam"), py::arg("threshold"))
+      .def_readwrite("eps", &GateParams::eps)
+      .def_readwrite("budget", &GateParams::budget)
+      .def_readwrite("lam", &GateParams::lambda)
+      .def_readwrite("threshold", &GateParams::threshold);
+
+  py::class_<ModelSpec> spec(m, "ModelSpec", "Plain arrays for Engine; built by tmn.load().");
+  spec.def(py::init<>())
+      .def_readwrite("system", &ModelSpec::system)
+      .def_readwrite("hidden", &ModelSpec::hidden)
+      .def_readwrite("horizons_s", &ModelSpec::horizons_s)
+      .def_readwrite("feature_mean", &ModelSpec::feature_mean)
+      .def_readwrite("feature_std", &ModelSpec::feature_std)
+      .def_readwrite("output_scale", &ModelSpec::output_scale)
+      .def_readwrite("window_s", &ModelSpec::window_s)
+      .def_readwrite("max_gap_s", &ModelSpec::max_gap_s)
+      .def_readwrite("kalman", &ModelSpec::kalman)
+      .def_readwrite("gate", &ModelSpec::gate);
+  vector_property<float>(spec, "w_ih", &ModelSpec::w_ih);
+  vector_property<float>(spec, "w_hh", &ModelSpec::w_hh);
+  vector_property<float>(spec, "b_ih", &ModelSpec::b_ih);
+  vector_property<float>(spec, "b_hh", &ModelSpec::b_hh);
+  vector_property<float>(spec, "w_out", &ModelSpec::w_out);
+  vector_property<float>(spec, "b_out", &ModelSpec::b_out);
+  vector_property<std::int8_t>(spec, "q_ih", &ModelSpec::q_ih);
+  vector_property<std::int8_t>(spec, "q_hh", &ModelSpec::q_hh);
+  vector_property<std::int8_t>(spec, "q_out", &ModelSpec::q_out);
+  vector_property<float>(spec, "s_ih", &ModelSpec::s_ih);
+  vector_property<float>(spec, "s_hh", &ModelSpec::s_hh);
+  vector_property<float>(spec, "s_out", &ModelSpec::s_out);
+
+  py::class_<Prediction>(m, "Prediction", "One tick's answer (stage 5, actuation).")
+      .def_readonly("stream", &Prediction::stream)
+      .def_readonly("t", &Prediction::t)
+      .def_readonly("status", &Prediction::status)
+      .def_readonly("verdict", &Prediction::verdict)
+      .def_readonly("restarted", &Prediction::restarted)
+      .def_readonly("d2", &Prediction::d2)
+      .def_readonly("cert_error", &Prediction::cert_error)
+      .def_readonly("work", &Prediction::work)
+      .def_readonly("total_ns", &Prediction::total_ns)
+      .def_property_readonly("stage_ns",
+                             [](const Prediction& p) {
+                               py::dict d;
+                               const char* names[kStages] = {"ingest", "prior", "network",
+                                                             "gate", "actuation"};
+                               for (int i = 0; i < kStages; ++i) d[names[i]] = p.stage_ns[i];
+                               return d;
+                             })
+      .def_property_readonly("path", [](const Prediction& p) {
+        py::array_t<double> a({static_cast<py::ssize_t>(p.horizons), py::ssize_t{2}});
+        std::memcpy(a.mutable_data(), p.path.data(), 2 * p.horizons * sizeof(double));
+        return a;
+      });
+
+  py::class_<SolverGate>(m, "SolverGate", "Stage 4 on its own, for tests and training.")
+      .def(py::init<const GateParams&, int, double>(), py::arg("params"), py::arg("horizons"),
+           py::arg("dh"))
+      .def("matrix",
+           [](const SolverGate& g) {
+             const solver::CsrMatrix& a = g.matrix();
+             const py::ssize_t n = a.n();
+             py::array_t<double> d({n, n});
+             std::fill_n(d.mutable_data(), n * n, 0.0);
+             for (int i = 0; i < a.n(); ++i)
+               for (int p = a.indptr()[i]; p < a.indptr()[i + 1]; ++p)
+                 d.mutable_data()[i * n + a.indices()[p]] = a.data()[p];
+             return d;
+           })
+      .def(
+          "run",
+          [](SolverGate& g, const carray<float>& delta, const carray<double>& prior,
+             const carray<double>& inv_var, const carray<double>& v) {
+            const py::ssize_t P = 2 * static_cast<py::ssize_t>(g.matrix().n());
+            check_length(delta, P, "delta");
+            check_length(prior, P, "prior");
+            check_length(inv_var, P, "inv_var");
+            check_length(v, 2, "v");
+            std::vector<double> path(P, 0.0);
+            const GateResult r = g.run(delta.data(), prior.data(), inv_var.data(), v.data(),
+                                       path.data());
+            py::dict out = certificate_dict(r.cert);
+            out["verdict"] = r.verdict;
+            out["d2"] = r.d2;
+            out["path"] = r.verdict == Verdict::pass ? py::object(to_array(path)) : py::none();
+            return out;
+          },
+          py::arg("delta"), py::arg("prior"), py::arg("inv_var"), py::arg("v"));
+
+  m.def(
+      "jacobi_solve",
+      [](const carray<std::int32_t>& indptr, const carray<std::int32_t>& indices,
+         const carray<double>& data, const carray<double>& b, const carray<double>& x0,
+         double eps, std::uint64_t budget, py::object lambda_lb) {
+        const int n = static_cast<int>(b.size());
+        check_length(x0, n, "x0");
+        solver::CsrMatrix a(n, to_vector(indptr), to_vector(indices), to_vector(data));
+        const double lb =
+            lambda_lb.is_none() ? a.gershgorin_lower_bound() : lambda_lb.cast<double>();
+        std::vector<double> x = to_vector(x0), r(n);
+        const solver::Certificate c = solver::jacobi_solve(a, b.data(), x.data(), r.data(), eps,
+                                                           budget, lb);
+        return py::make_tuple(to_array(x), certificate_dict(c));
+      },
+      py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("b"), py::arg("x0"),
+      py::arg("eps"), py::arg("budget"), py::arg("lambda_lb") = py::none(),
+      "Certified Jacobi solve of A x = b (A in CSR). lambda_lb defaults to Gershgorin's bound.");
+
+  py::class_<Engine>(m, "Engine", "The five-stage tick engine (one thread at a time).")
+      .def(py::init<const ModelSpec&, Precision, std::uint32_t, Isa>(), py::arg("spec"),
+           py::arg("precision"), py::arg("max_streams"), py::arg("isa"))
+      .def(
+          "tick",
+          [](Engine& e, double t, double x, double y, double vx, double vy, std::uint64_t stream) {
+            Prediction p;
+            e.tick(stream, Tick{t, x, y, vx, vy}, p);
+            return p;
+          },
+          py::arg("t"), py::arg("x"), py::arg("y"), py::arg("vx"), py::arg("vy"),
+          py::arg("stream") = 0)
+      .def("reset", &Engine::reset, py::arg("stream"))
+      .def("evict_idle", &Engine::evict_idle, py::arg("idle_s"))
+      .def("replay", &replay, py::arg("t"), py::arg("x"), py::arg("y"), py::arg("vx"),
+           py::arg("vy"), py::arg("stream") = py::none())
+      .def(
+          "network_step",
+          [](Engine& e, const carray<float>& z, const carray<float>& h) {
+            check_length(z, kFeatures, "z");
+            check_length(h, e.hidden(), "h");
+            std::vector<float> hv = to_vector(h), y(2 * e.horizons());
+            e.network_step(z.data(), hv.data(), y.data());
+            return py::make_tuple(to_array(hv), to_array(y));
+          },
+          py::arg("z"), py::arg("h"), "One GRU step + head outside any stream: (h', y).")
+      .def(
+          "int8_scratch",
+          [](const Engine& e) {
+            const GruScratch& s = e.scratch();
+            const std::size_t H = e.hidden(), G = 3 * H, O = 2 * e.horizons();
+            py::dict d;
+            d["xq"] = buffer_to_array<std::int8_t>(s.xq, kFeatures);
+            d["hq_out"] = buffer_to_array<std::int8_t>(s.hq, H);
+            d["acc_ih"] = buffer_to_array<std::int32_t>(s.acc_ih, G);
+            d["acc_hh"] = buffer_to_array<std::int32_t>(s.acc_hh, G);
+            d["acc_out"] = buffer_to_array<std::int32_t>(s.acc_out, O);
+            d["x_scale"] = s.x_scale;
+            return d;
+          },
+          "Quantised inputs and int32 accumulators left by the last INT8 step.")
+      .def(
+          "time_network_steps",
+          [](Engine& e, std::uint64_t n) {
+            // The bare network step, timed like a tick stage, for the
+            // benchmark's "physical limit". The checksum consumes y.
+            const int H = e.hidden();
+            std::vector<float> z{0.1f, -0.2f, 0.3f, -0.4f}, h(H, 0.0f), y(2 * e.horizons());
+            py::array_t<std::uint32_t> ns(static_cast<py::ssize_t>(n));
+            double checksum = 0.0;
+            {
+              py::gil_scoped_release release;
+              std::uint32_t* out = ns.mutable_data();
+              for (std::uint64_t i = 0; i < n; ++i) {
+                z[0] = static_cast<float>(i & 63) * 0.01f;
+                const std::uint64_t c0 = clock::now();
+                e.network_step(z.data(), h.data(), y.data());
+                out[i] = clock::to_ns(clock::now() - c0);
+                checksum += y[0];
+              }
+            }
+            return py::make_tuple(ns, checksum);
+          },
+          py::arg("n"))
+      .def_property_readonly("horizons", &Engine::horizons)
+      .def_property_readonly("hidden", &Engine::hidden)
+      .def_property_readonly("system", &Engine::system)
+      .def_property_readonly("precision", &Engine::precision)
+      .def_property_readonly("isa", &Engine::isa)
+      .def_property_readonly("restarts", &Engine::restarts)
+      .def_property_readonly("stream_count", [](const Engine& e) { return e.streams().size(); })
+      .def_property_readonly("max_streams",
+                             [](const Engine& e) { return e.streams().capacity(); });
+}

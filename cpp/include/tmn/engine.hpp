@@ -1,0 +1,137 @@
+// engine.hpp — the five-stage tick and stage 5, actuation (the Prediction).
+//
+//   ingest -> prior -> network -> gate -> actuation
+//
+// Contract:
+//   * Construction (from a ModelSpec that Python built from a validated
+//     artifact) allocates everything and may throw std::invalid_argument.
+//     After that, tick/reset/evict never allocate, lock, throw or make a
+//     system call; they return a Status.
+//   * tick(): a bad tick returns its Status and leaves every stream's state
+//     exactly as it was. A good tick returns ok and fills a Prediction.
+//   * A gap longer than max_gap_s restarts the stream (Kalman and hidden state
+//     re-initialised, warming again); it is counted, not an error.
+//   * A stream is warming until window_s of sensor time has passed since its
+//     (re)start. While warming the network still runs (its hidden state must
+//     warm up) but the output is the Kalman prior path.
+//   * One Engine is used by one thread at a time.
+//   * Every stage is timed with tmn::clock and the times are in the result.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tmn/gate.hpp"
+#include "tmn/gru.hpp"
+#include "tmn/kalman.hpp"
+#include "tmn/status.hpp"
+#include "tmn/stream_table.hpp"
+#include "tmn/tick.hpp"
+
+namespace tmn {
+
+inline constexpr int kMaxHorizons = 32;
+inline constexpr int kStages = 5;  // ingest, prior, network, gate, actuation
+
+enum class System : std::uint8_t { A = 0, B = 1 };
+enum class Precision : std::uint8_t { fp32 = 0, int8 = 1 };
+
+// Everything an engine needs, as plain arrays (row-major, PyTorch layout).
+// Python fills it from model.safetensors and config.json; C++ parses no files.
+struct ModelSpec {
+  System system = System::B;
+  int hidden = 32;
+  std::vector<double> horizons_s;       // K, equally spaced: h_k = (k+1) h_0
+  std::array<double, 4> feature_mean{}; // x, y, vx, vy
+  std::array<double, 4> feature_std{};
+  std::array<double, 2> output_scale{}; // data units per output unit, per axis
+  double window_s = 0.128;
+  double max_gap_s = 0.1;
+  KalmanParams kalman{};
+  GateParams gate{};
+  // FP32: w_ih [3H,4], w_hh [3H,H], b_ih [3H], b_hh [3H], w_out [2K,H], b_out [2K]
+  std::vector<float> w_ih, w_hh, b_ih, b_hh, w_out, b_out;
+  // INT8 with per-row scales: q_* has the shape of w_*, s_* one per row
+  std::vector<std::int8_t> q_ih, q_hh, q_out;
+  std::vector<float> s_ih, s_hh, s_out;
+};
+
+struct Prediction {
+  std::uint64_t stream = 0;
+  double t = 0.0;
+  Status status = Status::ok;
+  Verdict verdict = Verdict::warming;
+  std::uint16_t horizons = 0;
+  bool restarted = false;   // this tick restarted the stream after a gap
+  float d2 = 0.0f;          // plausibility statistic (B); NaN for A
+  float cert_error = 0.0f;  // certificate: proven bound on the projection error
+  std::uint32_t work = 0;   // touched nonzeros spent by the gate
+  std::array<std::uint32_t, kStages> stage_ns{};
+  std::uint32_t total_ns = 0;
+  // (x, y) at each horizon, data units, absolute coordinates
+  std::array<double, 2 * kMaxHorizons> path{};
+};
+
+class Engine {
+ public:
+  Engine(const ModelSpec& spec, Precision precision, std::uint32_t max_streams, Isa isa);
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  Status tick(std::uint64_t stream, const Tick& k, Prediction& out) noexcept;
+  // Forget a stream. unknown_stream if it is not in the table.
+  Status reset(std::uint64_t stream) noexcept;
+  // Forget streams idle (no accepted tick) for longer than idle_s of wall time.
+  std::uint32_t evict_idle(double idle_s) noexcept;
+
+  // Run n ticks in order (stream[i], or stream 0 if stream is null).
+  // Outputs are arrays of n (paths: n x K x 2); bad ticks get their status,
+  // NaN paths and verdict warming. Returns the number of ok ticks.
+  std::uint64_t replay(const double* t, const double* x, const double* y,
+                       const double* vx, const double* vy,
+                       const std::uint64_t* stream, std::uint64_t n,
+                       double* paths, std::uint8_t* status, std::uint8_t* verdict,
+                       float* cert, float* d2, std::uint32_t* work,
+                       std::uint32_t* stage_ns, std::uint32_t* total_ns) noexcept;
+
+  // Run one network step on given normalised features and hidden state,
+  // outside any stream (for tests and benchmarks). h is updated in place.
+  void network_step(const float* z, float* h, float* y) noexcept;
+
+  int horizons() const noexcept { return K_; }
+  int hidden() const noexcept { return w_.hidden; }
+  System system() const noexcept { return system_; }
+  Precision precision() const noexcept { return precision_; }
+  Isa isa() const noexcept { return kernels_->isa; }
+  const StreamTable& streams() const noexcept { return table_; }
+  const GruScratch& scratch() const noexcept { return scratch_; }
+  SolverGate* gate() noexcept { return gate_ ? &*gate_ : nullptr; }
+  std::uint64_t restarts() const noexcept { return restarts_; }
+
+ private:
+  System system_;
+  Precision precision_;
+  int K_;
+  const GruKernels* kernels_;
+  Normaliser norm_;
+  std::array<double, 2> out_scale_;
+  std::array<double, 2> inv_out_scale2_;  // 1 / scale^2, for variances
+  double window_s_, max_gap_s_;
+  std::array<double, kMaxHorizons> h_{};  // horizons, seconds
+  KalmanPrior kalman_;
+  std::optional<SolverGate> gate_;  // System B only
+  GruWeights w_;
+  GruScratch scratch_;
+  StreamTable table_;
+  std::uint64_t restarts_ = 0;
+  // per-tick work space, sized at construction
+  std::array<float, 2 * kMaxHorizons> y_{};
+  std::array<double, 2 * kMaxHorizons> rel_{}, inv_var_{}, proj_{};
+  std::array<double, kMaxHorizons> var_{};
+};
+
+}  // namespace tmn

@@ -1,0 +1,82 @@
+// gate.hpp — stage 4, gate (System B): plausibility test and certified
+// projection. docs/gate.md holds the derivation; this is the summary.
+//
+// Contract:
+//   input   delta[2K]  the network's correction to the prior (output units,
+//                      (x, y) interleaved per horizon)
+//           prior[2K]  the prior path relative to the current position
+//           inv_var[2K] 1 / prior position variance, per horizon and axis
+//           v[2]       the current velocity (output units per second)
+//   output  verdict, d2, a Certificate, and on `pass` the certified path
+//           (relative to the current position) in path[2K].
+//   cost    2K flops for d2; per Jacobi pass 2 x nnz(A) (nnz = 5K - 6);
+//           at most `budget` touched nonzeros in all.
+//   errors  none; an untrusted result is a fallback verdict, not an error.
+//
+// 1. Plausibility: d2 = mean_k delta_k^T S_k^-1 delta_k. If d2 > threshold
+//    (or d2 is not a number), the verdict is fallback_implausible.
+// 2. Projection, per axis, onto smooth paths that start at the current
+//    position p_0 = 0 with the current velocity (p_-1 = -v dh):
+//      min_u ||u - q||^2 + lambda ||D2 [p_-1, p_0, u]||^2,  q = prior + delta
+//    whose normal equations are A u = q + lambda v dh e_0 with
+//      A = I + lambda D^T D,   D lower-triangular, rows (1, -2, 1).
+//    A is SPD with lambda_min(A) >= 1, and strictly diagonally dominant for
+//    lambda < 1/4 (interior rows: 1 + 6 lambda > 10 lambda). Jacobi from
+//    u = q stops at error bound eps / sqrt(2) per axis, so the bound on the
+//    whole path is <= eps. Out of budget: fallback_uncertified.
+#pragma once
+
+#include <cstdint>
+
+#include "tmn/aligned.hpp"
+#include "tmn/solver.hpp"
+
+namespace tmn {
+
+enum class Verdict : std::uint8_t {
+  pass = 0,                  // the certified, corrected path
+  fallback_implausible = 1,  // the prior path: the correction failed d2
+  fallback_uncertified = 2,  // the prior path: no certificate within budget
+  warming = 3,               // the prior path: the stream is younger than a window
+  ungated = 4,               // System A: the network's path, no gate
+};
+
+const char* verdict_name(Verdict v) noexcept;
+
+struct GateParams {
+  double eps;          // certificate target, output units
+  std::uint64_t budget;  // touched nonzeros per tick, both axes together
+  double lambda;       // smoothness weight, 0 < lambda < 1/4
+  double threshold;    // d2 above this is implausible
+};
+
+struct GateResult {
+  Verdict verdict;
+  double d2;
+  solver::Certificate cert;
+};
+
+class SolverGate {
+ public:
+  // K horizons, equally spaced by dh seconds (h_k = (k + 1) dh).
+  // Throws std::invalid_argument on parameters outside the contract.
+  SolverGate(const GateParams& p, int K, double dh);
+  SolverGate(const SolverGate&) = delete;
+  SolverGate& operator=(const SolverGate&) = delete;
+  SolverGate(SolverGate&&) noexcept = default;
+
+  GateResult run(const float* delta, const double* prior, const double* inv_var,
+                 const double* v, double* path) noexcept;
+
+  const solver::CsrMatrix& matrix() const noexcept { return a_; }
+  const GateParams& params() const noexcept { return p_; }
+
+ private:
+  GateParams p_;
+  int K_;
+  double dh_;
+  solver::CsrMatrix a_;
+  AlignedBuffer<double> b_, u_, r_;  // per-axis scratch, K each
+};
+
+}  // namespace tmn

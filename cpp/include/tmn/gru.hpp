@@ -1,0 +1,88 @@
+// gru.hpp — stage 3, network: one GRU step, then the linear head.
+//
+// Contract:
+//   input   z[4] (z-scored features), h[H] (the stream's hidden state);
+//   output  h[H] updated in place, y[2K] (head outputs, output units);
+//   cost    3H(4 + H) + 2K H multiply-adds (3,712 for H = 32, K = 10);
+//   errors  none: the weights were validated when the model loaded.
+//
+// The maths, in PyTorch's gate order (r, z, n):
+//   r  = sigma(W_ir x + b_ir + W_hr h + b_hr)          // reset gate
+//   z  = sigma(W_iz x + b_iz + W_hz h + b_hz)          // update gate
+//   n  = tanh (W_in x + b_in + r * (W_hn h + b_hn))    // candidate
+//   h' = (1 - z) * n + z * h
+//   y  = W_o h' + b_o
+// Weights are stored transposed (column-major), so each input element
+// broadcasts into one contiguous axpy over all 3H gate rows:
+//
+//   gh[0..3H) += W_hh[:, j] * h[j]     for j in 0..H
+//
+// INT8 scheme (docs/model-format.md): per-row symmetric int8 weights
+// W[i,:] ~= s_w[i] * Wq[i,:]; int8 activations with a symmetric scale:
+//   x: dynamic per tick, s_x = max|x| / 127   (s_x = 1 when x == 0)
+//   h: static,           s_h = 1 / 127        (|h| <= 1 for a GRU)
+//   aq = clamp(rint(a / s_a), -127, 127)      (round half to even)
+// Accumulators are int32 (|acc| <= 127 * 127 * 4096 fits easily), then
+//   out[i] = acc[i] * (s_w[i] * s_a) + b[i].
+// The hidden state itself stays float32; only the matmul inputs are int8.
+#pragma once
+
+#include <cstdint>
+
+#include "tmn/aligned.hpp"
+
+namespace tmn {
+
+inline constexpr int kFeatures = 4;
+
+struct GruWeights {
+  int hidden = 0;  // H
+  int out = 0;     // 2K
+  // FP32, transposed: w_ih_t[j * 3H + i] = W_ih[i][j]
+  AlignedBuffer<float> w_ih_t, w_hh_t, b_ih, b_hh, w_out_t, b_out;
+  // INT8, transposed like FP32, with per-row scales. s_hh_h and s_out_h fold
+  // the static hidden scale in: s_hh_h[i] = s_hh[i] / 127.
+  AlignedBuffer<std::int8_t> q_ih_t, q_hh_t, q_out_t;
+  AlignedBuffer<float> s_ih, s_hh_h, s_out_h;
+
+  GruWeights() = default;
+  GruWeights(int hidden_, int out_);
+};
+
+// Per-engine work space. The INT8 path leaves its quantised inputs and raw
+// accumulators here, which is what the exact-arithmetic test reads.
+struct GruScratch {
+  AlignedBuffer<float> gi, gh;                // 3H
+  AlignedBuffer<std::int8_t> xq, hq;          // 4, H
+  AlignedBuffer<std::int32_t> acc_ih, acc_hh; // 3H
+  AlignedBuffer<std::int32_t> acc_out;        // 2K
+  float x_scale = 1.0f;
+
+  GruScratch() = default;
+  GruScratch(int hidden, int out);
+};
+
+enum class Isa : std::uint8_t { scalar = 0, avx2 = 1, avx512 = 2 };
+
+const char* isa_name(Isa isa) noexcept;
+// Compiled into this build and supported by this CPU.
+bool isa_available(Isa isa) noexcept;
+Isa best_isa() noexcept;
+
+// One table per instruction set. Each kernel translation unit is compiled
+// with its own -m flags; the engine picks a table once, when it is built.
+struct GruKernels {
+  Isa isa;
+  void (*step_fp32)(const GruWeights& w, const float* x, float* h, float* y,
+                    GruScratch& s) noexcept;
+  void (*step_int8)(const GruWeights& w, const float* x, float* h, float* y,
+                    GruScratch& s) noexcept;
+  // For tests of the approximations: out[i] = f(in[i]).
+  void (*sigmoid)(const float* in, float* out, int n) noexcept;
+  void (*tanh)(const float* in, float* out, int n) noexcept;
+};
+
+// Precondition: isa_available(isa).
+const GruKernels& gru_kernels(Isa isa) noexcept;
+
+}  // namespace tmn

@@ -1,0 +1,72 @@
+// solver.hpp — certified iterative solvers with a hard work budget.
+//
+// Contract (shared by every solver in this module):
+//   * All memory is owned by the caller or sized at construction; a solve
+//     never allocates, never throws, and stops either when its certificate
+//     proves the requested accuracy or when its budget runs out.
+//   * Work is counted in touched nonzeros, the machine-independent cost.
+//   * A `Certificate` is an a-posteriori bound on the error of the returned
+//     solution, including the floating-point error of computing it.
+//
+// Jacobi/Neumann for A x = b, A symmetric positive definite and strictly
+// diagonally dominant, stored in CSR:
+//   r   = b - A x                      (one pass over A: work += nnz)
+//   x  += D^-1 r                       (the Neumann series of D^-1 A)
+// Since ||x - x*||_2 = ||A^-1 r||_2 <= ||r||_2 / lambda_min(A), the bound is
+//   error_bound = (||r_hat||_2 + gamma ||b| + |A||x|||_2)(1 + 4nu) / lambda_lb
+// where r_hat is the computed residual, gamma = (m+1)u / (1 - (m+1)u) bounds
+// the rounding of each residual entry (m = largest row nnz, u = 2^-53) and
+// lambda_lb <= lambda_min(A) is supplied by the caller (or Gershgorin's bound).
+// Forward-push personalised PageRank will join this module with the same
+// Certificate (its bound is the L1 mass of the remaining residual).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace tmn::solver {
+
+struct Certificate {
+  double error_bound = 0.0;    // proven bound on ||x - x*||_2
+  double residual_norm = 0.0;  // ||b - A x||_2 as computed
+  std::uint64_t work = 0;      // touched nonzeros
+  std::uint32_t iterations = 0;
+  bool certified = false;      // error_bound <= eps was reached within budget
+};
+
+// A square sparse matrix in CSR form. Built once (allocates), then immutable.
+class CsrMatrix {
+ public:
+  CsrMatrix() = default;
+  // From a dense row-major n x n matrix; exact zeros are not stored.
+  static CsrMatrix from_dense(const double* a, int n);
+  // From CSR arrays (validated: sorted, in-range indices, nonzero diagonal).
+  CsrMatrix(int n, std::vector<std::int32_t> indptr,
+            std::vector<std::int32_t> indices, std::vector<double> data);
+
+  int n() const noexcept { return n_; }
+  std::uint64_t nnz() const noexcept { return data_.size(); }
+  int max_row_nnz() const noexcept { return max_row_nnz_; }
+  // min_i (a_ii - sum_{j != i} |a_ij|): a lower bound on lambda_min for a
+  // symmetric matrix (Gershgorin); positive iff strictly diagonally dominant.
+  double gershgorin_lower_bound() const noexcept;
+
+  const std::int32_t* indptr() const noexcept { return indptr_.data(); }
+  const std::int32_t* indices() const noexcept { return indices_.data(); }
+  const double* data() const noexcept { return data_.data(); }
+  const double* inv_diag() const noexcept { return inv_diag_.data(); }
+
+ private:
+  int n_ = 0;
+  int max_row_nnz_ = 0;
+  std::vector<std::int32_t> indptr_, indices_;
+  std::vector<double> data_, inv_diag_;
+};
+
+// Jacobi iteration from the initial guess in x (in/out). `r` is caller
+// scratch of length n; on return it holds the last computed residual.
+Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
+                         double* r, double eps, std::uint64_t budget,
+                         double lambda_lb) noexcept;
+
+}  // namespace tmn::solver

@@ -1,0 +1,53 @@
+// tick.hpp — stage 1, ingest: the sensor tick and its validation.
+//
+// Contract:
+//   input   one Tick (t in seconds, position and velocity in data units) and
+//           the stream's previous t (NaN for a new stream);
+//   output  Status::ok, or the first problem found; on ok, the z-scored
+//           network features;
+//   cost    a handful of compares and four fused multiply-adds;
+//   errors  non_finite, time_not_increasing. Validation never writes to
+//           stream state: the caller commits state only after ok.
+// Long gaps are not errors: the engine restarts the stream (see engine.hpp).
+#pragma once
+
+#include <array>
+#include <cmath>
+
+#include "tmn/status.hpp"
+
+namespace tmn {
+
+struct Tick {
+  double t;   // seconds, strictly increasing within a stream
+  double x;   // position, data units
+  double y;
+  double vx;  // velocity, data units per second
+  double vy;
+};
+
+// z = (feature - mean) / std for the features [x, y, vx, vy].
+struct Normaliser {
+  std::array<double, 4> mean{};
+  std::array<double, 4> inv_std{};  // 1/std, precomputed at load
+
+  void apply(const Tick& k, float* z) const noexcept {
+    z[0] = static_cast<float>((k.x - mean[0]) * inv_std[0]);
+    z[1] = static_cast<float>((k.y - mean[1]) * inv_std[1]);
+    z[2] = static_cast<float>((k.vx - mean[2]) * inv_std[2]);
+    z[3] = static_cast<float>((k.vy - mean[3]) * inv_std[3]);
+  }
+};
+
+// `prev_t` is NaN for a stream that has no tick yet. Comparisons with NaN
+// are false, so a new stream accepts any finite t.
+inline Status validate_tick(const Tick& k, double prev_t) noexcept {
+  if (!(std::isfinite(k.t) && std::isfinite(k.x) && std::isfinite(k.y) &&
+        std::isfinite(k.vx) && std::isfinite(k.vy))) {
+    return Status::non_finite;
+  }
+  if (k.t <= prev_t) return Status::time_not_increasing;
+  return Status::ok;
+}
+
+}  // namespace tmn

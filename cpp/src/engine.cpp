@@ -1,0 +1,281 @@
+#include "tmn/engine.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "tmn/clock.hpp"
+
+namespace tmn {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument(what);
+}
+
+template <class T>
+void require_size(const std::vector<T>& v, std::size_t n, const char* name) {
+  require(v.size() == n, std::string(name) + ": expected " + std::to_string(n) +
+                             " values, got " + std::to_string(v.size()));
+}
+
+// dst[j * rows + i] = src[i * cols + j]
+template <class T>
+void transpose_into(const std::vector<T>& src, int rows, int cols, T* dst) {
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j)
+      dst[static_cast<long>(j) * rows + i] = src[static_cast<long>(i) * cols + j];
+}
+
+GruWeights load_weights(const ModelSpec& m, int K) {
+  const int H = m.hidden, G = 3 * m.hidden, O = 2 * K;
+  require(H >= 1 && H <= 1024, "hidden must be in [1, 1024]");
+  require_size(m.w_ih, static_cast<std::size_t>(G) * kFeatures, "w_ih");
+  require_size(m.w_hh, static_cast<std::size_t>(G) * H, "w_hh");
+  require_size(m.b_ih, G, "b_ih");
+  require_size(m.b_hh, G, "b_hh");
+  require_size(m.w_out, static_cast<std::size_t>(O) * H, "w_out");
+  require_size(m.b_out, O, "b_out");
+  require_size(m.q_ih, m.w_ih.size(), "q_ih");
+  require_size(m.q_hh, m.w_hh.size(), "q_hh");
+  require_size(m.q_out, m.w_out.size(), "q_out");
+  require_size(m.s_ih, G, "s_ih");
+  require_size(m.s_hh, G, "s_hh");
+  require_size(m.s_out, O, "s_out");
+  for (const auto* v : {&m.w_ih, &m.w_hh, &m.b_ih, &m.b_hh, &m.w_out, &m.b_out, &m.s_ih,
+                        &m.s_hh, &m.s_out})
+    for (float f : *v) require(std::isfinite(f), "weights must be finite");
+  for (const auto* q : {&m.q_ih, &m.q_hh, &m.q_out})
+    for (std::int8_t v : *q) require(v != -128, "int8 weights must be in [-127, 127]");
+
+  GruWeights w(H, O);
+  transpose_into(m.w_ih, G, kFeatures, w.w_ih_t.data());
+  transpose_into(m.w_hh, G, H, w.w_hh_t.data());
+  transpose_into(m.w_out, O, H, w.w_out_t.data());
+  transpose_into(m.q_ih, G, kFeatures, w.q_ih_t.data());
+  transpose_into(m.q_hh, G, H, w.q_hh_t.data());
+  transpose_into(m.q_out, O, H, w.q_out_t.data());
+  for (int i = 0; i < G; ++i) {
+    w.b_ih[i] = m.b_ih[i];
+    w.b_hh[i] = m.b_hh[i];
+    w.s_ih[i] = m.s_ih[i];
+    w.s_hh_h[i] = m.s_hh[i] / 127.0f;  // fold in the static hidden scale
+  }
+  for (int o = 0; o < O; ++o) {
+    w.b_out[o] = m.b_out[o];
+    w.s_out_h[o] = m.s_out[o] / 127.0f;
+  }
+  return w;
+}
+
+int checked_horizons(const ModelSpec& m) {
+  const auto K = static_cast<int>(m.horizons_s.size());
+  require(K >= 1 && K <= kMaxHorizons,
+          "horizons: need 1 to " + std::to_string(kMaxHorizons) + " horizons");
+  const double h0 = m.horizons_s[0];
+  require(h0 > 0.0 && std::isfinite(h0), "horizons: must be positive");
+  for (int k = 0; k < K; ++k)
+    require(std::fabs(m.horizons_s[k] - (k + 1) * h0) <= 1e-9 * (k + 1),
+            "horizons: must be equally spaced multiples of the first (h_k = (k+1) h_0)");
+  return K;
+}
+
+KalmanParams checked_kalman(const ModelSpec& m) {
+  require(m.kalman.q >= 0.0 && std::isfinite(m.kalman.q), "kalman.q must be >= 0");
+  require(m.kalman.r_pos > 0.0 && std::isfinite(m.kalman.r_pos), "kalman.r_pos must be > 0");
+  require(m.kalman.r_vel > 0.0 && std::isfinite(m.kalman.r_vel), "kalman.r_vel must be > 0");
+  return m.kalman;
+}
+
+}  // namespace
+
+Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_streams, Isa isa)
+    : system_(m.system),
+      precision_(precision),
+      K_(checked_horizons(m)),
+      kernels_(nullptr),
+      window_s_(m.window_s),
+      max_gap_s_(m.max_gap_s),
+      kalman_(checked_kalman(m)),
+      w_(load_weights(m, K_)),
+      scratch_(m.hidden, 2 * K_),
+      table_(max_streams, m.hidden) {
+  require(isa_available(isa), std::string("isa '") + isa_name(isa) +
+                                  "' is not available in this build on this CPU");
+  kernels_ = &gru_kernels(isa);
+  for (int i = 0; i < 4; ++i) {
+    require(std::isfinite(m.feature_mean[i]), "normalisation.mean must be finite");
+    require(m.feature_std[i] > 0.0 && std::isfinite(m.feature_std[i]),
+            "normalisation.std must be positive");
+    norm_.mean[i] = m.feature_mean[i];
+    norm_.inv_std[i] = 1.0 / m.feature_std[i];
+  }
+  for (int a = 0; a < 2; ++a) {
+    require(m.output_scale[a] > 0.0 && std::isfinite(m.output_scale[a]),
+            "normalisation.output_scale must be positive");
+    out_scale_[a] = m.output_scale[a];
+    inv_out_scale2_[a] = 1.0 / (m.output_scale[a] * m.output_scale[a]);
+  }
+  require(window_s_ >= 0.0 && std::isfinite(window_s_), "window must be >= 0");
+  require(max_gap_s_ > 0.0, "max_gap must be > 0");
+  for (int k = 0; k < K_; ++k) h_[k] = m.horizons_s[k];
+  if (system_ == System::B) gate_.emplace(m.gate, K_, h_[0]);
+  clock::calibrate();
+}
+
+Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexcept {
+  const std::uint64_t c0 = clock::now();
+  out.stream = stream;
+  out.t = k.t;
+  out.horizons = static_cast<std::uint16_t>(K_);
+  out.restarted = false;
+
+  // 1. ingest: validate before touching any state
+  std::uint32_t slot = table_.find(stream);
+  Status st = validate_tick(k, slot == StreamTable::kNone ? kNaN : table_.state(slot).t_last);
+  if (st == Status::ok && slot == StreamTable::kNone) {
+    slot = table_.insert(stream);
+    if (slot == StreamTable::kNone) st = Status::capacity_exceeded;
+  }
+  if (st != Status::ok) {
+    out.status = st;
+    out.stage_ns = {};
+    out.total_ns = clock::to_ns(clock::now() - c0);
+    return st;
+  }
+  StreamState& s = table_.state(slot);
+  float* h = table_.hidden(slot);
+  bool fresh = s.ticks == 0;
+  if (!fresh && k.t - s.t_last > max_gap_s_) {  // stale state: start over
+    fresh = true;
+    out.restarted = true;
+    ++restarts_;
+    for (int i = 0; i < w_.hidden; ++i) h[i] = 0.0f;
+  }
+  float z[kFeatures];
+  norm_.apply(k, z);
+  const std::uint64_t c1 = clock::now();
+
+  // 2. prior: Kalman predict over the real dt, update, extrapolate
+  if (fresh) {
+    kalman_.init(s.kf, k);
+    s.t_first = k.t;
+    s.ticks = 0;
+  } else {
+    kalman_.step(s.kf, k, k.t - s.t_last);
+  }
+  s.t_last = k.t;
+  ++s.ticks;
+  s.last_seen = c0;
+  kalman_.extrapolate(s.kf, h_.data(), K_, rel_.data(), var_.data());
+  const std::uint64_t c2 = clock::now();
+
+  // 3. network: one GRU step, hidden state carried in the stream table
+  if (precision_ == Precision::int8)
+    kernels_->step_int8(w_, z, h, y_.data(), scratch_);
+  else
+    kernels_->step_fp32(w_, z, h, y_.data(), scratch_);
+  const std::uint64_t c3 = clock::now();
+
+  // 4. gate: decide which path goes out, relative to (bx, by)
+  const bool warming = k.t - s.t_first < window_s_;
+  double bx = s.kf.px, by = s.kf.py;
+  const double* rel = rel_.data();  // data units
+  out.d2 = std::numeric_limits<float>::quiet_NaN();
+  out.cert_error = 0.0f;
+  out.work = 0;
+  if (warming) {
+    out.verdict = Verdict::warming;
+  } else if (system_ == System::A) {
+    // A predicts the displacement from the measured position
+    out.verdict = Verdict::ungated;
+    bx = k.x;
+    by = k.y;
+    for (int i = 0; i < 2 * K_; ++i) proj_[i] = y_[i] * out_scale_[i & 1];
+    rel = proj_.data();
+  } else {
+    // B: work in output units, where eps and the threshold are defined
+    for (int kk = 0; kk < K_; ++kk) {
+      for (int a = 0; a < 2; ++a) {
+        rel_[2 * kk + a] /= out_scale_[a];
+        inv_var_[2 * kk + a] = 1.0 / (var_[kk] * inv_out_scale2_[a]);
+      }
+    }
+    const double v[2] = {s.kf.vx / out_scale_[0], s.kf.vy / out_scale_[1]};
+    const GateResult g = gate_->run(y_.data(), rel_.data(), inv_var_.data(), v, proj_.data());
+    out.verdict = g.verdict;
+    out.d2 = static_cast<float>(g.d2);
+    out.cert_error = static_cast<float>(g.cert.error_bound);
+    out.work = static_cast<std::uint32_t>(g.cert.work);
+    const double* chosen = g.verdict == Verdict::pass ? proj_.data() : rel_.data();
+    for (int i = 0; i < 2 * K_; ++i) proj_[i] = chosen[i] * out_scale_[i & 1];
+    rel = proj_.data();
+  }
+  const std::uint64_t c4 = clock::now();
+
+  // 5. actuation: the absolute path in data units
+  for (int kk = 0; kk < K_; ++kk) {
+    out.path[2 * kk] = bx + rel[2 * kk];
+    out.path[2 * kk + 1] = by + rel[2 * kk + 1];
+  }
+  out.status = Status::ok;
+  const std::uint64_t c5 = clock::now();
+  out.stage_ns = {clock::to_ns(c1 - c0), clock::to_ns(c2 - c1), clock::to_ns(c3 - c2),
+                  clock::to_ns(c4 - c3), clock::to_ns(c5 - c4)};
+  out.total_ns = clock::to_ns(c5 - c0);
+  return Status::ok;
+}
+
+Status Engine::reset(std::uint64_t stream) noexcept {
+  return table_.erase(stream) ? Status::ok : Status::unknown_stream;
+}
+
+std::uint32_t Engine::evict_idle(double idle_s) noexcept {
+  return table_.evict_idle(clock::now(), clock::from_ns(idle_s * 1e9));
+}
+
+std::uint64_t Engine::replay(const double* t, const double* x, const double* y,
+                             const double* vx, const double* vy,
+                             const std::uint64_t* stream, std::uint64_t n,
+                             double* paths, std::uint8_t* status, std::uint8_t* verdict,
+                             float* cert, float* d2, std::uint32_t* work,
+                             std::uint32_t* stage_ns, std::uint32_t* total_ns) noexcept {
+  Prediction p;
+  std::uint64_t good = 0;
+  const int P = 2 * K_;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const Tick k{t[i], x[i], y[i], vx[i], vy[i]};
+    const Status st = tick(stream ? stream[i] : 0, k, p);
+    double* row = paths + i * P;
+    status[i] = static_cast<std::uint8_t>(st);
+    total_ns[i] = p.total_ns;
+    for (int s = 0; s < kStages; ++s) stage_ns[i * kStages + s] = p.stage_ns[s];
+    if (st == Status::ok) {
+      ++good;
+      for (int j = 0; j < P; ++j) row[j] = p.path[j];
+      verdict[i] = static_cast<std::uint8_t>(p.verdict);
+      cert[i] = p.cert_error;
+      d2[i] = p.d2;
+      work[i] = p.work;
+    } else {
+      for (int j = 0; j < P; ++j) row[j] = kNaN;
+      verdict[i] = 255;  // no prediction
+      cert[i] = std::numeric_limits<float>::quiet_NaN();
+      d2[i] = std::numeric_limits<float>::quiet_NaN();
+      work[i] = 0;
+    }
+  }
+  return good;
+}
+
+void Engine::network_step(const float* z, float* h, float* y) noexcept {
+  if (precision_ == Precision::int8)
+    kernels_->step_int8(w_, z, h, y, scratch_);
+  else
+    kernels_->step_fp32(w_, z, h, y, scratch_);
+}
+
+}  // namespace tmn

@@ -1,0 +1,102 @@
+#include "tmn/gate.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+namespace tmn {
+
+const char* verdict_name(Verdict v) noexcept {
+  switch (v) {
+    case Verdict::pass: return "pass";
+    case Verdict::fallback_implausible: return "fallback_implausible";
+    case Verdict::fallback_uncertified: return "fallback_uncertified";
+    case Verdict::warming: return "warming";
+    case Verdict::ungated: return "ungated";
+  }
+  return "unknown_verdict";
+}
+
+namespace {
+
+// A = I + lambda D^T D, D the K x K second difference with rows
+// (..., 1, -2, 1) ending on the diagonal (row 0 is just e_0^T: its other two
+// terms are the boundary values p_-1 and p_0).
+solver::CsrMatrix smoothing_matrix(int K, double lambda) {
+  std::vector<double> d(static_cast<std::size_t>(K) * K, 0.0);
+  for (int i = 0; i < K; ++i) {
+    d[i * K + i] = 1.0;
+    if (i >= 1) d[i * K + i - 1] = -2.0;
+    if (i >= 2) d[i * K + i - 2] = 1.0;
+  }
+  std::vector<double> a(static_cast<std::size_t>(K) * K, 0.0);
+  for (int i = 0; i < K; ++i) {
+    for (int j = 0; j < K; ++j) {
+      double dtd = 0.0;
+      for (int r = 0; r < K; ++r) dtd += d[r * K + i] * d[r * K + j];
+      a[i * K + j] = (i == j ? 1.0 : 0.0) + lambda * dtd;
+    }
+  }
+  return solver::CsrMatrix::from_dense(a.data(), K);
+}
+
+}  // namespace
+
+SolverGate::SolverGate(const GateParams& p, int K, double dh)
+    : p_(p), K_(K), dh_(dh), b_(K), u_(K), r_(K) {
+  if (K < 1) throw std::invalid_argument("gate: need at least one horizon");
+  if (!(p.lambda > 0.0 && p.lambda < 0.25))
+    throw std::invalid_argument("gate.lambda must be in (0, 0.25) for diagonal dominance");
+  if (!(p.eps > 0.0) || !std::isfinite(p.eps))
+    throw std::invalid_argument("gate.eps must be positive and finite");
+  if (!(p.threshold > 0.0)) throw std::invalid_argument("gate.threshold must be positive");
+  if (!(dh > 0.0) || !std::isfinite(dh))
+    throw std::invalid_argument("gate: horizon spacing must be positive");
+  a_ = smoothing_matrix(K, p.lambda);
+}
+
+GateResult SolverGate::run(const float* delta, const double* prior,
+                           const double* inv_var, const double* v,
+                           double* path) noexcept {
+  GateResult res{Verdict::fallback_implausible, 0.0, {}};
+
+  // 1. plausibility: mean Mahalanobis distance of the correction
+  double d2 = 0.0;
+  for (int i = 0; i < 2 * K_; ++i) d2 += static_cast<double>(delta[i]) * delta[i] * inv_var[i];
+  d2 /= K_;
+  res.d2 = d2;
+  if (!(d2 <= p_.threshold)) return res;
+
+  // 2. certified projection, one axis at a time
+  const double eps_axis = p_.eps / std::sqrt(2.0);
+  double bound2 = 0.0, resid2 = 0.0;
+  for (int axis = 0; axis < 2; ++axis) {
+    for (int k = 0; k < K_; ++k) {
+      const double q = prior[2 * k + axis] + delta[2 * k + axis];
+      b_[k] = q;
+      u_[k] = q;  // warm start at the proposal
+    }
+    b_[0] += p_.lambda * v[axis] * dh_;  // boundary term: -lambda D^T c
+    const std::uint64_t left = p_.budget > res.cert.work ? p_.budget - res.cert.work : 0;
+    const solver::Certificate c =
+        solver::jacobi_solve(a_, b_.data(), u_.data(), r_.data(), eps_axis, left, 1.0);
+    res.cert.work += c.work;
+    res.cert.iterations += c.iterations;
+    bound2 += c.error_bound * c.error_bound;
+    resid2 += c.residual_norm * c.residual_norm;
+    if (!c.certified) {
+      res.cert.error_bound = std::sqrt(bound2);
+      res.cert.residual_norm = std::sqrt(resid2);
+      res.verdict = Verdict::fallback_uncertified;
+      return res;
+    }
+    for (int k = 0; k < K_; ++k) path[2 * k + axis] = u_[k];
+  }
+  res.cert.error_bound = std::sqrt(bound2);
+  res.cert.residual_norm = std::sqrt(resid2);
+  res.cert.certified = true;
+  res.verdict = Verdict::pass;
+  return res;
+}
+
+}  // namespace tmn

@@ -1,0 +1,1 @@
+"""tmn: certified real-time 2-D motion prediction."""
