@@ -22,12 +22,19 @@ void require_size(const std::vector<T>& v, std::size_t n, const char* name) {
                              " values, got " + std::to_string(v.size()));
 }
 
-// dst[j * rows + i] = src[i * cols + j]
+// dst[j * ld + i] = src[i * cols + j]; padding stays zero
 template <class T>
-void transpose_into(const std::vector<T>& src, int rows, int cols, T* dst) {
+void transpose_into(const std::vector<T>& src, int rows, int cols, long ld, T* dst) {
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j) dst[j * ld + i] = src[static_cast<long>(i) * cols + j];
+}
+
+// dst[(p * ld + i) * 2 + t] = src[i * cols + 2p + t]; padding stays zero
+void pair_columns(const std::vector<std::int8_t>& src, int rows, int cols, long ld,
+                  std::int16_t* dst) {
   for (int i = 0; i < rows; ++i)
     for (int j = 0; j < cols; ++j)
-      dst[static_cast<long>(j) * rows + i] = src[static_cast<long>(i) * cols + j];
+      dst[((j / 2) * ld + i) * 2 + (j & 1)] = src[static_cast<long>(i) * cols + j];
 }
 
 GruWeights load_weights(const ModelSpec& m, int K) {
@@ -52,12 +59,12 @@ GruWeights load_weights(const ModelSpec& m, int K) {
     for (std::int8_t v : *q) require(v != -128, "int8 weights must be in [-127, 127]");
 
   GruWeights w(H, O);
-  transpose_into(m.w_ih, G, kFeatures, w.w_ih_t.data());
-  transpose_into(m.w_hh, G, H, w.w_hh_t.data());
-  transpose_into(m.w_out, O, H, w.w_out_t.data());
-  transpose_into(m.q_ih, G, kFeatures, w.q_ih_t.data());
-  transpose_into(m.q_hh, G, H, w.q_hh_t.data());
-  transpose_into(m.q_out, O, H, w.q_out_t.data());
+  transpose_into(m.w_ih, G, kFeatures, w.ld_gates, w.w_ih_t.data());
+  transpose_into(m.w_hh, G, H, w.ld_gates, w.w_hh_t.data());
+  transpose_into(m.w_out, O, H, w.ld_out, w.w_out_t.data());
+  pair_columns(m.q_ih, G, kFeatures, w.ld_gates, w.q_ih_p.data());
+  pair_columns(m.q_hh, G, H, w.ld_gates, w.q_hh_p.data());
+  pair_columns(m.q_out, O, H, w.ld_out, w.q_out_p.data());
   for (int i = 0; i < G; ++i) {
     w.b_ih[i] = m.b_ih[i];
     w.b_hh[i] = m.b_hh[i];

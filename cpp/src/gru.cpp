@@ -15,27 +15,30 @@ namespace avx512 { extern const GruKernels table; }
 GruWeights::GruWeights(int hidden_, int out_)
     : hidden(hidden_),
       out(out_),
-      w_ih_t(static_cast<std::size_t>(kFeatures) * 3 * hidden_),
-      w_hh_t(static_cast<std::size_t>(hidden_) * 3 * hidden_),
-      b_ih(3 * hidden_),
-      b_hh(3 * hidden_),
-      w_out_t(static_cast<std::size_t>(hidden_) * out_),
-      b_out(out_),
-      q_ih_t(static_cast<std::size_t>(kFeatures) * 3 * hidden_),
-      q_hh_t(static_cast<std::size_t>(hidden_) * 3 * hidden_),
-      q_out_t(static_cast<std::size_t>(hidden_) * out_),
-      s_ih(3 * hidden_),
-      s_hh_h(3 * hidden_),
-      s_out_h(out_) {}
+      ld_gates(pad16(3L * hidden_)),
+      ld_out(pad16(out_)),
+      w_ih_t(kFeatures * ld_gates),
+      w_hh_t(hidden_ * ld_gates),
+      b_ih(ld_gates),
+      b_hh(ld_gates),
+      w_out_t(hidden_ * ld_out),
+      b_out(ld_out),
+      q_ih_p(kFeatures * ld_gates),
+      q_hh_p((hidden_ + 1) / 2 * 2 * ld_gates),
+      q_out_p((hidden_ + 1) / 2 * 2 * ld_out),
+      s_ih(ld_gates),
+      s_hh_h(ld_gates),
+      s_out_h(ld_out) {}
 
 GruScratch::GruScratch(int hidden, int out)
-    : gi(3 * hidden),
-      gh(3 * hidden),
+    : gi(pad16(3L * hidden)),
+      gh(pad16(3L * hidden)),
+      y(pad16(out)),
       xq(kFeatures),
-      hq(hidden),
-      acc_ih(3 * hidden),
-      acc_hh(3 * hidden),
-      acc_out(out) {}
+      hq((hidden + 1) / 2 * 2),
+      acc_ih(pad16(3L * hidden)),
+      acc_hh(pad16(3L * hidden)),
+      acc_out(pad16(out)) {}
 
 const char* isa_name(Isa isa) noexcept {
   switch (isa) {

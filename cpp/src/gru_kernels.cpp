@@ -6,6 +6,9 @@
 // portable path. Loops are written so that GCC auto-vectorises them.
 #include <algorithm>
 #include <cmath>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "tmn/activation.hpp"
 #include "tmn/gru.hpp"
@@ -18,25 +21,81 @@ namespace tmn::kernels::TMN_ISA {
 
 namespace {
 
-// out[0..n) += col[0..n) * a, for each column j of a transposed matrix
-inline void axpy_cols(const float* __restrict w_t, const float* __restrict a,
-                      int cols, int n, float* __restrict out) noexcept {
-  for (int j = 0; j < cols; ++j) {
-    const float aj = a[j];
-    const float* __restrict col = w_t + static_cast<long>(j) * n;
-    for (int i = 0; i < n; ++i) out[i] += col[i] * aj;
+// The matrix-vector products run over transposed weights with a padded
+// leading dimension ld (a multiple of 16). A block of B outputs stays in
+// registers while the columns are broadcast into it:
+//
+//   out[i0 .. i0+B) += sum_j W_t[j][i0 .. i0+B) * a[j]
+//
+// Columns are split over S interleaved partial sums, so that B/8 x S
+// independent FMA chains (8 for AVX2) hide the FMA latency. Integer sums are
+// exact in any order; float sums differ from a sequential sum by rounding.
+template <int B, int S, class Acc, class W, class A>
+inline void block_dot(const W* __restrict w_t, long ld, const A* __restrict a, int cols,
+                      long i0, Acc* __restrict out) noexcept {
+  Acc acc[S][B];
+  for (int s = 0; s < S; ++s)
+    for (int ii = 0; ii < B; ++ii) acc[s][ii] = Acc(0);
+  int j = 0;
+  for (; j + S <= cols; j += S) {
+    for (int s = 0; s < S; ++s) {
+      const Acc aj = static_cast<Acc>(a[j + s]);
+      const W* __restrict col = w_t + (j + s) * ld + i0;
+      for (int ii = 0; ii < B; ++ii) acc[s][ii] += static_cast<Acc>(col[ii]) * aj;
+    }
   }
+  for (; j < cols; ++j) {
+    const Acc aj = static_cast<Acc>(a[j]);
+    const W* __restrict col = w_t + j * ld + i0;
+    for (int ii = 0; ii < B; ++ii) acc[0][ii] += static_cast<Acc>(col[ii]) * aj;
+  }
+  for (int s = 1; s < S; ++s)
+    for (int ii = 0; ii < B; ++ii) acc[0][ii] += acc[s][ii];
+  for (int ii = 0; ii < B; ++ii) out[i0 + ii] += acc[0][ii];
 }
 
-inline void dot_cols_i8(const std::int8_t* __restrict q_t,
-                        const std::int8_t* __restrict aq, int cols, int n,
-                        std::int32_t* __restrict acc) noexcept {
-  for (int i = 0; i < n; ++i) acc[i] = 0;
-  for (int j = 0; j < cols; ++j) {
-    const std::int32_t aj = aq[j];
-    const std::int8_t* __restrict col = q_t + static_cast<long>(j) * n;
-    for (int i = 0; i < n; ++i) acc[i] += static_cast<std::int32_t>(col[i]) * aj;
+// out[0..ld) += W_t^T a; ld is the padded output count.
+template <class Acc, class W, class A>
+inline void matvec_t(const W* __restrict w_t, long ld, const A* __restrict a, int cols,
+                     Acc* __restrict out) noexcept {
+  long i0 = 0;
+  for (; i0 + 32 <= ld; i0 += 32) block_dot<32, 2>(w_t, ld, a, cols, i0, out);
+  for (; i0 < ld; i0 += 16) block_dot<16, 4>(w_t, ld, a, cols, i0, out);
+}
+
+// Integer dot products over int8 values held as int16 column pairs,
+//   qp[(p * ld + i) * 2 + t] = Q[i][2p + t],
+// so that one multiply-add of 16-bit pairs (vpmaddwd) gives
+//   Q[i][2p] a[2p] + Q[i][2p+1] a[2p+1]
+// in an int32 lane, exactly. acc[0..ld) = Q a, with a padded to an even
+// length with zero.
+inline void matvec_pairs(const std::int16_t* __restrict qp, long ld,
+                         const std::int8_t* __restrict a, int pairs,
+                         std::int32_t* __restrict acc) noexcept {
+#if defined(__AVX2__)
+  for (long i0 = 0; i0 < ld; i0 += 16) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+    for (int p = 0; p < pairs; ++p) {
+      const std::uint32_t lo = static_cast<std::uint16_t>(a[2 * p]);
+      const std::uint32_t hi = static_cast<std::uint16_t>(a[2 * p + 1]);
+      const __m256i ap = _mm256_set1_epi32(static_cast<int>(lo | (hi << 16)));
+      const std::int16_t* col = qp + (p * ld + i0) * 2;
+      s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(
+                                    _mm256_load_si256(reinterpret_cast<const __m256i*>(col)), ap));
+      s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_load_si256(
+                                    reinterpret_cast<const __m256i*>(col + 16)), ap));
+    }
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc + i0), s0);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc + i0 + 8), s1);
   }
+#else
+  for (long i = 0; i < ld; ++i) acc[i] = 0;
+  for (int p = 0; p < pairs; ++p) {
+    const std::int32_t a0 = a[2 * p], a1 = a[2 * p + 1];
+    const std::int16_t* __restrict col = qp + p * ld * 2;
+    for (long i = 0; i < ld; ++i) acc[i] += col[2 * i] * a0 + col[2 * i + 1] * a1;
+  }
+#endif
 }
 
 // aq = clamp(rint(a * inv_scale), -127, 127); rint rounds half to even.
@@ -62,23 +121,27 @@ inline void gru_cell(const float* __restrict gi, const float* __restrict gh,
 
 void step_fp32(const GruWeights& w, const float* x, float* h, float* y,
                GruScratch& s) noexcept {
-  const int H = w.hidden, G = 3 * w.hidden, O = w.out;
+  const int H = w.hidden, O = w.out;
+  const long LG = w.ld_gates, LO = w.ld_out;
   float* __restrict gi = s.gi.data();
   float* __restrict gh = s.gh.data();
-  for (int i = 0; i < G; ++i) {
+  float* __restrict yo = s.y.data();
+  for (long i = 0; i < LG; ++i) {
     gi[i] = w.b_ih[i];
     gh[i] = w.b_hh[i];
   }
-  axpy_cols(w.w_ih_t.data(), x, kFeatures, G, gi);  // gi = W_ih x + b_ih
-  axpy_cols(w.w_hh_t.data(), h, H, G, gh);          // gh = W_hh h + b_hh
+  matvec_t(w.w_ih_t.data(), LG, x, kFeatures, gi);  // gi = W_ih x + b_ih
+  matvec_t(w.w_hh_t.data(), LG, h, H, gh);          // gh = W_hh h + b_hh
   gru_cell(gi, gh, H, h);
-  for (int o = 0; o < O; ++o) y[o] = w.b_out[o];
-  axpy_cols(w.w_out_t.data(), h, H, O, y);          // y = W_o h' + b_o
+  for (long o = 0; o < LO; ++o) yo[o] = w.b_out[o];
+  matvec_t(w.w_out_t.data(), LO, h, H, yo);         // y = W_o h' + b_o
+  for (int o = 0; o < O; ++o) y[o] = yo[o];
 }
 
 void step_int8(const GruWeights& w, const float* x, float* h, float* y,
                GruScratch& s) noexcept {
   const int H = w.hidden, G = 3 * w.hidden, O = w.out;
+  const long LG = w.ld_gates, LO = w.ld_out;
   float* __restrict gi = s.gi.data();
   float* __restrict gh = s.gh.data();
 
@@ -92,8 +155,8 @@ void step_int8(const GruWeights& w, const float* x, float* h, float* y,
   quantise(h, 127.0f, H, s.hq.data());
 
   // int32 accumulators, then dequantise and add the biases
-  dot_cols_i8(w.q_ih_t.data(), s.xq.data(), kFeatures, G, s.acc_ih.data());
-  dot_cols_i8(w.q_hh_t.data(), s.hq.data(), H, G, s.acc_hh.data());
+  matvec_pairs(w.q_ih_p.data(), LG, s.xq.data(), kFeatures / 2, s.acc_ih.data());
+  matvec_pairs(w.q_hh_p.data(), LG, s.hq.data(), (H + 1) / 2, s.acc_hh.data());
   for (int i = 0; i < G; ++i) {
     gi[i] = static_cast<float>(s.acc_ih[i]) * (w.s_ih[i] * x_scale) + w.b_ih[i];
     gh[i] = static_cast<float>(s.acc_hh[i]) * w.s_hh_h[i] + w.b_hh[i];
@@ -102,7 +165,7 @@ void step_int8(const GruWeights& w, const float* x, float* h, float* y,
 
   // head on the re-quantised h'
   quantise(h, 127.0f, H, s.hq.data());
-  dot_cols_i8(w.q_out_t.data(), s.hq.data(), H, O, s.acc_out.data());
+  matvec_pairs(w.q_out_p.data(), LO, s.hq.data(), (H + 1) / 2, s.acc_out.data());
   for (int o = 0; o < O; ++o)
     y[o] = static_cast<float>(s.acc_out[o]) * w.s_out_h[o] + w.b_out[o];
 }

@@ -22,7 +22,7 @@
 //   x: dynamic per tick, s_x = max|x| / 127   (s_x = 1 when x == 0)
 //   h: static,           s_h = 1 / 127        (|h| <= 1 for a GRU)
 //   aq = clamp(rint(a / s_a), -127, 127)      (round half to even)
-// Accumulators are int32 (|acc| <= 127 * 127 * 4096 fits easily), then
+// Accumulators are int32 (|acc| <= 127 * 127 * 1024 fits easily), then
 //   out[i] = acc[i] * (s_w[i] * s_a) + b[i].
 // The hidden state itself stays float32; only the matmul inputs are int8.
 #pragma once
@@ -35,14 +35,22 @@ namespace tmn {
 
 inline constexpr int kFeatures = 4;
 
+// Round n up to a multiple of 16 floats (one AVX-512 register).
+constexpr long pad16(long n) noexcept { return (n + 15) / 16 * 16; }
+
 struct GruWeights {
-  int hidden = 0;  // H
-  int out = 0;     // 2K
-  // FP32, transposed: w_ih_t[j * 3H + i] = W_ih[i][j]
+  int hidden = 0;     // H
+  int out = 0;        // 2K
+  long ld_gates = 0;  // pad16(3H): leading dimension of the gate matrices
+  long ld_out = 0;    // pad16(2K): leading dimension of the head
+  // FP32, transposed with padded rows: w_ih_t[j * ld_gates + i] = W_ih[i][j];
+  // padding entries are zero, so the kernels run whole 16-wide blocks.
   AlignedBuffer<float> w_ih_t, w_hh_t, b_ih, b_hh, w_out_t, b_out;
-  // INT8, transposed like FP32, with per-row scales. s_hh_h and s_out_h fold
-  // the static hidden scale in: s_hh_h[i] = s_hh[i] / 127.
-  AlignedBuffer<std::int8_t> q_ih_t, q_hh_t, q_out_t;
+  // INT8 values, held as int16 column pairs for the pairwise integer
+  // multiply-add (vpmaddwd): q_hh_p[(p * ld_gates + i) * 2 + t] = Qhh[i][2p+t],
+  // zero where 2p+t >= the column count. Per-row scales; s_hh_h and s_out_h
+  // fold the static hidden scale in: s_hh_h[i] = s_hh[i] / 127.
+  AlignedBuffer<std::int16_t> q_ih_p, q_hh_p, q_out_p;
   AlignedBuffer<float> s_ih, s_hh_h, s_out_h;
 
   GruWeights() = default;
@@ -52,10 +60,11 @@ struct GruWeights {
 // Per-engine work space. The INT8 path leaves its quantised inputs and raw
 // accumulators here, which is what the exact-arithmetic test reads.
 struct GruScratch {
-  AlignedBuffer<float> gi, gh;                // 3H
-  AlignedBuffer<std::int8_t> xq, hq;          // 4, H
-  AlignedBuffer<std::int32_t> acc_ih, acc_hh; // 3H
-  AlignedBuffer<std::int32_t> acc_out;        // 2K
+  AlignedBuffer<float> gi, gh;                // pad16(3H)
+  AlignedBuffer<float> y;                     // pad16(2K)
+  AlignedBuffer<std::int8_t> xq, hq;          // 4, H rounded up to even (pad 0)
+  AlignedBuffer<std::int32_t> acc_ih, acc_hh; // pad16(3H)
+  AlignedBuffer<std::int32_t> acc_out;        // pad16(2K)
   float x_scale = 1.0f;
 
   GruScratch() = default;

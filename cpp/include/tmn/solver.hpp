@@ -13,10 +13,14 @@
 //   r   = b - A x                      (one pass over A: work += nnz)
 //   x  += D^-1 r                       (the Neumann series of D^-1 A)
 // Since ||x - x*||_2 = ||A^-1 r||_2 <= ||r||_2 / lambda_min(A), the bound is
-//   error_bound = (||r_hat||_2 + gamma ||b| + |A||x|||_2)(1 + 4nu) / lambda_lb
+//   error_bound = (||r_hat||_2 + gamma (||b||_2 + ||A||_abs ||x||_2)) (1 + 4nu)
+//                 / lambda_lb
 // where r_hat is the computed residual, gamma = (m+1)u / (1 - (m+1)u) bounds
-// the rounding of each residual entry (m = largest row nnz, u = 2^-53) and
-// lambda_lb <= lambda_min(A) is supplied by the caller (or Gershgorin's bound).
+// the rounding of each residual entry relative to (|b| + |A||x|)_i (m = the
+// largest row nnz, u = 2^-53), ||A||_abs = sqrt(max row |.|-sum x max column
+// |.|-sum) >= || |A| ||_2, and lambda_lb <= lambda_min(A) is supplied by the
+// caller (or Gershgorin's bound). The rounding term is evaluated only when
+// the residual alone says the target may be met.
 // Forward-push personalised PageRank will join this module with the same
 // Certificate (its bound is the L1 mass of the remaining residual).
 #pragma once
@@ -47,6 +51,8 @@ class CsrMatrix {
   int n() const noexcept { return n_; }
   std::uint64_t nnz() const noexcept { return data_.size(); }
   int max_row_nnz() const noexcept { return max_row_nnz_; }
+  // sqrt(||A||_1 ||A||_inf), an upper bound on the 2-norm of |A|.
+  double abs_norm_bound() const noexcept { return abs_norm_; }
   // min_i (a_ii - sum_{j != i} |a_ij|): a lower bound on lambda_min for a
   // symmetric matrix (Gershgorin); positive iff strictly diagonally dominant.
   double gershgorin_lower_bound() const noexcept;
@@ -59,6 +65,7 @@ class CsrMatrix {
  private:
   int n_ = 0;
   int max_row_nnz_ = 0;
+  double abs_norm_ = 0.0;
   std::vector<std::int32_t> indptr_, indices_;
   std::vector<double> data_, inv_diag_;
 };

@@ -1,0 +1,115 @@
+"""The Python face of the C++ engine: ``tmn.Engine``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tmn import _core
+from tmn.model import Model, load
+
+_PRECISIONS = {"fp32": _core.Precision.fp32, "int8": _core.Precision.int8}
+STAGES = ("ingest", "prior", "network", "gate", "actuation")
+
+
+class TickError(ValueError):
+    """A tick (or reset) was refused. ``status`` is the :class:`tmn.Status` code."""
+
+    def __init__(self, status: _core.Status, detail: str) -> None:
+        super().__init__(f"{status.name}: {detail}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Everything ``Engine.replay`` computed, one row per input tick.
+
+    ``paths`` is (N, K, 2) in data units (NaN where ``status != ok``);
+    ``verdict`` holds :class:`tmn.Verdict` values (255 where there is no
+    prediction); ``stage_ns`` is (N, 5) in the order of :data:`STAGES`.
+    """
+
+    paths: np.ndarray
+    status: np.ndarray
+    verdict: np.ndarray
+    cert: np.ndarray
+    d2: np.ndarray
+    work: np.ndarray
+    stage_ns: np.ndarray
+    total_ns: np.ndarray
+    ok: int
+
+
+def _resolve_isa(isa: str) -> _core.Isa:
+    if isa == "auto":
+        return _core.best_isa()
+    try:
+        chosen = _core.Isa.__members__[isa]
+    except KeyError:
+        raise ValueError(f"isa must be 'auto', 'scalar', 'avx2' or 'avx512', got {isa!r}") from None
+    if not _core.isa_available(chosen):
+        raise ValueError(f"isa {isa!r} is not available on this CPU or in this build")
+    return chosen
+
+
+class Engine:
+    """The five-stage tick engine for one model.
+
+    Not thread-safe: use one Engine per thread. All memory is allocated here;
+    ``tick`` and ``replay`` never allocate in C++.
+    """
+
+    def __init__(self, model: Model | str | Path | None = None, precision: str = "int8",
+                 max_streams: int = 1024, isa: str = "auto") -> None:
+        """Build the engine from a model (a :class:`Model`, a folder, or None for the
+        built-in one), with ``precision`` "int8" or "fp32" and room for
+        ``max_streams`` concurrent streams."""
+        if precision not in _PRECISIONS:
+            raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}")
+        self.model = model if isinstance(model, Model) else load(model)
+        self._core = _core.Engine(self.model.spec(), _PRECISIONS[precision], int(max_streams),
+                                  _resolve_isa(isa))
+        self.precision = precision
+
+    @property
+    def isa(self) -> str:
+        """Instruction set of the network kernels in use."""
+        return self._core.isa.name
+
+    @property
+    def horizons(self) -> int:
+        """Number of prediction horizons K."""
+        return self._core.horizons
+
+    @property
+    def stream_count(self) -> int:
+        """Streams currently held."""
+        return self._core.stream_count
+
+    def tick(self, t: float, x: float, y: float, vx: float, vy: float,
+             stream: int = 0) -> _core.Prediction:
+        """Run one tick through all five stages. Raises :class:`TickError` on bad input;
+        the stream's state is then untouched."""
+        p = self._core.tick(t, x, y, vx, vy, stream)
+        if p.status != _core.Status.ok:
+            raise TickError(p.status, f"tick t={t!r} on stream {stream} refused")
+        return p
+
+    def replay(self, t: np.ndarray, x: np.ndarray, y: np.ndarray, vx: np.ndarray,
+               vy: np.ndarray, stream: np.ndarray | None = None) -> Replay:
+        """Run a whole recording in C++ (GIL released). Bad ticks are reported in
+        ``status`` and do not stop the replay. ``stream=None`` means stream 0."""
+        r = self._core.replay(t, x, y, vx, vy, stream)
+        return Replay(**r)
+
+    def reset(self, stream: int) -> None:
+        """Forget a stream's state. Raises :class:`TickError` (unknown_stream)."""
+        st = self._core.reset(stream)
+        if st != _core.Status.ok:
+            raise TickError(st, f"stream {stream} is not held")
+
+    def evict_idle(self, idle_s: float) -> int:
+        """Forget streams with no accepted tick for ``idle_s`` seconds; returns how many."""
+        return self._core.evict_idle(idle_s)

@@ -1,0 +1,266 @@
+"""Model artifacts: load, validate and turn them into engine arrays.
+
+An artifact is a folder (docs/model-format.md is the normative spec)::
+
+    config.json        what the model is and how to run it
+    model.safetensors  FP32 weights and their INT8 per-row quantisation
+    model.onnx         the FP32 single step, for baselines (optional here)
+    README.md          model card
+
+C++ never parses files: this module reads and checks everything, then hands
+plain arrays to ``tmn._core.ModelSpec``. Every refusal is a
+:class:`ModelFormatError` that names the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tmn import _core
+
+FORMAT_VERSION = 1
+FEATURES = ["x", "y", "vx", "vy"]
+QUANT_SCHEME = "int8-per-row-symmetric"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+
+# name -> (dtype, shape as a function of H = hidden, O = 2K)
+_TENSORS: dict[str, tuple[str, Any]] = {
+    "gru.weight_ih": ("float32", lambda H, O: (3 * H, 4)),
+    "gru.weight_hh": ("float32", lambda H, O: (3 * H, H)),
+    "gru.bias_ih": ("float32", lambda H, O: (3 * H,)),
+    "gru.bias_hh": ("float32", lambda H, O: (3 * H,)),
+    "head.weight": ("float32", lambda H, O: (O, H)),
+    "head.bias": ("float32", lambda H, O: (O,)),
+    "gru.weight_ih.int8": ("int8", lambda H, O: (3 * H, 4)),
+    "gru.weight_ih.scale": ("float32", lambda H, O: (3 * H,)),
+    "gru.weight_hh.int8": ("int8", lambda H, O: (3 * H, H)),
+    "gru.weight_hh.scale": ("float32", lambda H, O: (3 * H,)),
+    "head.weight.int8": ("int8", lambda H, O: (O, H)),
+    "head.weight.scale": ("float32", lambda H, O: (O,)),
+}
+
+
+class ModelFormatError(ValueError):
+    """An artifact was refused. The message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """A validated model artifact: its folder, its config and its tensors."""
+
+    path: Path
+    config: dict[str, Any]
+    tensors: dict[str, np.ndarray]
+
+    @property
+    def system(self) -> str:
+        """``"A"`` (displacement) or ``"B"`` (residual over the Kalman prior)."""
+        return str(self.config["system"])
+
+    @property
+    def horizons_ms(self) -> list[float]:
+        """Prediction horizons in milliseconds."""
+        return [float(h) for h in self.config["horizons_ms"]]
+
+    @property
+    def hidden(self) -> int:
+        """GRU hidden size."""
+        return int(self.config["hidden"])
+
+    def spec(self) -> _core.ModelSpec:
+        """The plain arrays and numbers that ``tmn._core.Engine`` is built from."""
+        c, t = self.config, self.tensors
+        s = _core.ModelSpec()
+        s.system = _core.System.A if c["system"] == "A" else _core.System.B
+        s.hidden = int(c["hidden"])
+        s.horizons_s = [h / 1000.0 for h in self.horizons_ms]
+        n = c["normalisation"]
+        s.feature_mean = [float(v) for v in n["mean"]]
+        s.feature_std = [float(v) for v in n["std"]]
+        s.output_scale = [float(v) for v in n["output_scale"]]
+        s.window_s = float(c["window_ms"]) / 1000.0
+        s.max_gap_s = float(c["max_gap_ms"]) / 1000.0
+        k = c["kalman"]
+        s.kalman = _core.KalmanParams(float(k["q"]), float(k["r_pos"]), float(k["r_vel"]))
+        if c["system"] == "B":
+            g = c["gate"]
+            s.gate = _core.GateParams(float(g["eps"]), int(g["budget"]), float(g["lambda"]),
+                                      float(g["threshold"]))
+        s.w_ih, s.w_hh = t["gru.weight_ih"].ravel(), t["gru.weight_hh"].ravel()
+        s.b_ih, s.b_hh = t["gru.bias_ih"], t["gru.bias_hh"]
+        s.w_out, s.b_out = t["head.weight"].ravel(), t["head.bias"]
+        s.q_ih, s.s_ih = t["gru.weight_ih.int8"].ravel(), t["gru.weight_ih.scale"]
+        s.q_hh, s.s_hh = t["gru.weight_hh.int8"].ravel(), t["gru.weight_hh.scale"]
+        s.q_out, s.s_out = t["head.weight.int8"].ravel(), t["head.weight.scale"]
+        return s
+
+
+def quantise_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row symmetric INT8 quantisation: ``w[i] ~= scale[i] * q[i]``.
+
+    ``scale[i] = max|w[i]| / 127`` (1 for an all-zero row) and
+    ``q = clip(rint(w / scale), -127, 127)``, rounding half to even.
+    """
+    w = np.asarray(w, dtype=np.float32)
+    amax = np.abs(w).max(axis=1)
+    scale = np.where(amax > 0, amax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
+    q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load(path: str | Path | None = None) -> Model:
+    """Load and validate a model artifact folder (default: the built-in model).
+
+    Raises :class:`ModelFormatError` naming the file and field of the first
+    problem found, and ``FileNotFoundError`` if the folder does not exist.
+    """
+    folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if not folder.is_dir():
+        if path is None:
+            raise FileNotFoundError(
+                f"no built-in model at {folder}; pass the path of a model folder")
+        raise FileNotFoundError(f"model folder not found: {folder}")
+    config = _read_config(folder / CONFIG_FILE)
+    tensors = _read_tensors(folder / WEIGHTS_FILE, config)
+    return Model(path=folder, config=config, tensors=tensors)
+
+
+def _fail(file: Path, field: str, problem: str) -> ModelFormatError:
+    return ModelFormatError(f"{file}: field '{field}': {problem}")
+
+
+def _number_list(file: Path, cfg: dict[str, Any], field: str, n: int | None,
+                 positive: bool = False) -> list[float]:
+    keys = field.split(".")
+    v: Any = cfg
+    for key in keys:
+        if not isinstance(v, dict) or key not in v:
+            raise _fail(file, field, "missing")
+        v = v[key]
+    if not isinstance(v, list) or (n is not None and len(v) != n):
+        raise _fail(file, field, f"must be a list of {n if n is not None else 'some'} numbers")
+    for x in v:
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            raise _fail(file, field, f"must hold finite numbers, got {x!r}")
+        if positive and x <= 0:
+            raise _fail(file, field, f"must hold positive numbers, got {x!r}")
+    return [float(x) for x in v]
+
+
+def _number(file: Path, cfg: dict[str, Any], field: str, lo: float = -math.inf,
+            hi: float = math.inf, lo_open: bool = False, hi_open: bool = False) -> float:
+    keys = field.split(".")
+    v: Any = cfg
+    for key in keys:
+        if not isinstance(v, dict) or key not in v:
+            raise _fail(file, field, "missing")
+        v = v[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _fail(file, field, f"must be a finite number, got {v!r}")
+    below = v <= lo if lo_open else v < lo
+    above = v >= hi if hi_open else v > hi
+    if below or above:
+        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
+        raise _fail(file, field, f"must be in {lb}{lo}, {hi}{rb}, got {v!r}")
+    return float(v)
+
+
+def _read_config(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        raise ModelFormatError(f"{file}: missing")
+    try:
+        cfg = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFormatError(f"{file}: not valid JSON: {e}") from e
+    if not isinstance(cfg, dict):
+        raise ModelFormatError(f"{file}: must hold a JSON object")
+    if cfg.get("format_version") != FORMAT_VERSION:
+        raise _fail(file, "format_version",
+                    f"this tmn reads version {FORMAT_VERSION}, got {cfg.get('format_version')!r}")
+    if cfg.get("system") not in ("A", "B"):
+        raise _fail(file, "system", f"must be 'A' or 'B', got {cfg.get('system')!r}")
+    if cfg.get("features") != FEATURES:
+        raise _fail(file, "features", f"must be {FEATURES}, got {cfg.get('features')!r}")
+    hidden = cfg.get("hidden")
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or not 1 <= hidden <= 1024:
+        raise _fail(file, "hidden", f"must be an integer in [1, 1024], got {hidden!r}")
+    _number(file, cfg, "sample_rate_hz", 0, lo_open=True)
+    _number(file, cfg, "window_ms", 0)
+    _number(file, cfg, "max_gap_ms", 0, lo_open=True)
+    h = _number_list(file, cfg, "horizons_ms", None, positive=True)
+    if not 1 <= len(h) <= 32:
+        raise _fail(file, "horizons_ms", f"must hold 1 to 32 horizons, got {len(h)}")
+    if any(abs(hk - (k + 1) * h[0]) > 1e-6 * (k + 1) for k, hk in enumerate(h)):
+        raise _fail(file, "horizons_ms", "must be equally spaced: h_k = (k + 1) * h_0")
+    _number_list(file, cfg, "normalisation.mean", 4)
+    _number_list(file, cfg, "normalisation.std", 4, positive=True)
+    _number_list(file, cfg, "normalisation.output_scale", 2, positive=True)
+    _number(file, cfg, "kalman.q", 0)
+    _number(file, cfg, "kalman.r_pos", 0, lo_open=True)
+    _number(file, cfg, "kalman.r_vel", 0, lo_open=True)
+    if cfg["system"] == "B":
+        _number(file, cfg, "gate.eps", 0, lo_open=True)
+        _number(file, cfg, "gate.budget", 1, 2**53)
+        _number(file, cfg, "gate.lambda", 0, 0.25, lo_open=True, hi_open=True)
+        _number(file, cfg, "gate.threshold", 0, lo_open=True)
+    q = cfg.get("quantisation")
+    if not isinstance(q, dict) or q.get("scheme") != QUANT_SCHEME:
+        raise _fail(file, "quantisation.scheme", f"must be '{QUANT_SCHEME}'")
+    w = cfg.get("weights")
+    if not isinstance(w, dict) or not isinstance(w.get("sha256"), str):
+        raise _fail(file, "weights.sha256", "missing")
+    return cfg
+
+
+def _read_tensors(file: Path, cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    if not file.is_file():
+        raise ModelFormatError(f"{file}: missing")
+    digest = file_sha256(file)
+    if digest != cfg["weights"]["sha256"]:
+        raise ModelFormatError(
+            f"{file}: checksum mismatch: config.json field 'weights.sha256' says "
+            f"{cfg['weights']['sha256']}, the file hashes to {digest}")
+    try:
+        tensors = load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFormatError(f"{file}: not a readable safetensors file: {e}") from e
+    H, O = int(cfg["hidden"]), 2 * len(cfg["horizons_ms"])
+    for name, (dtype, shape_of) in _TENSORS.items():
+        if name not in tensors:
+            raise _fail(file, name, "tensor missing")
+        a, shape = tensors[name], shape_of(H, O)
+        if a.dtype != np.dtype(dtype):
+            raise _fail(file, name, f"dtype must be {dtype}, got {a.dtype}")
+        if a.shape != shape:
+            raise _fail(file, name, f"shape must be {shape}, got {a.shape}")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise _fail(file, name, "holds non-finite values")
+        if a.dtype == np.int8 and (a == -128).any():
+            raise _fail(file, name, "int8 values must be in [-127, 127]")
+        if name.endswith(".scale") and not (a > 0).all():
+            raise _fail(file, name, "scales must be positive")
+    extra = sorted(set(tensors) - set(_TENSORS))
+    if extra:
+        raise _fail(file, extra[0], "unknown tensor")
+    return tensors
