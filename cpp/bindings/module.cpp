@@ -11,6 +11,8 @@
 
 #include "tmn/clock.hpp"
 #include "tmn/engine.hpp"
+#include "tmn/protocol.hpp"
+#include "tmn/server.hpp"
 #include "tmn/solver.hpp"
 
 namespace py = pybind11;
@@ -102,6 +104,87 @@ py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
   out["total_ns"] = total;
   out["ok"] = good;
   return out;
+}
+
+py::dict histogram_dict(const Histogram& h) {
+  py::dict d;
+  d["count"] = h.count();
+  const bool any = h.count() > 0;
+  d["mean"] = any ? py::object(py::float_(h.mean())) : py::object(py::none());
+  const std::pair<const char*, double> ps[] = {
+      {"p50", 50.0}, {"p90", 90.0}, {"p99", 99.0}, {"p99.9", 99.9}};
+  for (const auto& [name, p] : ps)
+    d[name] = any ? py::object(py::float_(h.percentile(p))) : py::object(py::none());
+  d["max"] = any ? py::object(py::float_(h.max())) : py::object(py::none());
+  return d;
+}
+
+template <class F>
+py::list per_horizon(const LiveAccuracy& live, const std::vector<double>& h, F&& hist_of) {
+  py::list out;
+  for (int k = 0; k < live.horizons(); ++k) {
+    const Histogram* hk = hist_of(k);
+    if (hk == nullptr) return py::list();
+    py::dict d = histogram_dict(*hk);
+    d["horizon_ms"] = h[k] * 1000.0;
+    out.append(d);
+  }
+  return out;
+}
+
+py::dict server_stats(const Server& s) {
+  const ServerCounters& c = s.counters();
+  const auto get = [](const std::atomic<std::uint64_t>& a) {
+    return a.load(std::memory_order_relaxed);
+  };
+  py::dict d;
+  d["messages"] = get(c.messages);
+  d["batches"] = get(c.batches);
+  d["ticks"] = get(c.ticks);
+  d["ticks_ok"] = get(c.ticks_ok);
+  d["control_requests"] = get(c.control);
+  d["dropped_replies"] = get(c.dropped_replies);
+  d["dropped_pub"] = get(c.dropped_pub);
+  d["reloads"] = get(c.reloads);
+  d["evicted_streams"] = get(c.evicted);
+  d["loop_iterations"] = get(c.loop_iterations);
+  d["streams"] = s.stream_count();
+  py::dict errors;
+  for (Status st : {Status::non_finite, Status::time_not_increasing, Status::capacity_exceeded,
+                    Status::unknown_stream})
+    errors[status_name(st)] = get(c.by_status[static_cast<int>(st)]);
+  d["tick_errors"] = errors;
+  py::dict frame_errors;
+  const std::pair<const char*, wire::FrameError> fe[] = {
+      {"bad_magic", wire::FrameError::bad_magic}, {"bad_version", wire::FrameError::bad_version},
+      {"bad_kind", wire::FrameError::bad_kind}, {"bad_size", wire::FrameError::bad_size},
+      {"batch_too_large", wire::FrameError::batch_too_large},
+      {"empty_batch", wire::FrameError::empty_batch}, {"bad_json", wire::FrameError::bad_json},
+      {"bad_request", wire::FrameError::bad_request},
+      {"unknown_command", wire::FrameError::unknown_command},
+      {"bad_envelope", wire::FrameError::bad_envelope}, {"internal", wire::FrameError::internal}};
+  for (const auto& [name, code] : fe) frame_errors[name] = get(c.by_frame_error[static_cast<int>(code)]);
+  d["frame_errors"] = frame_errors;
+  py::dict verdicts;
+  for (Verdict v : {Verdict::pass, Verdict::fallback_implausible, Verdict::fallback_uncertified,
+                    Verdict::warming, Verdict::ungated})
+    verdicts[verdict_name(v)] = get(c.by_verdict[static_cast<int>(v)]);
+  d["verdicts"] = verdicts;
+  const std::uint64_t pass = get(c.by_verdict[0]);
+  const std::uint64_t gated = pass + get(c.by_verdict[1]) + get(c.by_verdict[2]);
+  d["gate_pass_rate"] = gated ? py::object(py::float_(static_cast<double>(pass) / gated)) : py::object(py::none());
+  d["mean_cert_error"] = pass ? py::object(py::float_(c.cert_sum_pass.load(std::memory_order_relaxed) / pass))
+                              : py::object(py::none());
+  py::dict lat;
+  const char* names[kStages] = {"ingest", "prior", "network", "gate", "actuation"};
+  for (int i = 0; i < kStages; ++i) lat[names[i]] = histogram_dict(s.stage(i));
+  lat["tick"] = histogram_dict(s.tick_total());
+  lat["server"] = histogram_dict(s.server_latency());
+  d["latency_ns"] = lat;
+  const LiveAccuracy& live = s.live();
+  const std::vector<double> h = s.engine()->horizons_s();
+  d["live_accuracy"] = per_horizon(live, h, [&](int k) { return &live.overall(k); });
+  return d;
 }
 
 }  // namespace
@@ -405,4 +488,70 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("stream_count", [](const Engine& e) { return e.streams().size(); })
       .def_property_readonly("max_streams",
                              [](const Engine& e) { return e.streams().capacity(); });
+
+  m.def("allowed_cpus", &allowed_cpus, "CPUs this process may run on.");
+  py::class_<ServerConfig>(m, "ServerConfig")
+      .def(py::init<>())
+      .def_readwrite("endpoint", &ServerConfig::endpoint)
+      .def_readwrite("pub_endpoint", &ServerConfig::pub_endpoint)
+      .def_readwrite("core", &ServerConfig::core)
+      .def_readwrite("io_core", &ServerConfig::io_core)
+      .def_readwrite("spin", &ServerConfig::spin)
+      .def_readwrite("rt_priority", &ServerConfig::rt_priority)
+      .def_readwrite("lock_memory", &ServerConfig::lock_memory)
+      .def_readwrite("idle_evict_s", &ServerConfig::idle_evict_s)
+      .def_readwrite("score_every_s", &ServerConfig::score_every_s);
+  py::class_<Server>(m, "Server", "The tmn-serve loop; see cpp/include/tmn/server.hpp.")
+      .def(py::init<Engine*, const ServerConfig&>(), py::arg("engine"), py::arg("config"),
+           py::keep_alive<1, 2>())
+      .def("start", &Server::start, py::call_guard<py::gil_scoped_release>())
+      .def("stop", &Server::stop, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("running", &Server::running)
+      .def(
+          "next_control",
+          [](Server& s, double timeout_s) -> py::object {
+            ControlRequest r;
+            bool got = false;
+            {
+              py::gil_scoped_release release;
+              got = s.next_control(r, timeout_s);
+            }
+            if (!got) return py::none();
+            return py::make_tuple(r.token, py::bytes(r.payload));
+          },
+          py::arg("timeout_s"), "(token, JSON bytes) of the next control request, or None.")
+      .def(
+          "reply_control",
+          [](Server& s, std::uint64_t token, const py::bytes& json) {
+            s.reply_control(token, std::string(json));
+          },
+          py::arg("token"), py::arg("json"))
+      .def("reset_stream", &Server::reset_stream, py::arg("stream"),
+           py::call_guard<py::gil_scoped_release>())
+      .def(
+          "swap_engine",
+          [](Server& s, Engine* next) {
+            py::gil_scoped_release release;
+            s.swap_engine(next);
+          },
+          py::arg("engine"), "Swap the engine between two requests. Keep both alive until it returns.")
+      .def("stats", &server_stats)
+      .def(
+          "stream_accuracy",
+          [](const Server& s, std::uint64_t stream) {
+            const LiveAccuracy& live = s.live();
+            return per_horizon(live, s.engine()->horizons_s(),
+                               [&](int k) { return live.stream(stream, k); });
+          },
+          py::arg("stream"), "Live accuracy of one stream per horizon ([] if not held).")
+      .def(
+          "scored_streams",
+          [](const Server& s) {
+            const SlotIndex& idx = s.live().streams();
+            std::vector<std::uint64_t> ids;
+            for (std::uint32_t i = 0; i < idx.capacity(); ++i)
+              if (idx.live(i)) ids.push_back(idx.id(i));
+            return ids;
+          })
+      .def("warnings", &Server::warnings);
 }

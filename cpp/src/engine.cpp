@@ -12,6 +12,10 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+// Two overloads, so that a passing check on a literal builds no string.
+void require(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(what);
+}
 void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
 }

@@ -103,6 +103,11 @@ class Engine {
   void network_step(const float* z, float* h, float* y) noexcept;
 
   int horizons() const noexcept { return K_; }
+  std::vector<double> horizons_s() const { return {h_.begin(), h_.begin() + K_}; }
+  // A small length in data units (1e-6 output units) for error histograms.
+  double error_resolution() const noexcept {
+    return 1e-6 * (out_scale_[0] < out_scale_[1] ? out_scale_[0] : out_scale_[1]);
+  }
   int hidden() const noexcept { return w_.hidden; }
   System system() const noexcept { return system_; }
   Precision precision() const noexcept { return precision_; }

@@ -1,0 +1,89 @@
+// protocol.hpp — the binary wire frames (docs/protocol.md is normative).
+//
+// Contract: fixed-size little-endian records behind a 16-byte header. A
+// request carries a batch of TickRecord; the reply carries one
+// PredictionRecord per tick (in order, each with its own status), or an
+// ErrorBody when the frame itself is unreadable. Control messages are JSON
+// and start with '{'. Parsing never allocates: frames are read in place.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+
+namespace tmn::wire {
+
+static_assert(std::endian::native == std::endian::little,
+              "the wire format is little-endian; add byte swapping for this CPU");
+
+inline constexpr std::uint32_t kMagic = 0x314E4D54;  // bytes "TMN1"
+inline constexpr std::uint16_t kVersion = 1;
+inline constexpr std::uint32_t kMaxBatch = 4096;      // ticks per request
+
+enum class Kind : std::uint16_t { ticks = 1, predictions = 2, error = 3 };
+
+// Frame-level error codes (a bad tick inside a good frame is reported in its
+// PredictionRecord.status instead). Append-only.
+enum class FrameError : std::uint16_t {
+  bad_magic = 1,      // not a tmn frame (and not JSON)
+  bad_version = 2,    // a version this server does not speak
+  bad_kind = 3,       // not a tick batch
+  bad_size = 4,       // length != header + count * record
+  batch_too_large = 5,// count > kMaxBatch
+  empty_batch = 6,    // count == 0
+  bad_json = 7,       // control message is not valid JSON / not an object
+  bad_request = 8,    // control message with a missing or bad field
+  unknown_command = 9,
+  bad_envelope = 10,  // multipart layout not [identity, (empty,) payload]
+  internal = 11,      // the request could not be completed (see message)
+};
+
+struct Header {
+  std::uint32_t magic;
+  std::uint16_t version;
+  std::uint16_t kind;
+  std::uint32_t count;  // records that follow
+  std::uint32_t seq;    // client's correlation id, echoed in the reply
+};
+static_assert(sizeof(Header) == 16);
+
+struct TickRecord {
+  std::uint64_t stream;
+  double t, x, y, vx, vy;
+};
+static_assert(sizeof(TickRecord) == 48);
+
+// A prediction reply is Header{kind=predictions}, PredictionInfo, then
+// `count` records of PredictionRecord followed by path[horizons][2] doubles.
+struct PredictionInfo {
+  std::uint16_t horizons;      // K
+  std::uint16_t record_bytes;  // sizeof(PredictionRecord) + 16 K
+  std::uint32_t reserved;
+};
+static_assert(sizeof(PredictionInfo) == 8);
+
+struct PredictionRecord {
+  std::uint64_t stream;
+  double t;
+  std::uint8_t status;   // tmn::Status
+  std::uint8_t verdict;  // tmn::Verdict (255 when status != ok)
+  std::uint8_t flags;    // bit 0: the stream restarted on this tick
+  std::uint8_t reserved;
+  std::uint32_t work;     // touched nonzeros spent by the gate
+  float d2;               // plausibility statistic (NaN for A)
+  float cert_error;       // proven bound on the projection error (output units)
+  std::uint32_t total_ns; // engine time for this tick
+  std::uint32_t stage_ns[5];  // ingest, prior, network, gate, actuation
+  std::uint64_t reserved2;
+};
+static_assert(sizeof(PredictionRecord) == 64);
+
+// An error reply is Header{kind=error, count=0}, ErrorBody, then
+// message_bytes of UTF-8 text.
+struct ErrorBody {
+  std::uint16_t code;  // FrameError
+  std::uint16_t message_bytes;
+  std::uint32_t reserved;
+};
+static_assert(sizeof(ErrorBody) == 8);
+
+}  // namespace tmn::wire

@@ -1,0 +1,213 @@
+"""Typed stub for tmn._core, the C++ engine. tests/unit/test_stub.py keeps it in sync."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+class Status:
+    """Error codes of the tick path (append-only)."""
+
+    ok: Status
+    non_finite: Status
+    time_not_increasing: Status
+    capacity_exceeded: Status
+    unknown_stream: Status
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+class Verdict:
+    """What the gate decided for a prediction."""
+
+    pass_: Verdict
+    fallback_implausible: Verdict
+    fallback_uncertified: Verdict
+    warming: Verdict
+    ungated: Verdict
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+class Isa:
+    """Instruction set of the GRU kernels."""
+
+    scalar: Isa
+    avx2: Isa
+    avx512: Isa
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+class System:
+    A: System
+    B: System
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+class Precision:
+    fp32: Precision
+    int8: Precision
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+def isa_available(isa: Isa) -> bool: ...
+def best_isa() -> Isa: ...
+def clock_uses_tsc() -> bool: ...
+def activation(name: str, x: npt.ArrayLike, isa: Isa = ...) -> npt.NDArray[np.float32]: ...
+def jacobi_solve(
+    indptr: npt.ArrayLike,
+    indices: npt.ArrayLike,
+    data: npt.ArrayLike,
+    b: npt.ArrayLike,
+    x0: npt.ArrayLike,
+    eps: float,
+    budget: int,
+    lambda_lb: float | None = None,
+) -> tuple[npt.NDArray[np.float64], dict[str, Any]]: ...
+
+class KalmanParams:
+    q: float
+    r_pos: float
+    r_vel: float
+    def __init__(self, q: float, r_pos: float, r_vel: float) -> None: ...
+
+class KalmanState:
+    px: float
+    py: float
+    vx: float
+    vy: float
+    p_pp: float
+    p_pv: float
+    p_vv: float
+    def __init__(self) -> None: ...
+
+class KalmanPrior:
+    def __init__(self, params: KalmanParams) -> None: ...
+    def init(self, t: float, x: float, y: float, vx: float, vy: float) -> KalmanState: ...
+    def step(
+        self, state: KalmanState, t: float, x: float, y: float, vx: float, vy: float, dt: float
+    ) -> None: ...
+    def extrapolate(
+        self, state: KalmanState, horizons_s: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+    def filter(
+        self,
+        t: npt.ArrayLike,
+        x: npt.ArrayLike,
+        y: npt.ArrayLike,
+        vx: npt.ArrayLike,
+        vy: npt.ArrayLike,
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+
+class GateParams:
+    eps: float
+    budget: int
+    lam: float
+    threshold: float
+    def __init__(self, eps: float, budget: int, lam: float, threshold: float) -> None: ...
+
+class SolverGate:
+    def __init__(self, params: GateParams, horizons: int, dh: float) -> None: ...
+    def matrix(self) -> npt.NDArray[np.float64]: ...
+    def run(
+        self,
+        delta: npt.ArrayLike,
+        prior: npt.ArrayLike,
+        inv_var: npt.ArrayLike,
+        v: npt.ArrayLike,
+    ) -> dict[str, Any]: ...
+
+class ModelSpec:
+    system: System
+    hidden: int
+    horizons_s: list[float]
+    feature_mean: list[float]
+    feature_std: list[float]
+    output_scale: list[float]
+    window_s: float
+    max_gap_s: float
+    kalman: KalmanParams
+    gate: GateParams
+    w_ih: npt.NDArray[np.float32]
+    w_hh: npt.NDArray[np.float32]
+    b_ih: npt.NDArray[np.float32]
+    b_hh: npt.NDArray[np.float32]
+    w_out: npt.NDArray[np.float32]
+    b_out: npt.NDArray[np.float32]
+    q_ih: npt.NDArray[np.int8]
+    q_hh: npt.NDArray[np.int8]
+    q_out: npt.NDArray[np.int8]
+    s_ih: npt.NDArray[np.float32]
+    s_hh: npt.NDArray[np.float32]
+    s_out: npt.NDArray[np.float32]
+    def __init__(self) -> None: ...
+
+class Prediction:
+    @property
+    def stream(self) -> int: ...
+    @property
+    def t(self) -> float: ...
+    @property
+    def status(self) -> Status: ...
+    @property
+    def verdict(self) -> Verdict: ...
+    @property
+    def restarted(self) -> bool: ...
+    @property
+    def d2(self) -> float: ...
+    @property
+    def cert_error(self) -> float: ...
+    @property
+    def work(self) -> int: ...
+    @property
+    def total_ns(self) -> int: ...
+    @property
+    def stage_ns(self) -> dict[str, int]: ...
+    @property
+    def path(self) -> npt.NDArray[np.float64]: ...
+
+class Engine:
+    def __init__(self, spec: ModelSpec, precision: Precision, max_streams: int, isa: Isa) -> None: ...
+    def tick(
+        self, t: float, x: float, y: float, vx: float, vy: float, stream: int = 0
+    ) -> Prediction: ...
+    def reset(self, stream: int) -> Status: ...
+    def evict_idle(self, idle_s: float) -> int: ...
+    def replay(
+        self,
+        t: npt.ArrayLike,
+        x: npt.ArrayLike,
+        y: npt.ArrayLike,
+        vx: npt.ArrayLike,
+        vy: npt.ArrayLike,
+        stream: npt.ArrayLike | None = None,
+    ) -> dict[str, Any]: ...
+    def network_step(
+        self, z: npt.ArrayLike, h: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]: ...
+    def int8_scratch(self) -> dict[str, Any]: ...
+    def time_network_steps(self, n: int) -> tuple[npt.NDArray[np.uint32], float]: ...
+    @property
+    def horizons(self) -> int: ...
+    @property
+    def hidden(self) -> int: ...
+    @property
+    def system(self) -> System: ...
+    @property
+    def precision(self) -> Precision: ...
+    @property
+    def isa(self) -> Isa: ...
+    @property
+    def restarts(self) -> int: ...
+    @property
+    def stream_count(self) -> int: ...
+    @property
+    def max_streams(self) -> int: ...

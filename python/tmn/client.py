@@ -1,0 +1,260 @@
+"""tmn.Client, the reference client (pyzmq), and the tmn-client CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from tmn.protocol import (MAX_BATCH, Predictions, ProtocolError, decode_reply, encode_ticks,
+                          make_ticks)
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+
+
+class Client:
+    """A DEALER connection to tmn-serve.
+
+    * ``tick()`` and ``ticks()`` are synchronous: send, then wait for the reply.
+    * ``send()`` / ``recv()`` pipeline: many batches in flight; replies come back
+      in order, each with the ``seq`` it was sent with.
+    * ``control()`` (and ``stats()``, ``health()``, ``reset()``, ``reload()``)
+      send JSON control requests.
+    Not thread-safe (one socket). Every wait is bounded by ``timeout_s``.
+    """
+
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout_s: float = 5.0,
+                 context: zmq.Context | None = None) -> None:
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(endpoint)
+        self.endpoint = endpoint
+        self.timeout_ms = int(timeout_s * 1000)
+        self._seq = 0
+
+    def close(self) -> None:
+        """Close the socket (pending requests are dropped)."""
+        self._sock.close(linger=0)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _recv_frame(self, timeout_ms: int | None = None) -> bytes:
+        t = self.timeout_ms if timeout_ms is None else timeout_ms
+        if not self._sock.poll(t, zmq.POLLIN):
+            raise TimeoutError(f"no reply from {self.endpoint} within {t} ms")
+        return self._sock.recv()
+
+    def send(self, ticks: np.ndarray, seq: int | None = None) -> int:
+        """Send a batch (TICK_DTYPE array, 1 to 4096 ticks) without waiting; returns its seq."""
+        if seq is None:
+            self._seq = (self._seq + 1) & 0xFFFFFFFF
+            seq = self._seq
+        self._sock.send(encode_ticks(ticks, seq), copy=False)
+        return seq
+
+    def recv(self, timeout_s: float | None = None) -> Predictions:
+        """The next prediction reply. Raises ProtocolError for an error reply,
+        TimeoutError when none arrives in time."""
+        frame = self._recv_frame(None if timeout_s is None else int(timeout_s * 1000))
+        if frame[:1] == b"{":
+            raise ProtocolError("bad_kind", f"expected predictions, got JSON: {frame[:200]!r}")
+        return decode_reply(frame)
+
+    def ticks(self, ticks: np.ndarray) -> Predictions:
+        """Send one batch and wait for its predictions."""
+        seq = self.send(ticks)
+        reply = self.recv()
+        if reply.seq != seq:
+            raise ProtocolError("bad_request", f"reply seq {reply.seq} != request seq {seq}")
+        return reply
+
+    def tick(self, t: float, x: float, y: float, vx: float, vy: float,
+             stream: int = 0) -> np.void:
+        """One tick, one prediction record (fields as protocol.prediction_dtype)."""
+        return self.ticks(make_ticks(t, x, y, vx, vy, stream)).records[0]
+
+    def control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Send a JSON control request and return the JSON reply."""
+        self._sock.send(json.dumps(request).encode("utf-8"))
+        while True:
+            frame = self._recv_frame()
+            if frame[:1] == b"{":
+                return json.loads(frame)
+            # a late prediction reply from pipelined use: skip it
+
+    def stats(self, **options: Any) -> dict[str, Any]:
+        """Server stats (``stream=ID`` or ``per_stream=True`` for live accuracy per stream)."""
+        return self.control({"cmd": "stats", **options})
+
+    def health(self) -> dict[str, Any]:
+        """Liveness and the model served."""
+        return self.control({"cmd": "health"})
+
+    def reset(self, stream: int) -> dict[str, Any]:
+        """Forget a stream's state on the server."""
+        return self.control({"cmd": "reset", "stream": stream})
+
+    def reload(self, model: str | None = None, precision: str | None = None) -> dict[str, Any]:
+        """Swap in a model folder (default: re-read the current one)."""
+        req: dict[str, Any] = {"cmd": "reload"}
+        if model is not None:
+            req["model"] = model
+        if precision is not None:
+            req["precision"] = precision
+        return self.control(req)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def percentiles_us(ns: np.ndarray) -> dict[str, float]:
+    """P50/P90/P99/P99.9/max of nanosecond samples, in microseconds."""
+    q = np.percentile(ns, [50, 90, 99, 99.9]) / 1e3 if len(ns) else [float("nan")] * 4
+    return {"p50": q[0], "p90": q[1], "p99": q[2], "p99.9": q[3],
+            "max": float(ns.max()) / 1e3 if len(ns) else float("nan")}
+
+
+def load_recording(path: Path) -> np.ndarray:
+    """Ticks from a CSV (header t,x,y,vx,vy[,stream]) or an NPZ with those arrays."""
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            cols = {k: z[k] for k in z.files}
+    else:
+        data = np.genfromtxt(path, delimiter=",", names=True)
+        cols = {k: data[k] for k in data.dtype.names}
+    missing = [c for c in ("t", "x", "y", "vx", "vy") if c not in cols]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    return make_ticks(cols["t"], cols["x"], cols["y"], cols["vx"], cols["vy"],
+                      cols["stream"].astype(np.uint64) if "stream" in cols else 0)
+
+
+def demo_trajectory(seconds: float, rate_hz: float = 2000.0) -> np.ndarray:
+    """A figure-eight with changing speed: the built-in demo trajectory."""
+    t = np.arange(int(seconds * rate_hz)) / rate_hz
+    phase = 2 * np.pi * 0.4 * t + 0.6 * np.sin(2 * np.pi * 0.1 * t)
+    dphase = 2 * np.pi * 0.4 + 0.6 * 2 * np.pi * 0.1 * np.cos(2 * np.pi * 0.1 * t)
+    x, y = 200 * np.sin(phase), 120 * np.sin(2 * phase)
+    return make_ticks(t, x, y, 200 * np.cos(phase) * dphase, 240 * np.cos(2 * phase) * dphase)
+
+
+def _pace(start: float, t0: float, t: float) -> None:
+    delay = (t - t0) - (time.perf_counter() - start)
+    if delay > 0:
+        time.sleep(delay)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    ticks = load_recording(args.file)
+    if args.streams > 1:  # replicate the recording over N stream ids
+        ticks = np.concatenate([np.sort(ticks, order="t")] * args.streams)
+        ticks["stream"] = np.repeat(np.arange(args.streams, dtype=np.uint64), len(ticks) // args.streams)
+        ticks = ticks[np.argsort(ticks["t"], kind="stable")]
+    rtt, verdicts = [], np.zeros(256, dtype=np.int64)
+    with Client(args.endpoint) as c:
+        start, t0 = time.perf_counter(), float(ticks["t"][0])
+        for i in range(0, len(ticks), args.batch):
+            batch = ticks[i:i + args.batch]
+            if args.rate == "real":
+                _pace(start, t0, float(batch["t"][-1]))
+            a = time.perf_counter_ns()
+            reply = c.ticks(batch)
+            rtt.append(time.perf_counter_ns() - a)
+            np.add.at(verdicts, reply.records["verdict"], 1)
+            if i // args.batch % max(1, args.print_every) == 0:
+                r = reply.records[-1]
+                print(f"t={r['t']:.4f} stream={r['stream']} verdict={r['verdict']} "
+                      f"status={r['status']} {r['path'][-1][0]:.3f},{r['path'][-1][1]:.3f}")
+    lat = percentiles_us(np.asarray(rtt, dtype=np.float64))
+    print(f"{len(ticks)} ticks in {len(rtt)} requests; round trip (us): " +
+          " ".join(f"{k}={v:.1f}" for k, v in lat.items()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    ticks = demo_trajectory(args.seconds)
+    with Client(args.endpoint) as c:
+        h = c.health()
+        if not h.get("ok"):
+            print(f"server unhealthy: {h}", file=sys.stderr)
+            return 1
+        horizons = h["model"]["horizons_ms"]
+        print(f"tmn demo: {h['model']['system']} model, horizons {horizons[0]:g}..{horizons[-1]:g} ms;"
+              f" streaming {args.seconds:g} s of a figure-eight at 2 kHz")
+        print(f"{'t (s)':>7} {'position':>17} {'predicted +500 ms':>19} {'truth +500 ms':>17}"
+              f" {'error':>7} {'verdict':>9} {'rtt us':>7}")
+        pending: list[tuple[float, np.ndarray]] = []
+        names = {0: "pass", 1: "implaus.", 2: "uncert.", 3: "warming", 4: "ungated"}
+        start, t0 = time.perf_counter(), float(ticks["t"][0])
+        for i in range(len(ticks)):
+            if args.rate == "real":
+                _pace(start, t0, float(ticks["t"][i]))
+            a = time.perf_counter_ns()
+            r = c.ticks(ticks[i:i + 1]).records[0]
+            rtt = (time.perf_counter_ns() - a) / 1e3
+            if i % 200 == 0:  # every 100 ms
+                pending.append((float(r["t"]), r["path"][-1].copy()))
+            while pending and pending[0][0] + horizons[-1] / 1000 <= ticks["t"][i]:
+                tp, pred = pending.pop(0)
+                truth = np.array([ticks["x"][i], ticks["y"][i]])
+                print(f"{tp:7.2f} {'':>17} {pred[0]:9.1f},{pred[1]:8.1f} {truth[0]:8.1f},{truth[1]:8.1f}"
+                      f" {np.hypot(*(pred - truth)):7.2f}")
+            if i % 200 == 0:
+                print(f"{r['t']:7.2f} {ticks['x'][i]:8.1f},{ticks['y'][i]:8.1f} "
+                      f"{r['path'][-1][0]:9.1f},{r['path'][-1][1]:8.1f} {'':>17} {'':>7}"
+                      f" {names.get(int(r['verdict']), '?'):>9} {rtt:7.1f}")
+        s = c.stats()["stats"]
+        acc = s["live_accuracy"]
+        if acc:
+            last = acc[-1]
+            print(f"live accuracy at {last['horizon_ms']:g} ms: p50={last['p50']:.2f} "
+                  f"p90={last['p90']:.2f} p99={last['p99']:.2f} (n={last['count']})")
+        lat = s["latency_ns"]["server"]
+        print(f"server-side latency (recv->send): p50={lat['p50'] / 1e3:.1f} us "
+              f"p99.9={lat['p99.9'] / 1e3:.1f} us")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The tmn-client command line."""
+    p = argparse.ArgumentParser(prog="tmn-client", description="Talk to a running tmn-serve.")
+    p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("replay", help="send a recording and print predictions and latency")
+    r.add_argument("file", type=Path, help="CSV or NPZ with t,x,y,vx,vy[,stream]")
+    r.add_argument("--rate", choices=("real", "max"), default="max")
+    r.add_argument("--streams", type=int, default=1, help="replay as N parallel streams")
+    r.add_argument("--batch", type=int, default=1, help=f"ticks per request (<= {MAX_BATCH})")
+    r.add_argument("--print-every", type=int, default=1000, help="print every Nth reply")
+    sub.add_parser("stats", help="print the server's stats")
+    sub.add_parser("health", help="print the server's health")
+    d = sub.add_parser("demo", help="stream a built-in trajectory and compare with the truth")
+    d.add_argument("--seconds", type=float, default=10.0)
+    d.add_argument("--rate", choices=("real", "max"), default="real")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "replay":
+            return cmd_replay(args)
+        if args.cmd == "demo":
+            return cmd_demo(args)
+        with Client(args.endpoint) as c:
+            print(json.dumps(c.stats() if args.cmd == "stats" else c.health(), indent=2))
+        return 0
+    except (TimeoutError, ProtocolError, ValueError, OSError) as e:
+        print(f"tmn-client: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

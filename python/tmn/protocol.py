@@ -1,0 +1,98 @@
+"""The wire format in numpy (docs/protocol.md is normative).
+
+Binary frames are little-endian: a 16-byte header, then fixed-size records.
+A request carries a batch of ticks; the reply carries one prediction per tick,
+in order, or an error. Control messages are JSON objects.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+MAGIC = 0x314E4D54  # b"TMN1"
+VERSION = 1
+KIND_TICKS, KIND_PREDICTIONS, KIND_ERROR = 1, 2, 3
+MAX_BATCH = 4096
+
+HEADER = struct.Struct("<IHHII")  # magic, version, kind, count, seq
+PREDICTION_INFO = struct.Struct("<HHI")  # horizons, record_bytes, reserved
+ERROR_BODY = struct.Struct("<HHI")  # code, message_bytes, reserved
+
+TICK_DTYPE = np.dtype([("stream", "<u8"), ("t", "<f8"), ("x", "<f8"), ("y", "<f8"),
+                       ("vx", "<f8"), ("vy", "<f8")])
+
+FRAME_ERRORS = {
+    1: "bad_magic", 2: "bad_version", 3: "bad_kind", 4: "bad_size", 5: "batch_too_large",
+    6: "empty_batch", 7: "bad_json", 8: "bad_request", 9: "unknown_command",
+    10: "bad_envelope", 11: "internal",
+}
+STAGES = ("ingest", "prior", "network", "gate", "actuation")
+
+
+def prediction_dtype(horizons: int) -> np.dtype:
+    """The record of one prediction for a model with ``horizons`` horizons."""
+    return np.dtype([
+        ("stream", "<u8"), ("t", "<f8"), ("status", "u1"), ("verdict", "u1"), ("flags", "u1"),
+        ("reserved", "u1"), ("work", "<u4"), ("d2", "<f4"), ("cert_error", "<f4"),
+        ("total_ns", "<u4"), ("stage_ns", "<u4", (5,)), ("reserved2", "<u8"),
+        ("path", "<f8", (horizons, 2)),
+    ])
+
+
+class ProtocolError(RuntimeError):
+    """The server answered with an error frame, or a frame could not be read."""
+
+    def __init__(self, code: int | str, message: str, seq: int = 0) -> None:
+        name = FRAME_ERRORS.get(code, str(code)) if isinstance(code, int) else code
+        super().__init__(f"{name}: {message}")
+        self.code = name
+        self.seq = seq
+
+
+def encode_ticks(ticks: np.ndarray, seq: int = 0) -> bytes:
+    """A tick-batch frame from a TICK_DTYPE array (1 to MAX_BATCH records)."""
+    ticks = np.ascontiguousarray(ticks, dtype=TICK_DTYPE)
+    return HEADER.pack(MAGIC, VERSION, KIND_TICKS, len(ticks), seq & 0xFFFFFFFF) + ticks.tobytes()
+
+
+def make_ticks(t: np.ndarray, x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray,
+               stream: np.ndarray | int = 0) -> np.ndarray:
+    """A TICK_DTYPE array from columns (``stream`` may be one id for all)."""
+    out = np.empty(len(np.atleast_1d(t)), dtype=TICK_DTYPE)
+    out["stream"], out["t"], out["x"], out["y"] = stream, t, x, y
+    out["vx"], out["vy"] = vx, vy
+    return out
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A decoded prediction frame: ``records`` has prediction_dtype(horizons)."""
+
+    seq: int
+    horizons: int
+    records: np.ndarray
+
+
+def decode_reply(frame: bytes) -> Predictions:
+    """Decode a reply frame; raises ProtocolError for an error frame or garbage."""
+    if len(frame) < HEADER.size:
+        raise ProtocolError("bad_size", f"reply of {len(frame)} bytes is shorter than a header")
+    magic, version, kind, count, seq = HEADER.unpack_from(frame)
+    if magic != MAGIC or version != VERSION:
+        raise ProtocolError("bad_magic", "reply is not a tmn v1 frame")
+    if kind == KIND_ERROR:
+        code, n, _ = ERROR_BODY.unpack_from(frame, HEADER.size)
+        start = HEADER.size + ERROR_BODY.size
+        raise ProtocolError(code, frame[start:start + n].decode("utf-8", "replace"), seq)
+    if kind != KIND_PREDICTIONS:
+        raise ProtocolError("bad_kind", f"unexpected reply kind {kind}")
+    horizons, record_bytes, _ = PREDICTION_INFO.unpack_from(frame, HEADER.size)
+    dtype = prediction_dtype(horizons)
+    start = HEADER.size + PREDICTION_INFO.size
+    if record_bytes != dtype.itemsize or len(frame) != start + count * dtype.itemsize:
+        raise ProtocolError("bad_size", "prediction frame length does not match its header")
+    records = np.frombuffer(frame, dtype=dtype, count=count, offset=start)
+    return Predictions(seq=seq, horizons=horizons, records=records)
