@@ -500,7 +500,8 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("rt_priority", &ServerConfig::rt_priority)
       .def_readwrite("lock_memory", &ServerConfig::lock_memory)
       .def_readwrite("idle_evict_s", &ServerConfig::idle_evict_s)
-      .def_readwrite("score_every_s", &ServerConfig::score_every_s);
+      .def_readwrite("score_every_s", &ServerConfig::score_every_s)
+      .def_readwrite("echo", &ServerConfig::echo);
   py::class_<Server>(m, "Server", "The tmn-serve loop; see cpp/include/tmn/server.hpp.")
       .def(py::init<Engine*, const ServerConfig&>(), py::arg("engine"), py::arg("config"),
            py::keep_alive<1, 2>())

@@ -304,6 +304,9 @@ bool Server::receive_one(int flags) noexcept {
           ControlRequest{token, std::string(reinterpret_cast<const char*>(data), size)});
     }
     cv_.notify_all();
+  } else if (cfg_.echo) {
+    send_reply(data, size);
+    server_ns_->record(clock::to_ns(clock::now() - t_recv));
   } else {
     handle_ticks(data, size, t_recv);
   }

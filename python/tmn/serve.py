@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rt-priority", type=int, default=0, metavar="P",
                    help="SCHED_FIFO priority 1-99 for the loop (warns and goes on if denied)")
     p.add_argument("--no-mlock", action="store_true", help="do not lock memory")
+    p.add_argument("--echo", action="store_true",
+                   help="benchmark floor: answer each binary request with its own bytes, "
+                        "run no model (control messages still work)")
     p.add_argument("--pidfile", type=Path, default=None)
     p.add_argument("--log-level", default="INFO",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -185,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.rt_priority = args.rt_priority
     cfg.lock_memory = not args.no_mlock
     cfg.idle_evict_s = args.idle_evict_s
+    cfg.echo = args.echo
     try:
         server = _core.Server(engine._core, cfg)
     except (RuntimeError, ValueError) as e:

@@ -49,6 +49,7 @@ struct ServerConfig {
   bool lock_memory = true;
   double idle_evict_s = 60.0;     // forget streams idle this long (wall time)
   double score_every_s = 0.01;    // live accuracy: one kept prediction per stream per interval
+  bool echo = false;  // benchmark floor: answer every binary request with its own bytes
 };
 
 struct ControlRequest {
