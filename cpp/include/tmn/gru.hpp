@@ -21,7 +21,7 @@
 // W[i,:] ~= s_w[i] * Wq[i,:]; int8 activations with a symmetric scale:
 //   x: dynamic per tick, s_x = max|x| / 127   (s_x = 1 when x == 0)
 //   h: static,           s_h = 1 / 127        (|h| <= 1 for a GRU)
-//   aq = clamp(rint(a / s_a), -127, 127)      (round half to even)
+//   aq = clamp(rint(a * (1 / s_a)), -127, 127) (float32 product, half to even)
 // Accumulators are int32 (|acc| <= 127 * 127 * 1024 fits easily), then
 //   out[i] = acc[i] * (s_w[i] * s_a) + b[i].
 // The hidden state itself stays float32; only the matmul inputs are int8.
