@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -398,12 +399,24 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "jacobi_solve",
-      [](const carray<std::int32_t>& indptr, const carray<std::int32_t>& indices,
+      [](const carray<std::int64_t>& indptr, const carray<std::int64_t>& indices,
          const carray<double>& data, const carray<double>& b, const carray<double>& x0,
          double eps, std::uint64_t budget, py::object lambda_lb) {
         const int n = static_cast<int>(b.size());
         check_length(x0, n, "x0");
-        solver::CsrMatrix a(n, to_vector(indptr), to_vector(indices), to_vector(data));
+        // indices arrive as int64 so that nothing wraps silently on narrowing
+        const auto narrow = [](const carray<std::int64_t>& a, const char* name) {
+          std::vector<std::int32_t> v(a.size());
+          for (py::ssize_t i = 0; i < a.size(); ++i) {
+            const std::int64_t x = a.data()[i];
+            if (x < 0 || x > std::numeric_limits<std::int32_t>::max())
+              throw py::value_error(std::string(name) + " entries must be in [0, 2^31)");
+            v[i] = static_cast<std::int32_t>(x);
+          }
+          return v;
+        };
+        solver::CsrMatrix a(n, narrow(indptr, "indptr"), narrow(indices, "indices"),
+                            to_vector(data));
         const double lb =
             lambda_lb.is_none() ? a.gershgorin_lower_bound() : lambda_lb.cast<double>();
         std::vector<double> x = to_vector(x0), r(n);

@@ -196,7 +196,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   double bx = s.kf.px, by = s.kf.py;
   const double* rel = rel_.data();  // data units
   out.d2 = std::numeric_limits<float>::quiet_NaN();
-  out.cert_error = 0.0f;
+  out.cert_error = std::numeric_limits<float>::quiet_NaN();
   out.work = 0;
   if (warming) {
     out.verdict = Verdict::warming;
@@ -219,7 +219,8 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
     const GateResult g = gate_->run(y_.data(), rel_.data(), inv_var_.data(), v, proj_.data());
     out.verdict = g.verdict;
     out.d2 = static_cast<float>(g.d2);
-    out.cert_error = static_cast<float>(g.cert.error_bound);
+    // a certificate only for the certified path; a fallback serves the prior
+    if (g.verdict == Verdict::pass) out.cert_error = static_cast<float>(g.cert.error_bound);
     out.work = static_cast<std::uint32_t>(g.cert.work);
     const double* chosen = g.verdict == Verdict::pass ? proj_.data() : rel_.data();
     for (int i = 0; i < 2 * K_; ++i) proj_[i] = chosen[i] * out_scale_[i & 1];
@@ -245,6 +246,7 @@ Status Engine::reset(std::uint64_t stream) noexcept {
 }
 
 std::uint32_t Engine::evict_idle(double idle_s) noexcept {
+  if (!(idle_s >= 0.0)) return 0;  // NaN or negative: nothing is that idle
   return table_.evict_idle(clock::now(), clock::from_ns(idle_s * 1e9));
 }
 

@@ -47,10 +47,11 @@ CsrMatrix::CsrMatrix(int n, std::vector<std::int32_t> indptr,
                                     std::to_string(i));
       if (!std::isfinite(data_[p]))
         throw std::invalid_argument("CsrMatrix: non-finite value in row " + std::to_string(i));
-      if (j == i) inv_diag_[i] = 1.0 / data_[p];
+      if (j == i && data_[p] != 0.0) inv_diag_[i] = 1.0 / data_[p];
     }
     if (inv_diag_[i] == 0.0)
-      throw std::invalid_argument("CsrMatrix: zero diagonal in row " + std::to_string(i));
+      throw std::invalid_argument("CsrMatrix: missing or zero diagonal in row " +
+                                  std::to_string(i));
   }
   std::vector<double> row(n, 0.0), col(n, 0.0);
   for (int i = 0; i < n; ++i)

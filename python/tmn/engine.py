@@ -101,6 +101,13 @@ class Engine:
                vy: np.ndarray, stream: np.ndarray | None = None) -> Replay:
         """Run a whole recording in C++ (GIL released). Bad ticks are reported in
         ``status`` and do not stop the replay. ``stream=None`` means stream 0."""
+        if stream is not None:
+            ids = np.asarray(stream)
+            if ids.dtype.kind not in "iu":
+                raise ValueError(f"stream ids must be integers, got dtype {ids.dtype}")
+            if ids.dtype.kind == "i" and ids.size and ids.min() < 0:
+                raise ValueError("stream ids must be in [0, 2^64)")
+            stream = ids.astype(np.uint64, copy=False)
         r = self._core.replay(t, x, y, vx, vy, stream)
         return Replay(**r)
 
@@ -112,4 +119,6 @@ class Engine:
 
     def evict_idle(self, idle_s: float) -> int:
         """Forget streams with no accepted tick for ``idle_s`` seconds; returns how many."""
+        if not idle_s >= 0:
+            raise ValueError(f"idle_s must be >= 0, got {idle_s!r}")
         return self._core.evict_idle(idle_s)

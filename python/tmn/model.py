@@ -192,7 +192,8 @@ def _read_config(file: Path) -> dict[str, Any]:
         raise ModelFormatError(f"{file}: not valid JSON: {e}") from e
     if not isinstance(cfg, dict):
         raise ModelFormatError(f"{file}: must hold a JSON object")
-    if cfg.get("format_version") != FORMAT_VERSION:
+    version = cfg.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version != FORMAT_VERSION:
         raise _fail(file, "format_version",
                     f"this tmn reads version {FORMAT_VERSION}, got {cfg.get('format_version')!r}")
     if cfg.get("system") not in ("A", "B"):
@@ -219,6 +220,8 @@ def _read_config(file: Path) -> dict[str, Any]:
     if cfg["system"] == "B":
         _number(file, cfg, "gate.eps", 0, lo_open=True)
         _number(file, cfg, "gate.budget", 1, 2**53)
+        if not isinstance(cfg["gate"]["budget"], int):
+            raise _fail(file, "gate.budget", f"must be an integer, got {cfg['gate']['budget']!r}")
         _number(file, cfg, "gate.lambda", 0, 0.25, lo_open=True, hi_open=True)
         _number(file, cfg, "gate.threshold", 0, lo_open=True)
     q = cfg.get("quantisation")
@@ -227,6 +230,8 @@ def _read_config(file: Path) -> dict[str, Any]:
     w = cfg.get("weights")
     if not isinstance(w, dict) or not isinstance(w.get("sha256"), str):
         raise _fail(file, "weights.sha256", "missing")
+    if w.get("file", WEIGHTS_FILE) != WEIGHTS_FILE:
+        raise _fail(file, "weights.file", f"must be '{WEIGHTS_FILE}', got {w.get('file')!r}")
     return cfg
 
 

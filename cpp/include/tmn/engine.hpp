@@ -68,7 +68,7 @@ struct Prediction {
   std::uint16_t horizons = 0;
   bool restarted = false;   // this tick restarted the stream after a gap
   float d2 = 0.0f;          // plausibility statistic (B); NaN for A
-  float cert_error = 0.0f;  // certificate: proven bound on the projection error
+  float cert_error = 0.0f;  // proven bound on the projection error; NaN unless pass
   std::uint32_t work = 0;   // touched nonzeros spent by the gate
   std::array<std::uint32_t, kStages> stage_ns{};
   std::uint32_t total_ns = 0;
