@@ -5,11 +5,13 @@ five-stage C++ tick (ingest, Kalman prior, GRU, certified gate, actuation).
 """
 
 from tmn._core import Isa, Prediction, Status, Verdict
+from tmn.client import Client
 from tmn.engine import STAGES, Engine, Replay, TickError
 from tmn.model import Model, ModelFormatError, load, quantise_rows
 
 __all__ = [
     "STAGES",
+    "Client",
     "Engine",
     "Isa",
     "Model",
