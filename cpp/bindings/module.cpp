@@ -381,7 +381,7 @@ PYBIND11_MODULE(_core, m) {
           "run",
           [](SolverGate& g, const carray<float>& delta, const carray<double>& prior,
              const carray<double>& inv_var, const carray<double>& v) {
-            const py::ssize_t P = 2 * static_cast<py::ssize_t>(g.matrix().n());
+            const py::ssize_t P = 2 * static_cast<py::ssize_t>(g.horizons());
             check_length(delta, P, "delta");
             check_length(prior, P, "prior");
             check_length(inv_var, P, "inv_var");

@@ -9,8 +9,8 @@
 //           v[2]       the current velocity (output units per second)
 //   output  verdict, d2, a Certificate, and on `pass` the certified path
 //           (relative to the current position) in path[2K].
-//   cost    2K flops for d2; per Jacobi pass 2 x nnz(A) (nnz = 5K - 6);
-//           at most `budget` touched nonzeros in all.
+//   cost    2K flops for d2; per Jacobi pass nnz(A (x) I_2) = 2 (5K - 6)
+//           touched nonzeros; at most `budget` in all.
 //   errors  none; an untrusted result is a fallback verdict, not an error.
 //
 // 1. Plausibility: d2 = mean_k delta_k^T S_k^-1 delta_k. If d2 > threshold
@@ -21,9 +21,10 @@
 //    whose normal equations are A u = q + lambda v dh e_0 with
 //      A = I + lambda D^T D,   D lower-triangular, rows (1, -2, 1).
 //    A is SPD with lambda_min(A) >= 1, and strictly diagonally dominant for
-//    lambda < 1/4 (interior rows: 1 + 6 lambda > 10 lambda). Jacobi from
-//    u = q stops at error bound eps / sqrt(2) per axis, so the bound on the
-//    whole path is <= eps. Out of budget: fallback_uncertified.
+//    lambda < 1/4 (interior rows: 1 + 6 lambda > 10 lambda). Both axes are
+//    solved as one system A (x) I_2 (same lambda_min); Jacobi from u = q stops
+//    when the proven bound on the whole path's error is <= eps. Out of
+//    budget: fallback_uncertified.
 #pragma once
 
 #include <cstdint>
@@ -68,7 +69,9 @@ class SolverGate {
   GateResult run(const float* delta, const double* prior, const double* inv_var,
                  const double* v, double* path) noexcept;
 
+  // The matrix solved: A (x) I_2, 2K x 2K, axes interleaved.
   const solver::CsrMatrix& matrix() const noexcept { return a_; }
+  int horizons() const noexcept { return K_; }
   const GateParams& params() const noexcept { return p_; }
 
  private:
@@ -76,7 +79,7 @@ class SolverGate {
   int K_;
   double dh_;
   solver::CsrMatrix a_;
-  AlignedBuffer<double> b_, u_, r_;  // per-axis scratch, K each
+  AlignedBuffer<double> b_, u_, r_;  // scratch, 2K each (interleaved axes)
 };
 
 }  // namespace tmn

@@ -61,6 +61,12 @@ class CsrMatrix {
   const std::int32_t* indices() const noexcept { return indices_.data(); }
   const double* data() const noexcept { return data_.data(); }
   const double* inv_diag() const noexcept { return inv_diag_.data(); }
+  // The same matrix padded to W = max_row_nnz() entries per row, stored
+  // column-major (ELLPACK: entry w of row i at [w * n + i]; padding has value
+  // 0 and points at the row's own column). The residual then sweeps all rows
+  // per entry: n independent chains instead of one chain per row.
+  const std::int32_t* ell_indices() const noexcept { return ell_indices_.data(); }
+  const double* ell_data() const noexcept { return ell_data_.data(); }
 
  private:
   int n_ = 0;
@@ -68,6 +74,8 @@ class CsrMatrix {
   double abs_norm_ = 0.0;
   std::vector<std::int32_t> indptr_, indices_;
   std::vector<double> data_, inv_diag_;
+  std::vector<std::int32_t> ell_indices_;
+  std::vector<double> ell_data_;
 };
 
 // Jacobi iteration from the initial guess in x (in/out). `r` is caller
