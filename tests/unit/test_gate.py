@@ -165,7 +165,7 @@ def test_constructor_rejects_no_horizons_or_a_bad_spacing(K: int, dh: float) -> 
 def test_constructor_accepts_lambda_just_inside_the_open_interval() -> None:
     for lam in (5e-324, math.nextafter(0.25, 0.0)):
         A = make_gate(6, lam).matrix()
-        assert A.shape == (6, 6)
+        assert A.shape == (12, 12)  # both axes: A (x) I_2
 
 
 def test_run_rejects_arrays_of_the_wrong_length() -> None:
