@@ -401,7 +401,7 @@ PYBIND11_MODULE(_core, m) {
       "jacobi_solve",
       [](const carray<std::int64_t>& indptr, const carray<std::int64_t>& indices,
          const carray<double>& data, const carray<double>& b, const carray<double>& x0,
-         double eps, std::uint64_t budget, py::object lambda_lb) {
+         double eps, std::uint64_t budget, py::object lambda_lb, double omega) {
         const int n = static_cast<int>(b.size());
         check_length(x0, n, "x0");
         // indices arrive as int64 so that nothing wraps silently on narrowing
@@ -420,13 +420,16 @@ PYBIND11_MODULE(_core, m) {
         const double lb =
             lambda_lb.is_none() ? a.gershgorin_lower_bound() : lambda_lb.cast<double>();
         std::vector<double> x = to_vector(x0), r(n);
+        if (!(omega > 0.0 && omega < 2.0)) throw py::value_error("omega must be in (0, 2)");
         const solver::Certificate c = solver::jacobi_solve(a, b.data(), x.data(), r.data(), eps,
-                                                           budget, lb);
+                                                           budget, lb, omega);
         return py::make_tuple(to_array(x), certificate_dict(c));
       },
       py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("b"), py::arg("x0"),
       py::arg("eps"), py::arg("budget"), py::arg("lambda_lb") = py::none(),
-      "Certified Jacobi solve of A x = b (A in CSR). lambda_lb defaults to Gershgorin's bound.");
+      py::arg("omega") = 1.0,
+      "Certified (damped) Jacobi solve of A x = b (A in CSR). lambda_lb defaults to "
+      "Gershgorin's bound; omega = 1 is plain Jacobi.");
 
   py::class_<Engine>(m, "Engine", "The five-stage tick engine (one thread at a time).")
       .def(py::init<const ModelSpec&, Precision, std::uint32_t, Isa>(), py::arg("spec"),

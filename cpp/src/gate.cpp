@@ -58,6 +58,12 @@ SolverGate::SolverGate(const GateParams& p, int K, double dh)
   if (!(dh > 0.0) || !std::isfinite(dh))
     throw std::invalid_argument("gate: horizon spacing must be positive");
   a_ = smoothing_matrix(K, p.lambda);
+  // Damping: the eigenvalues mu of D_A^-1 A lie in [1 / (1 + 6 lambda),
+  // 1 + 10 lambda / (1 + 6 lambda)] (lambda_min(A) >= 1 over the largest
+  // diagonal; Gershgorin above). omega = 2 / (mu_min + mu_max) centres them
+  // on 1: the contraction is 16 lambda / (2 + 16 lambda) instead of plain
+  // Jacobi's 10 lambda / (1 + 6 lambda) (0.44 vs 0.63 at lambda = 0.1).
+  omega_ = (1.0 + 6.0 * p.lambda) / (1.0 + 8.0 * p.lambda);
 }
 
 GateResult SolverGate::run(const float* delta, const double* prior,
@@ -80,7 +86,8 @@ GateResult SolverGate::run(const float* delta, const double* prior,
   }
   b_[0] += p_.lambda * v[0] * dh_;  // boundary terms: -lambda D^T c, per axis
   b_[1] += p_.lambda * v[1] * dh_;
-  res.cert = solver::jacobi_solve(a_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget, 1.0);
+  res.cert = solver::jacobi_solve(a_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget, 1.0,
+                                  omega_);
   if (!res.cert.certified) {
     res.verdict = Verdict::fallback_uncertified;
     return res;

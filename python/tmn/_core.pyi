@@ -71,6 +71,7 @@ def jacobi_solve(
     eps: float,
     budget: int,
     lambda_lb: float | None = None,
+    omega: float = 1.0,
 ) -> tuple[npt.NDArray[np.float64], dict[str, Any]]: ...
 
 class KalmanParams:

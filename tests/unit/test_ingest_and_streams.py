@@ -23,8 +23,10 @@ from tmn.testing import random_model
 
 FIELDS = ("t", "x", "y", "vx", "vy")
 NO_PREDICTION = 255
-# B with a tight budget and threshold: pass, implausible and uncertified all occur
-MIXED_GATE = {"eps": 0.02, "budget": 616, "lambda": 0.1, "threshold": 30.0}
+# B with a tight threshold, and a budget calibrated below (mixed_budget) so that
+# pass, implausible and uncertified all occur
+MIXED_GATE = {"eps": 0.005, "budget": 200_000, "lambda": 0.1, "threshold": 30.0}
+MIXED_SEED = 5  # a random model whose passes need varied work on these trajectories
 VARIANTS = [("A", "fp32"), ("A", "int8"), ("B", "fp32"), ("B", "int8"), ("B-mixed", "fp32"),
             ("B-mixed", "int8")]
 
@@ -32,11 +34,25 @@ VARIANTS = [("A", "fp32"), ("A", "int8"), ("B", "fp32"), ("B", "int8"), ("B-mixe
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
+    unlimited = random_model(root / "B-unlimited", system="B", seed=MIXED_SEED, gate=MIXED_GATE)
     return {
         "A": random_model(root / "A", system="A", seed=11),
         "B": random_model(root / "B", system="B", seed=12),
-        "B-mixed": random_model(root / "B-mixed", system="B", seed=1, gate=MIXED_GATE),
+        "B-mixed": random_model(root / "B-mixed", system="B", seed=MIXED_SEED,
+                                gate={**MIXED_GATE, "budget": mixed_budget(unlimited)}),
     }
+
+
+def mixed_budget(unlimited: Path) -> int:
+    """A budget that certifies some but not all passes on each of the tests'
+    trajectories, from the work the same model spends with an unlimited budget."""
+    works = []
+    for seed, n in ((500, 1200), (400, 1200)):
+        r = tmn.Engine(unlimited, precision="fp32").replay(*trajectory(seed, n).T)
+        works.append(r.work[r.verdict == tmn.Verdict.pass_.value])
+    budget = max(int(w.min()) for w in works)
+    assert budget < min(int(w.max()) for w in works), "no budget splits both trajectories"
+    return budget
 
 
 def engine(models: dict[str, Path], name: str, precision: str = "fp32",

@@ -22,9 +22,9 @@
 //      A = I + lambda D^T D,   D lower-triangular, rows (1, -2, 1).
 //    A is SPD with lambda_min(A) >= 1, and strictly diagonally dominant for
 //    lambda < 1/4 (interior rows: 1 + 6 lambda > 10 lambda). Both axes are
-//    solved as one system A (x) I_2 (same lambda_min); Jacobi from u = q stops
-//    when the proven bound on the whole path's error is <= eps. Out of
-//    budget: fallback_uncertified.
+//    solved as one system A (x) I_2 (same lambda_min); damped Jacobi from
+//    u = q stops when the proven bound on the whole path's error is <= eps.
+//    Out of budget: fallback_uncertified.
 #pragma once
 
 #include <cstdint>
@@ -79,6 +79,7 @@ class SolverGate {
   int K_;
   double dh_;
   solver::CsrMatrix a_;
+  double omega_;  // Jacobi damping, see the constructor
   AlignedBuffer<double> b_, u_, r_;  // scratch, 2K each (interleaved axes)
 };
 
