@@ -107,6 +107,17 @@ py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
   return out;
 }
 
+// tmn.TickError (a ValueError with a `status` attribute), created at import.
+PyObject* tick_error = nullptr;
+
+[[noreturn]] void raise_tick_error(Status st, const std::string& detail) {
+  py::object exc = py::reinterpret_borrow<py::object>(tick_error)(
+      py::str(std::string(status_name(st)) + ": " + detail));
+  exc.attr("status") = st;
+  PyErr_SetObject(tick_error, exc.ptr());
+  throw py::error_already_set();
+}
+
 py::dict histogram_dict(const Histogram& h) {
   py::dict d;
   d["count"] = h.count();
@@ -192,6 +203,12 @@ py::dict server_stats(const Server& s) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "tmn native engine: ingest, Kalman prior, GRU, certified gate, actuation";
+  tick_error = PyErr_NewExceptionWithDoc(
+      "tmn._core.TickError",
+      "A tick (or reset) was refused; `status` is the tmn.Status code. The stream's "
+      "state is untouched.",
+      PyExc_ValueError, nullptr);
+  m.attr("TickError") = py::handle(tick_error);
 
   py::enum_<Status>(m, "Status", "Error codes of the tick path (append-only).")
       .value("ok", Status::ok)
@@ -438,12 +455,23 @@ PYBIND11_MODULE(_core, m) {
           "tick",
           [](Engine& e, double t, double x, double y, double vx, double vy, std::uint64_t stream) {
             Prediction p;
-            e.tick(stream, Tick{t, x, y, vx, vy}, p);
+            const Status st = e.tick(stream, Tick{t, x, y, vx, vy}, p);
+            if (st != Status::ok)
+              raise_tick_error(st, "tick t=" + py::repr(py::float_(t)).cast<std::string>() +
+                                       " on stream " + std::to_string(stream) + " refused");
             return p;
           },
           py::arg("t"), py::arg("x"), py::arg("y"), py::arg("vx"), py::arg("vy"),
-          py::arg("stream") = 0)
-      .def("reset", &Engine::reset, py::arg("stream"))
+          py::arg("stream") = 0,
+          "Run one tick through all five stages; raises TickError on bad input.")
+      .def(
+          "reset",
+          [](Engine& e, std::uint64_t stream) {
+            const Status st = e.reset(stream);
+            if (st != Status::ok)
+              raise_tick_error(st, "stream " + std::to_string(stream) + " is not held");
+          },
+          py::arg("stream"), "Forget a stream; raises TickError (unknown_stream).")
       .def("evict_idle", &Engine::evict_idle, py::arg("idle_s"))
       .def("replay", &replay, py::arg("t"), py::arg("x"), py::arg("y"), py::arg("vx"),
            py::arg("vy"), py::arg("stream") = py::none())

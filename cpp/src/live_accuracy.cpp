@@ -66,15 +66,16 @@ void LiveAccuracy::observe(const Tick& k, const Prediction& p, std::uint64_t now
     r.next_sample = -1e300;
   }
 
-  // 1. score pending predictions whose horizons this tick has passed
+  // 1. score every pending prediction whose next horizon this tick has passed
+  //    (each horizon exactly once, when its target time falls in (t_prev, t])
   if (r.has_prev) {
-    while (r.size > 0) {
-      const std::uint32_t e = r.head;
+    for (std::uint32_t j = 0; j < r.size; ++j) {
+      const std::uint32_t e = (r.head + j) % ring_;
       Entry& en = entries_[slot * ring_ + e];
       const double* path = path_of(slot, e);
       while (en.next_k < K_ && en.t + h_[en.next_k] <= k.t) {
         const double tau = en.t + h_[en.next_k];
-        // truth: linear between the previous tick and this one (tau in (t_prev, t])
+        // truth: linear between the previous tick and this one
         const double w = (tau - r.t_prev) / (k.t - r.t_prev);
         const double tx = r.x_prev + w * (k.x - r.x_prev);
         const double ty = r.y_prev + w * (k.y - r.y_prev);
@@ -83,7 +84,9 @@ void LiveAccuracy::observe(const Tick& k, const Prediction& p, std::uint64_t now
         per_stream_[slot * K_ + en.next_k]->record(err);
         ++en.next_k;
       }
-      if (en.next_k < K_) break;  // the oldest is still pending
+    }
+    // drop the fully scored ones (the oldest finish first)
+    while (r.size > 0 && entries_[slot * ring_ + r.head].next_k == K_) {
       r.head = (r.head + 1) % ring_;
       --r.size;
     }

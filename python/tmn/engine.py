@@ -14,12 +14,10 @@ _PRECISIONS = {"fp32": _core.Precision.fp32, "int8": _core.Precision.int8}
 STAGES = ("ingest", "prior", "network", "gate", "actuation")
 
 
-class TickError(ValueError):
-    """A tick (or reset) was refused. ``status`` is the :class:`tmn.Status` code."""
-
-    def __init__(self, status: _core.Status, detail: str) -> None:
-        super().__init__(f"{status.name}: {detail}")
-        self.status = status
+#: A tick (or reset) was refused. ``status`` is the :class:`tmn.Status` code;
+#: the stream's state is untouched. Raised from C++, so a good tick pays for
+#: no Python frame.
+TickError = _core.TickError
 
 
 @dataclass(frozen=True)
@@ -72,6 +70,9 @@ class Engine:
         self._core = _core.Engine(self.model.spec(), _PRECISIONS[precision], int(max_streams),
                                   _resolve_isa(isa))
         self.precision = precision
+        # Bind the C++ methods directly: no Python frame between caller and engine.
+        self.tick = self._core.tick
+        self.reset = self._core.reset
 
     @property
     def isa(self) -> str:
@@ -92,10 +93,7 @@ class Engine:
              stream: int = 0) -> _core.Prediction:
         """Run one tick through all five stages. Raises :class:`TickError` on bad input;
         the stream's state is then untouched."""
-        p = self._core.tick(t, x, y, vx, vy, stream)
-        if p.status != _core.Status.ok:
-            raise TickError(p.status, f"tick t={t!r} on stream {stream} refused")
-        return p
+        return self._core.tick(t, x, y, vx, vy, stream)  # replaced per instance in __init__
 
     def replay(self, t: np.ndarray, x: np.ndarray, y: np.ndarray, vx: np.ndarray,
                vy: np.ndarray, stream: np.ndarray | None = None) -> Replay:
@@ -113,9 +111,7 @@ class Engine:
 
     def reset(self, stream: int) -> None:
         """Forget a stream's state. Raises :class:`TickError` (unknown_stream)."""
-        st = self._core.reset(stream)
-        if st != _core.Status.ok:
-            raise TickError(st, f"stream {stream} is not held")
+        self._core.reset(stream)  # replaced per instance in __init__
 
     def evict_idle(self, idle_s: float) -> int:
         """Forget streams with no accepted tick for ``idle_s`` seconds; returns how many."""

@@ -37,7 +37,9 @@ def runtime_names() -> dict[str, set[str]]:
         if name.startswith("_"):
             continue
         obj = getattr(core, name)
-        if isinstance(obj, type):
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            names[name] = stub_names().get(name, set())  # attributes live on instances
+        elif isinstance(obj, type):
             names[name] = {m for m in vars(obj) if not m.startswith("_")}
         else:
             names[name] = set()
