@@ -147,14 +147,19 @@ def _fail(file: Path, field: str, problem: str) -> ModelFormatError:
     return ModelFormatError(f"{file}: field '{field}': {problem}")
 
 
-def _number_list(file: Path, cfg: dict[str, Any], field: str, n: int | None,
-                 positive: bool = False) -> list[float]:
-    keys = field.split(".")
+def _lookup(file: Path, cfg: dict[str, Any], field: str) -> Any:
+    """The value at a dotted field path, or a ModelFormatError naming it."""
     v: Any = cfg
-    for key in keys:
+    for key in field.split("."):
         if not isinstance(v, dict) or key not in v:
             raise _fail(file, field, "missing")
         v = v[key]
+    return v
+
+
+def _number_list(file: Path, cfg: dict[str, Any], field: str, n: int | None,
+                 positive: bool = False) -> list[float]:
+    v = _lookup(file, cfg, field)
     if not isinstance(v, list) or (n is not None and len(v) != n):
         raise _fail(file, field, f"must be a list of {n if n is not None else 'some'} numbers")
     for x in v:
@@ -167,12 +172,7 @@ def _number_list(file: Path, cfg: dict[str, Any], field: str, n: int | None,
 
 def _number(file: Path, cfg: dict[str, Any], field: str, lo: float = -math.inf,
             hi: float = math.inf, lo_open: bool = False, hi_open: bool = False) -> float:
-    keys = field.split(".")
-    v: Any = cfg
-    for key in keys:
-        if not isinstance(v, dict) or key not in v:
-            raise _fail(file, field, "missing")
-        v = v[key]
+    v = _lookup(file, cfg, field)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise _fail(file, field, f"must be a finite number, got {v!r}")
     below = v <= lo if lo_open else v < lo
