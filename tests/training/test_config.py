@@ -1,0 +1,61 @@
+"""Configs: A and B extend common, carry the plan's values, refuse unknown keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tmn_train import config as config_mod
+from tmn_train.config import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_and_b_extend_common_and_carry_the_plan_values() -> None:
+    for name, system in (("A_traditional.yaml", "A"), ("B_temporal_solver.yaml", "B")):
+        c = config_mod.load(REPO / "configs" / name)
+        assert c.system == system
+        assert (c.horizon_ms, c.window_ms, c.sample_rate_hz) == (500, 128, 2000)
+        assert c.features == ["x", "y", "vx", "vy"]
+        assert (c.quantize, c.optimizer, c.lr, c.batch, c.epochs) == ("int8", "adam", 1e-3, 256, 15)
+        assert c.micro_gru.hidden == 32
+        assert c.horizons_ms == [50.0 * (k + 1) for k in range(10)]
+    b = config_mod.load(REPO / "configs" / "B_temporal_solver.yaml")
+    assert b.prior == "kalman"
+    assert b.solver_gate is not None and (b.solver_gate.eps, b.solver_gate.budget) == (0.02, 200000)
+    assert b.active_selection is not None and (b.active_selection.k, b.active_selection.eps) == (15, 0.03)
+    a = config_mod.load(REPO / "configs" / "A_traditional.yaml")
+    assert a.prior == "none" and a.solver_gate is None and a.active_selection is None
+
+
+def test_an_unknown_key_in_a_file_is_an_error_that_names_it(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(
+        f"extends: {REPO / 'configs' / 'B_temporal_solver.yaml'}\ndata:\n  strid_ms: 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'data.strid_ms'"):
+        config_mod.load(tmp_path / "c.yaml")
+
+
+def test_an_unknown_key_in_an_override_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="unknown key 'learning_rate'"):
+        config_mod.load(REPO / "configs" / "A_traditional.yaml", ["learning_rate=0.1"])
+
+
+def test_overrides_set_nested_keys_with_yaml_values() -> None:
+    c = config_mod.load(REPO / "configs" / "B_temporal_solver.yaml",
+                        ["data.passes=3", "solver_gate.lambda_grid=[0.05]", "epochs=3"])
+    assert c.data.passes == 3 and c.solver_gate is not None
+    assert c.solver_gate.lambda_grid == [0.05] and c.epochs == 3
+
+
+def test_system_a_refuses_gate_settings_and_b_refuses_a_bad_lambda() -> None:
+    with pytest.raises(ConfigError, match="system B only"):
+        config_mod.load(REPO / "configs" / "A_traditional.yaml", ["solver_gate.eps=0.1"])
+    with pytest.raises(ConfigError, match="lambda_grid"):
+        config_mod.load(REPO / "configs" / "B_temporal_solver.yaml",
+                        ["solver_gate.lambda_grid=[0.3]"])
+
+
+def test_the_config_round_trips_through_its_dict() -> None:
+    c = config_mod.load(REPO / "configs" / "B_temporal_solver.yaml")
+    assert config_mod.from_dict(c.to_dict()) == c

@@ -1,0 +1,132 @@
+"""The pipeline: splits without leakage, normalisation fitted on train only, window
+counts, and targets in the engine's own frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tmn_train import engine_eval, synth
+from tmn_train.models import MicroGru
+from tmn_train.pipeline import (SPLITS, build_split, labelled, lanes, prepare,
+                                split_streams, targets)
+
+from train_helpers import tiny_config
+
+KALMAN = {"q": 1e6, "r_pos": 1.0, "r_vel": 100.0}
+
+
+@pytest.fixture(scope="module")
+def streams() -> list:
+    return synth.generate(0.5, seed=11, stream_s=10.0)
+
+
+def test_time_splits_cut_every_stream_into_ordered_disjoint_pieces(streams: list) -> None:
+    cfg = tiny_config("B")
+    parts = split_streams(streams, cfg)
+    for s in streams:
+        pieces = [p for k in SPLITS for p in parts[k] if p.name.startswith(s.name + "#")]
+        assert [p.split for p in pieces] == list(SPLITS)
+        assert np.array_equal(np.concatenate([p.t for p in pieces]), s.t)
+        assert pieces[0].t[-1] < pieces[1].t[0] and pieces[1].t[-1] < pieces[2].t[0]
+        assert abs(len(pieces[0]) / len(s) - 0.70) < 1e-3
+
+
+def test_no_window_and_no_target_crosses_a_split_boundary(streams: list) -> None:
+    cfg = tiny_config("B")
+    prep = prepare(streams, cfg, kalman=KALMAN, log=lambda m: None)
+    w, nk = cfg.ticks(cfg.window_ms), cfg.horizon_ticks[-1]
+    for k in SPLITS:
+        a = prep.splits[k]
+        piece_of = np.repeat(np.arange(a.pieces), np.diff(a.offsets))
+        starts = np.concatenate(a.chains(cfg))
+        last_target = starts + w - 1 + nk
+        assert (last_target < len(a.t)).all()
+        assert np.array_equal(piece_of[starts], piece_of[last_target])
+        idx = labelled(a, cfg)
+        assert np.array_equal(piece_of[idx], piece_of[idx + nk])
+    # and the pieces of different splits share no tick time within a stream
+    times = {k: set(np.round(prep.splits[k].t, 9)) for k in SPLITS}
+    assert not (times["train"] & times["val"]) and not (times["val"] & times["test"])
+
+
+def test_window_counts_follow_the_documented_formula(streams: list) -> None:
+    cfg = tiny_config("A")
+    prep = prepare(streams, cfg, kalman=KALMAN, log=lambda m: None)
+    a = prep.splits["train"]
+    w, nk = cfg.ticks(cfg.window_ms), cfg.horizon_ticks[-1]
+    chains = a.chains(cfg)
+    lens = np.diff(a.offsets)
+    assert [len(c) for c in chains] == [(n - nk) // w for n in lens]
+    assert all(np.array_equal(c, a.offsets[p] + w * np.arange(len(c)))
+               for p, c in enumerate(chains))
+    assert (7000 - nk) // w == 23  # a 7000-tick piece (the train part of a 10 s stream)
+
+
+def test_lanes_carry_state_only_between_consecutive_windows_of_one_piece(streams: list) -> None:
+    cfg = tiny_config("B")
+    a = prepare(streams, cfg, kalman=KALMAN, log=lambda m: None).splits["train"]
+    w = cfg.ticks(cfg.window_ms)
+    chains = a.chains(cfg)
+    piece_of = np.repeat(np.arange(a.pieces), np.diff(a.offsets))
+    start, reset, valid = lanes(chains, 8, w, np.random.default_rng(0))
+    assert start.shape[0] == 8 and reset[:, 0].all()
+    # every window is used exactly once per pass
+    assert sorted(start[valid].tolist()) == sorted(np.concatenate(chains).tolist())
+    carried = ~reset[:, 1:] & valid[:, 1:]
+    prev, cur = start[:, :-1][carried], start[:, 1:][carried]
+    assert np.array_equal(cur, prev + w) and np.array_equal(piece_of[cur], piece_of[prev])
+    # a restart in the middle of a lane happens only at a piece change or a jump
+    restarts = reset[:, 1:] & valid[:, 1:]
+    jumps = start[:, 1:][restarts] != start[:, :-1][restarts] + w
+    other = piece_of[start[:, 1:][restarts]] != piece_of[start[:, :-1][restarts]]
+    assert (jumps | other).all()
+    # validation: one lane per piece, streamed from its first tick
+    vs, vr, vv = lanes(chains, 8, w, None)
+    assert vs.shape[0] == len([c for c in chains if len(c)]) and vr[:, 0].all()
+    assert not (vr[:, 1:] & vv[:, 1:]).any()
+
+
+def test_normalisation_and_output_scale_are_fitted_on_train_only(streams: list) -> None:
+    cfg = tiny_config("B")
+    base = prepare(streams, cfg, kalman=KALMAN, log=lambda m: None)
+    changed = []
+    for s in streams:  # change everything after the train cut by a lot
+        c = s.slice(0, len(s))
+        cut = int(len(s) * 0.70)
+        c.x = c.x.copy()
+        c.x[cut:] += 1e4
+        c.vx = c.vx.copy()
+        c.vx[cut:] *= 50.0
+        changed.append(c)
+    other = prepare(changed, cfg, kalman=KALMAN, log=lambda m: None)
+    assert other.mean == base.mean and other.std == base.std
+    assert other.output_scale == base.output_scale
+    assert not np.array_equal(other.splits["test"].z, base.splits["test"].z)
+
+
+def test_b_targets_are_residuals_over_the_engine_prior_path(streams: list) -> None:
+    """The engine's Kalman-only replay (a zero network, certified) equals the start
+    of B's targets, posterior + v h: training and serving share one frame."""
+    cfg = tiny_config("B")
+    prep = prepare(streams[:2], cfg, kalman=KALMAN, log=lambda m: None)
+    a = prep.splits["test"]
+    tensors = MicroGru(cfg.micro_gru.hidden, cfg.K).artifact_tensors()
+    config = engine_eval.artifact_config(cfg, prep.mean, prep.std, prep.output_scale, KALMAN)
+    r = engine_eval.replay(engine_eval.kalman_only(config, tensors), a)
+    idx = engine_eval.valid_ticks(a, cfg, r.verdict)
+    scale = np.asarray(prep.output_scale)
+    # truth = start + target * scale, so the engine's prior error is target * scale
+    truth = a.pos[idx[:, None] + np.asarray(cfg.horizon_ticks)]
+    t = targets(a, idx, cfg, scale) * scale
+    assert np.allclose(truth - r.paths[idx], t, atol=1e-6 * np.abs(truth).max())
+
+
+def test_a_and_b_build_the_same_network_input_as_the_engine_ingest(streams: list) -> None:
+    a_cfg, b_cfg = tiny_config("A"), tiny_config("B")
+    mean, std = [1.0, -2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 3.0]
+    pa = build_split(streams[:1], a_cfg, mean, std, KALMAN)
+    pb = build_split(streams[:1], b_cfg, mean, std, KALMAN)
+    assert np.array_equal(pa.z, pb.z) and pa.z.dtype == np.float32
+    f = np.stack([streams[0].x, streams[0].y, streams[0].vx, streams[0].vy], axis=1)
+    assert np.array_equal(pa.z, ((f - mean) * (1.0 / np.asarray(std))).astype(np.float32))

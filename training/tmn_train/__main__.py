@@ -1,0 +1,3 @@
+from tmn_train.cli import main
+
+raise SystemExit(main())

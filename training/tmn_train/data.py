@@ -1,0 +1,260 @@
+"""Recordings in, uniform streams out.
+
+A *recording* is a table with columns ``t`` (seconds), ``x``, ``y``, optional
+``vx``, ``vy`` (data units per second) and an optional ``stream`` column that
+separates recordings in one file. It becomes a list of :class:`Stream`:
+
+1. **Check.** Every ``t`` is finite and strictly increasing within its stream
+   (ties and reversals are refused with the row number), and no value is NaN
+   (a NaN run is refused with its row range: mark a dropout by leaving the rows
+   out, which is a gap).
+2. **Split at gaps.** A gap longer than ``max_gap_ms`` ends a stream; the rest
+   is a new stream, as the engine restarts a stream after such a gap.
+3. **Resample** to ``sample_rate_hz`` on the grid ``t_n = t_0 + n / rate``
+   (``n`` up to the last sample) by linear interpolation of x, y and (when
+   present) vx, vy between the two neighbouring samples. ``cubic`` uses a
+   natural cubic spline per coordinate instead.
+4. **Differentiate** when the file has no velocity: on the resampled grid,
+   ``v_n`` is the least-squares slope of the last ``N = velocity_window``
+   positions (a causal Savitzky-Golay differentiator of order 1)::
+
+       v_n = sum_{j=0}^{N-1} w_j p_{n-N+1+j} * rate,   w_j = (j - (N-1)/2) / sum_i (i - (N-1)/2)^2
+
+   with fewer samples (down to 2) at a stream start and ``v_0 = 0``. It is
+   causal, so a live sensor without velocity can feed the engine exactly the
+   same feature: compute it the same way on the ticks you send.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REQUIRED = ("t", "x", "y")
+
+
+class DataError(ValueError):
+    """A recording was refused; the message names the file, column and rows."""
+
+
+@dataclass
+class Stream:
+    """One uninterrupted stream on a uniform grid at the model rate."""
+
+    name: str
+    t: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    vx: np.ndarray
+    vy: np.ndarray
+    split: str | None = None  # "train" | "val" | "test" when the source fixes it
+    meta: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    @property
+    def pos(self) -> np.ndarray:
+        return np.stack([self.x, self.y], axis=1)
+
+    @property
+    def vel(self) -> np.ndarray:
+        return np.stack([self.vx, self.vy], axis=1)
+
+    def slice(self, a: int, b: int, split: str | None = None, suffix: str = "") -> Stream:
+        return Stream(self.name + suffix, self.t[a:b], self.x[a:b], self.y[a:b], self.vx[a:b],
+                      self.vy[a:b], split if split is not None else self.split, dict(self.meta))
+
+
+# -- reading files ----------------------------------------------------------------
+
+def read_table(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a CSV (header row) or NPZ recording into named columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            cols = {k: np.asarray(z[k]) for k in z.files}
+    elif path.suffix.lower() in (".csv", ".txt"):
+        cols = _read_csv(path)
+    else:
+        raise DataError(f"{path}: unknown format '{path.suffix}' (use .csv or .npz)")
+    missing = [c for c in REQUIRED if c not in cols]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} "
+                        f"(have: {', '.join(sorted(cols)) or 'none'})")
+    if ("vx" in cols) != ("vy" in cols):
+        raise DataError(f"{path}: give both vx and vy, or neither")
+    n = len(cols["t"])
+    for k, v in cols.items():
+        if v.ndim != 1 or len(v) != n:
+            raise DataError(f"{path}: column '{k}' must be 1-D with {n} values")
+    return cols
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise DataError(f"{path}: empty file") from None
+        rows = list(reader)
+    cols: dict[str, list[str]] = {h: [] for h in header}
+    for i, row in enumerate(rows):
+        if len(row) != len(header):
+            raise DataError(f"{path}: row {i + 2}: {len(row)} fields, header has {len(header)}")
+        for h, v in zip(header, row):
+            cols[h].append(v.strip())
+    out: dict[str, np.ndarray] = {}
+    for h, vals in cols.items():
+        if h == "stream":
+            out[h] = np.asarray(vals)
+            continue
+        try:
+            out[h] = np.asarray([float(v) if v != "" else np.nan for v in vals], dtype=np.float64)
+        except ValueError as e:
+            raise DataError(f"{path}: column '{h}': not a number ({e})") from None
+    return out
+
+
+# -- checks -------------------------------------------------------------------------
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open [start, end) runs where mask is true."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def check_columns(cols: dict[str, np.ndarray], where: str, row_offset: int = 2) -> None:
+    """Refuse NaN runs and non-finite values. ``row_offset`` maps index 0 to a file row."""
+    for c in ("t", "x", "y", "vx", "vy"):
+        if c not in cols:
+            continue
+        v = np.asarray(cols[c], dtype=np.float64)
+        nan = np.isnan(v)
+        if nan.any():
+            runs = _runs(nan)
+            a, b = runs[0]
+            raise DataError(
+                f"{where}: column '{c}': NaN run at rows {a + row_offset}..{b - 1 + row_offset} "
+                f"({b - a} rows; {len(runs)} run(s), {int(nan.sum())} NaN values in all). "
+                "Leave dropouts out of the file instead: a gap longer than max_gap_ms splits "
+                "the stream")
+        inf = ~np.isfinite(v)
+        if inf.any():
+            raise DataError(f"{where}: column '{c}': infinite value at row "
+                            f"{int(np.flatnonzero(inf)[0]) + row_offset}")
+
+
+def group_streams(cols: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """(stream id, row indices) in order of first appearance; one stream if no column."""
+    n = len(cols["t"])
+    if "stream" not in cols:
+        return [("0", np.arange(n))]
+    ids = np.asarray(cols["stream"]).astype(str)
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    return [(ids[first[g]], np.flatnonzero(inverse == g)) for g in order]
+
+
+# -- gaps, resampling and velocity -------------------------------------------------
+
+def split_at_gaps(t: np.ndarray, max_gap_s: float) -> list[tuple[int, int]]:
+    """Half-open index ranges of pieces with no gap longer than ``max_gap_s``."""
+    cuts = np.flatnonzero(np.diff(t) > max_gap_s) + 1
+    bounds = np.concatenate([[0], cuts, [len(t)]])
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def resample(t: np.ndarray, values: list[np.ndarray], rate: float,
+             method: str = "linear") -> tuple[np.ndarray, list[np.ndarray]]:
+    """Values on the grid ``t_0 + n / rate`` up to ``t[-1]`` (see module docstring)."""
+    n = int(np.floor((t[-1] - t[0]) * rate + 1e-9)) + 1
+    grid = t[0] + np.arange(n) / rate
+    if len(t) == 1:
+        return grid, [v[:1].copy() for v in values]
+    if method == "linear":
+        return grid, [np.interp(grid, t, v) for v in values]
+    from scipy.interpolate import CubicSpline
+
+    return grid, [CubicSpline(t, v, bc_type="natural")(grid) for v in values]
+
+
+def causal_velocity(p: np.ndarray, rate: float, window: int) -> np.ndarray:
+    """Least-squares slope of the last ``window`` samples (causal), per sample."""
+    p = np.asarray(p, dtype=np.float64)
+    v = np.zeros_like(p)
+    n = len(p)
+    for m in range(2, min(window, n) + 1):  # the first samples use what they have
+        j = np.arange(m) - (m - 1) / 2.0
+        w = j / np.sum(j * j)
+        if m < window:
+            i = m - 1
+            v[i] = np.dot(w, p[i - m + 1:i + 1]) * rate
+    if n >= window:
+        j = np.arange(window) - (window - 1) / 2.0
+        w = j / np.sum(j * j)
+        # v[i] = sum_j w_j p[i - window + 1 + j] for i >= window - 1
+        v[window - 1:] = np.convolve(p, w[::-1], mode="valid") * rate
+    return v
+
+
+def to_streams(cols: dict[str, np.ndarray], name: str, rate: float, max_gap_s: float,
+               interpolation: str = "linear", velocity_window: int = 8,
+               min_samples: int = 2) -> list[Stream]:
+    """Checked, gap-split, resampled streams from one recording's columns."""
+    check_columns(cols, name)
+    has_v = "vx" in cols
+    out: list[Stream] = []
+    for sid, rows in group_streams(cols):
+        t = np.asarray(cols["t"], dtype=np.float64)[rows]
+        bad = np.flatnonzero(~(np.diff(t) > 0))
+        if len(bad):
+            i = int(rows[bad[0] + 1])
+            raise DataError(f"{name}: stream '{sid}': t is not strictly increasing at row "
+                            f"{i + 2} (t={t[bad[0] + 1]!r} after {t[bad[0]]!r})")
+        vals = [np.asarray(cols[c], dtype=np.float64)[rows] for c in
+                (("x", "y", "vx", "vy") if has_v else ("x", "y"))]
+        for j, (a, b) in enumerate(split_at_gaps(t, max_gap_s)):
+            if b - a < min_samples:
+                continue
+            grid, res = resample(t[a:b], [v[a:b] for v in vals], rate, interpolation)
+            if has_v:
+                x, y, vx, vy = res
+            else:
+                x, y = res
+                vx = causal_velocity(x, rate, velocity_window)
+                vy = causal_velocity(y, rate, velocity_window)
+            out.append(Stream(f"{name}/{sid}/{j}", grid, x, y, vx, vy))
+    return out
+
+
+def write_table(path: str | Path, streams: list[Stream], ids: list[int] | None = None) -> Path:
+    """Write streams as one recording (columns t, x, y, vx, vy, stream): .npz or .csv."""
+    path = Path(path)
+    ids = ids if ids is not None else list(range(len(streams)))
+    cols = {
+        "t": np.concatenate([s.t for s in streams]),
+        "x": np.concatenate([s.x for s in streams]),
+        "y": np.concatenate([s.y for s in streams]),
+        "vx": np.concatenate([s.vx for s in streams]),
+        "vy": np.concatenate([s.vy for s in streams]),
+        "stream": np.concatenate([np.full(len(s), i, dtype=np.int64)
+                                  for i, s in zip(ids, streams)]),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".npz":
+        np.savez_compressed(path, **cols)
+    elif path.suffix.lower() == ".csv":
+        table = np.column_stack([cols[c] for c in ("t", "x", "y", "vx", "vy")] +
+                                [cols["stream"].astype(np.float64)])
+        np.savetxt(path, table, delimiter=",", header="t,x,y,vx,vy,stream", comments="",
+                   fmt=["%.17g"] * 5 + ["%d"])
+    else:
+        raise DataError(f"{path}: unknown format '{path.suffix}' (use .csv or .npz)")
+    return path

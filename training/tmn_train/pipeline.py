@@ -1,0 +1,270 @@
+"""Splits, normalisation, targets and training windows.
+
+**Splits** (``data.split`` = train/val/test fractions, ``data.split_mode``):
+
+* ``time``: every stream is cut in time: its first 70 % is train, the next
+  15 % validation, the last 15 % test (with the default fractions). Each piece
+  becomes its own stream (hidden state from zero, Kalman re-initialised, as
+  the engine does after a restart).
+* ``stream``: whole streams go to one split: the split a source assigns (LASA:
+  by demonstration), otherwise by cumulative duration in the given order.
+* ``auto``: ``stream`` when the source assigned every stream a split, else
+  ``time``.
+
+Nothing crosses a split boundary: windows, lanes' hidden state and targets
+stay inside one piece, and the last ``horizon_ms`` of each piece has no target.
+
+**Normalisation** is fitted on the train split only: feature mean and std
+over every train tick; ``output_scale`` (per axis) is the RMS of the train
+targets over all horizons.
+
+**Targets**, for a tick i and horizon ``h_k`` (``n_k = h_k * rate`` samples),
+in output units (data units / ``output_scale``):
+
+* A: ``(p_{i+n_k} - p_i) / scale`` with p the measured position;
+* B: ``(p_{i+n_k} - (p̂_i + v̂_i h_k)) / scale``, the residual over the Kalman
+  prior, where (p̂, v̂) is the posterior of the C++ filter
+  (``tmn._core.KalmanPrior.filter``) run over the piece, exactly as the
+  engine's stage 2 runs it.
+
+This is what the engine's actuation inverts: A outputs ``p_i + y * scale``,
+B ``p̂_i + (v̂_i h_k / scale + certified(y)) * scale``.
+
+**Windows and lanes** (streaming training, DESIGN.md "Training/serving
+parity"). Each piece is cut, from its first tick, into consecutive windows of
+``window_ms`` (128 ms = 256 ticks), keeping those whose every target lies in
+the piece: a piece of n ticks has ``floor((n - n_K) / W)`` windows, its
+*chain*. Training runs ``batch`` (256) lanes side by side: every pass lays
+all chains end to end in a random order, rotates the whole by a random offset
+and cuts it into ``batch`` lanes of equal length. A lane feeds its windows to
+the GRU one after the other, carrying the hidden state (truncated
+back-propagation through time, one window per optimiser step); where a lane
+starts, or jumps to a window that does not follow the previous one in the
+same piece, its hidden state is reset to zero and that window is burn-in: it
+runs without loss, exactly like the engine's warming window after a stream
+(re)start. So the network is trained on hidden states carried over seconds,
+as the engine carries them, not only on states 128 ms old. Validation streams
+every validation piece whole, one lane per piece, which is what the engine
+does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tmn import _core
+from tmn_train.config import Config
+from tmn_train.data import Stream
+
+SPLITS = ("train", "val", "test")
+
+
+# -- splitting -----------------------------------------------------------------------
+
+def split_streams(streams: list[Stream], cfg: Config) -> dict[str, list[Stream]]:
+    """Pieces per split (see module docstring)."""
+    mode = cfg.data.split_mode
+    hinted = all(s.split in SPLITS for s in streams)
+    if mode == "auto":
+        mode = "stream" if hinted else "time"
+    f_train, f_val, _ = cfg.data.split
+    out: dict[str, list[Stream]] = {k: [] for k in SPLITS}
+    if mode == "stream":
+        if hinted:
+            for s in streams:
+                out[str(s.split)].append(s)
+        else:
+            total = sum(len(s) for s in streams)
+            seen = 0
+            for s in streams:
+                mid = (seen + len(s) / 2) / total
+                seen += len(s)
+                k = "train" if mid < f_train else ("val" if mid < f_train + f_val else "test")
+                out[k].append(s.slice(0, len(s), split=k))
+        return out
+    for s in streams:
+        n = len(s)
+        a, b = int(n * f_train), int(n * (f_train + f_val))
+        for k, (lo, hi) in zip(SPLITS, ((0, a), (a, b), (b, n))):
+            if hi > lo:
+                out[k].append(s.slice(lo, hi, split=k, suffix=f"#{k}"))
+    return out
+
+
+# -- the prepared arrays of one split ----------------------------------------------
+
+@dataclass
+class SplitArrays:
+    """Every piece of one split, concatenated; ``offsets[p]:offsets[p+1]`` is piece p."""
+
+    names: list[str]
+    offsets: np.ndarray      # [P + 1]
+    t: np.ndarray            # [N]
+    pos: np.ndarray          # [N, 2] measured position
+    vel: np.ndarray          # [N, 2] measured velocity
+    z: np.ndarray            # [N, 4] float32 network input, exactly as the engine's ingest
+    base: np.ndarray         # [N, 2] where the path starts: A p_i, B the posterior position
+    vprior: np.ndarray       # [N, 2] prior velocity: A zero, B the posterior velocity
+    vbound: np.ndarray       # [N, 2] velocity at the path start (smoothness boundary)
+
+    @property
+    def pieces(self) -> int:
+        return len(self.names)
+
+    def piece(self, p: int) -> slice:
+        return slice(int(self.offsets[p]), int(self.offsets[p + 1]))
+
+    def chains(self, cfg: Config) -> list[np.ndarray]:
+        """Per piece, the flat start indices of its consecutive windows (module docstring)."""
+        w, nk = cfg.ticks(cfg.window_ms), cfg.horizon_ticks[-1]
+        out = []
+        for p in range(self.pieces):
+            n = int(self.offsets[p + 1] - self.offsets[p])
+            m = max((n - nk) // w, 0)
+            out.append(self.offsets[p] + w * np.arange(m, dtype=np.int64))
+        return out
+
+
+def lanes(chains: list[np.ndarray], batch: int, w: int, rng: np.random.Generator | None
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lay chains into ``batch`` lanes: (start [batch, L], reset [batch, L], valid [batch, L]).
+
+    With ``rng`` the chains are shuffled, rotated and cut into equal lanes (training);
+    without, every chain is one lane of its own (validation; ``batch`` is ignored).
+    A window resets the hidden state (and is burn-in) where a lane starts or where it
+    does not follow the lane's previous window in the same piece.
+    """
+    chains = [c for c in chains if len(c)]
+    if not chains:
+        e = np.zeros((0, 0), np.int64)
+        return e, e.astype(bool), e.astype(bool)
+    if rng is None:
+        L = max(len(c) for c in chains)
+        start = np.zeros((len(chains), L), np.int64)
+        valid = np.zeros((len(chains), L), bool)
+        piece = np.full((len(chains), L), -1, np.int64)
+        for i, c in enumerate(chains):
+            start[i, :len(c)], valid[i, :len(c)], piece[i, :len(c)] = c, True, i
+    else:
+        order = rng.permutation(len(chains))
+        seq = np.concatenate([chains[i] for i in order])
+        pid = np.concatenate([np.full(len(chains[i]), i) for i in order])
+        r = int(rng.integers(len(seq)))
+        seq, pid = np.roll(seq, r), np.roll(pid, r)
+        L = -(-len(seq) // batch)
+        pad = batch * L - len(seq)
+        start = np.concatenate([seq, np.zeros(pad, np.int64)]).reshape(batch, L)
+        valid = np.concatenate([np.ones(len(seq), bool), np.zeros(pad, bool)]).reshape(batch, L)
+        piece = np.concatenate([pid, np.full(pad, -1)]).reshape(batch, L)
+    reset = np.ones_like(valid)
+    reset[:, 1:] = (start[:, 1:] != start[:, :-1] + w) | (piece[:, 1:] != piece[:, :-1])
+    return start, reset, valid
+
+
+@dataclass
+class Prepared:
+    """Everything fitted on the train split, and the arrays of all three splits."""
+
+    cfg: Config
+    mean: list[float]
+    std: list[float]
+    output_scale: list[float]
+    kalman: dict[str, float]
+    splits: dict[str, SplitArrays] = field(default_factory=dict)
+    raw: dict[str, list[Stream]] = field(default_factory=dict)
+
+    def horizons_s(self) -> np.ndarray:
+        return np.asarray(self.cfg.horizons_ms) / 1000.0
+
+
+def normalise(feat: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+    """``float32((f - mean) * (1 / std))``: the engine's Normaliser, to the bit."""
+    inv = 1.0 / np.asarray(std, dtype=np.float64)
+    return ((feat - np.asarray(mean, dtype=np.float64)) * inv).astype(np.float32)
+
+
+def kalman_posterior(s: Stream, kalman: dict[str, float]) -> np.ndarray:
+    """[n, 4] posterior (px, py, vx, vy) of the C++ filter over one piece."""
+    kp = _core.KalmanPrior(_core.KalmanParams(kalman["q"], kalman["r_pos"], kalman["r_vel"]))
+    state, _ = kp.filter(s.t, s.x, s.y, s.vx, s.vy)
+    return np.asarray(state)
+
+
+def features(s: Stream) -> np.ndarray:
+    return np.stack([s.x, s.y, s.vx, s.vy], axis=1)
+
+
+def fit_normalisation(train: list[Stream]) -> tuple[list[float], list[float]]:
+    f = np.concatenate([features(s) for s in train])
+    mean = f.mean(axis=0)
+    std = f.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def build_split(pieces: list[Stream], cfg: Config, mean: list[float], std: list[float],
+                kalman: dict[str, float]) -> SplitArrays:
+    lens = [len(s) for s in pieces]
+    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    if not pieces:
+        e2 = np.zeros((0, 2))
+        return SplitArrays([], offsets, np.zeros(0), e2, e2, np.zeros((0, 4), np.float32), e2,
+                           e2, e2)
+    t = np.concatenate([s.t for s in pieces])
+    pos = np.concatenate([s.pos for s in pieces])
+    vel = np.concatenate([s.vel for s in pieces])
+    z = normalise(np.concatenate([features(s) for s in pieces]), mean, std)
+    if cfg.system == "B":
+        post = np.concatenate([kalman_posterior(s, kalman) for s in pieces])
+        base, vprior, vbound = post[:, :2].copy(), post[:, 2:].copy(), post[:, 2:].copy()
+    else:
+        base, vprior, vbound = pos.copy(), np.zeros_like(pos), vel.copy()
+    return SplitArrays([s.name for s in pieces], offsets, t, pos, vel, z, base, vprior, vbound)
+
+
+def targets(a: SplitArrays, idx: np.ndarray, cfg: Config, scale: np.ndarray) -> np.ndarray:
+    """[..., K, 2] targets in output units for the flat tick indices ``idx``."""
+    n_k = np.asarray(cfg.horizon_ticks)
+    h = np.asarray(cfg.horizons_ms) / 1000.0
+    fut = a.pos[idx[..., None] + n_k]                                  # [..., K, 2]
+    start = a.base[idx][..., None, :] + a.vprior[idx][..., None, :] * h[:, None]
+    return (fut - start) / scale
+
+
+def labelled(a: SplitArrays, cfg: Config) -> np.ndarray:
+    """Flat indices of ticks whose every horizon lies inside their piece."""
+    nk = cfg.horizon_ticks[-1]
+    out = [np.arange(a.offsets[p], a.offsets[p + 1] - nk) for p in range(a.pieces)
+           if a.offsets[p + 1] - a.offsets[p] > nk]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def fit_output_scale(a: SplitArrays, cfg: Config, every: int = 7) -> list[float]:
+    idx = labelled(a, cfg)[::every]
+    y = targets(a, idx, cfg, np.ones(2))
+    rms = np.sqrt(np.mean(y.reshape(-1, 2) ** 2, axis=0))
+    return [float(v) if v > 0 else 1.0 for v in rms]
+
+
+def prepare(streams: list[Stream], cfg: Config, kalman: dict[str, float] | None = None,
+            log=print) -> Prepared:  # type: ignore[no-untyped-def]
+    """Split, tune the Kalman prior (unless given), fit normalisation on train, build arrays."""
+    from tmn_train.kalman_fit import tune_kalman
+
+    raw = split_streams(streams, cfg)
+    min_len = cfg.ticks(cfg.window_ms) + cfg.horizon_ticks[-1] + 1
+    for k in SPLITS:
+        raw[k] = [s for s in raw[k] if len(s) >= min_len]
+        if not raw[k]:
+            raise ValueError(f"the {k} split is empty: need pieces of at least {min_len} "
+                             f"samples ({min_len / cfg.sample_rate_hz:.2f} s); add data")
+    if kalman is None:
+        kalman = tune_kalman(raw["train"], cfg, log=log)
+    mean, std = fit_normalisation(raw["train"])
+    prep = Prepared(cfg, mean, std, [1.0, 1.0], kalman, raw=raw)
+    for k in SPLITS:
+        prep.splits[k] = build_split(raw[k], cfg, mean, std, kalman)
+    prep.output_scale = fit_output_scale(prep.splits["train"], cfg)
+    return prep

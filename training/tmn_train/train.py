@@ -1,0 +1,339 @@
+"""``tmn-train fit``: data -> Kalman prior -> micro-GRU -> gate -> engine metrics.
+
+The loss, per loss tick and in output units, is
+
+    L = mean_k ||y_k - target_k||^2  +  smoothness * mean_k ||(D2 u)_k||^2
+
+where u_k is the predicted path relative to its start (A: ``y_k``; B: the
+prior plus the correction, ``v̂ h_k / scale + y_k``) and ``D2`` is the second
+difference over the horizons with the boundary values ``u_{-1} = -v Δ / scale``
+and ``u_0 = 0`` (the point one horizon step ago at the current velocity, and
+the current position): the same smoothness that B's gate projects onto
+(docs/gate.md). For B the prior part has zero second difference, so the
+penalty acts on the correction alone; it keeps proposals close to what the
+projection leaves unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from tmn_train import engine_eval
+from tmn_train.config import Config, from_dict
+from tmn_train.models import MicroGru
+from tmn_train.pipeline import Prepared, SplitArrays, lanes, prepare, targets
+from tmn_train.sources import load_sources
+
+CHECKPOINT = "checkpoint.pt"
+FINAL = "final.pt"
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over ``path``,
+    so a crash leaves either the old checkpoint or the new one, never half of one."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=10, check=False)
+        sha = out.stdout.strip()
+        if not sha:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
+                               cwd=Path(__file__).resolve().parent, timeout=10, check=False)
+        return sha + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# -- batches and loss ------------------------------------------------------------------
+
+def make_step(a: SplitArrays, start: np.ndarray, cfg: Config, scale: np.ndarray
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One window per lane: (z [b, W, 4], target [b, W, K, 2], boundary velocity [b, W, 2])."""
+    w = cfg.ticks(cfg.window_ms)
+    idx = start[:, None] + np.arange(w)
+    z = torch.from_numpy(a.z[idx])
+    tgt = torch.from_numpy(targets(a, idx, cfg, scale).astype(np.float32))
+    dh = cfg.horizon_step_ms / 1000.0
+    vb = torch.from_numpy((a.vbound[idx] * dh / scale).astype(np.float32))
+    return z, tgt, vb
+
+
+def loss_terms(y: torch.Tensor, tgt: torch.Tensor, vb: torch.Tensor, mask: torch.Tensor,
+               cfg: Config, prior_rel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(MSE, smoothness penalty) over the lanes in ``mask`` for head outputs y [b, W, 2K]."""
+    b, w = y.shape[:2]
+    y = y.view(b, w, cfg.K, 2)
+    m = mask.to(y.dtype)[:, None, None, None]
+    n = m.sum() * w * cfg.K * 2
+    mse = torch.sum(m * (y - tgt) ** 2) / n
+    if prior_rel:
+        # B: u = prior + y with prior_k = v Δ (k + 1), whose second difference is zero
+        lead = torch.zeros(b, w, 2, 2, dtype=y.dtype)
+    else:
+        lead = torch.stack([-vb, torch.zeros_like(vb)], dim=2)
+    p = torch.cat([lead, y], dim=2)                       # [b, W, K + 2, 2]
+    d2 = p[:, :, 2:] - 2 * p[:, :, 1:-1] + p[:, :, :-2]
+    return mse, torch.sum(m * d2 ** 2) / n
+
+
+def sweep(model: MicroGru, a: SplitArrays, plan: tuple[np.ndarray, np.ndarray, np.ndarray],
+          cfg: Config, scale: np.ndarray, opt: torch.optim.Optimizer | None = None,
+          bar: Any = None) -> tuple[float, float]:
+    """Run lanes window by window, hidden state carried and reset where the plan says.
+
+    With ``opt``: one optimiser step per window (truncated BPTT). Returns the mean
+    (MSE, loss) over the loss windows."""
+    start, reset, valid = plan
+    nb, L = start.shape
+    h = torch.zeros(1, nb, cfg.micro_gru.hidden)
+    tot_mse = tot_loss = 0.0
+    count = 0
+    for j in range(L):
+        keep = torch.from_numpy(~reset[:, j]).to(h.dtype)[None, :, None]
+        h = h * keep                                        # zero state where a lane restarts
+        mask = torch.from_numpy(valid[:, j] & ~reset[:, j])
+        z, tgt, vb = make_step(a, start[:, j], cfg, scale)
+        if opt is None or not bool(mask.any()):
+            with torch.no_grad():
+                y, h = model(z, h)
+                if bool(mask.any()):
+                    mse, smooth = loss_terms(y, tgt, vb, mask, cfg, cfg.system == "B")
+                    k = int(mask.sum())
+                    tot_mse += mse.item() * k
+                    tot_loss += (mse + cfg.smoothness * smooth).item() * k
+                    count += k
+            continue
+        y, h = model(z, h)
+        mse, smooth = loss_terms(y, tgt, vb, mask, cfg, cfg.system == "B")
+        loss = mse + cfg.smoothness * smooth
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        h = h.detach()
+        k = int(mask.sum())
+        tot_mse += mse.item() * k
+        tot_loss += loss.item() * k
+        count += k
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    return tot_mse / max(count, 1), tot_loss / max(count, 1)
+
+
+@torch.no_grad()
+def val_loss(model: MicroGru, a: SplitArrays, cfg: Config, scale: np.ndarray) -> float:
+    """Loss of streaming every validation piece whole (one lane per piece)."""
+    model.eval()
+    chains = a.chains(cfg)
+    tot, n = 0.0, 0
+    for i in range(0, len(chains), cfg.batch):
+        plan = lanes(chains[i:i + cfg.batch], cfg.batch, cfg.ticks(cfg.window_ms), None)
+        if plan[0].size == 0:
+            continue
+        k = int((plan[2] & ~plan[1]).sum())
+        tot += sweep(model, a, plan, cfg, scale)[1] * k
+        n += k
+    return tot / max(n, 1)
+
+
+# -- one seed ---------------------------------------------------------------------------
+
+def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
+               tensorboard: Path | None = None, log=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Train one seed, checkpointing every epoch into ``folder/checkpoint.pt``."""
+    cfg = prep.cfg
+    torch.set_num_threads(cfg.threads)
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt_path = folder / CHECKPOINT
+    scale = np.asarray(prep.output_scale)
+    tr, va = prep.splits["train"], prep.splits["val"]
+    w = cfg.ticks(cfg.window_ms)
+    train_chains = tr.chains(cfg)
+    if sum(max(len(c) - 1, 0) for c in train_chains) == 0 or \
+            sum(max(len(c) - 1, 0) for c in va.chains(cfg)) == 0:
+        raise ValueError("no training or validation windows: pieces are shorter than "
+                         "2 windows + the longest horizon; add data")
+
+    # 1. model, optimiser, state (fresh or resumed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = MicroGru(cfg.micro_gru.hidden, cfg.K)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    state: dict[str, Any] = {"epoch": 0, "best_val": math.inf, "best_epoch": 0,
+                             "history": [], "finished": False, "initial_val": math.nan}
+    best_model = {k: v.clone() for k, v in model.state_dict().items()}
+    if resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, weights_only=False)
+        if _resumable(ck["config"]) != _resumable(cfg.to_dict()) or ck["seed"] != seed:
+            raise ValueError(f"{ckpt_path}: --resume with a different config or seed "
+                             "(only epochs and patience may change); use a new --out folder")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        best_model = ck["best_model"]
+        rng.bit_generator.state = ck["rng"]["numpy"]
+        torch.set_rng_state(ck["rng"]["torch"])
+        state = {k: ck[k] for k in state}
+        log(f"seed {seed}: resumed after epoch {state['epoch']}")
+    writer = _tensorboard(tensorboard, seed, log)
+    if state["epoch"] == 0:
+        state["initial_val"] = val_loss(model, va, cfg, scale)
+
+    # 2. epochs: `passes` sweeps of lanes (TBPTT, a step per window); validate; checkpoint
+    # (on resume, a run stopped early stays stopped unless patience was raised)
+    while state["epoch"] < cfg.epochs and state["epoch"] - state["best_epoch"] < cfg.patience:
+        epoch = state["epoch"] + 1
+        t0 = time.perf_counter()
+        model.train()
+        plans = [lanes(train_chains, cfg.batch, w, rng) for _ in range(cfg.data.passes)]
+        steps = sum(p[0].shape[1] - int(p[1][:, 0].all()) for p in plans)
+        bar = tqdm(total=steps, desc=f"seed {seed} epoch {epoch}", leave=False, unit="step",
+                   dynamic_ncols=True, disable=None)
+        sums = [sweep(model, tr, plan, cfg, scale, opt, bar) for plan in plans]
+        bar.close()
+        train_mse = float(np.mean([m for m, _ in sums]))
+        train_loss = float(np.mean([x for _, x in sums]))
+        if writer is not None:
+            writer.add_scalar("train/loss", train_loss, epoch)
+        vl = val_loss(model, va, cfg, scale)
+        better = vl < state["best_val"]
+        if better:
+            state["best_val"], state["best_epoch"] = vl, epoch
+            best_model = {k: v.clone() for k, v in model.state_dict().items()}
+        secs = time.perf_counter() - t0
+        state["history"].append({"epoch": epoch, "train_loss": train_loss, "train_mse": train_mse,
+                                 "val_loss": vl, "seconds": secs})
+        state["epoch"] = epoch
+        if epoch - state["best_epoch"] >= cfg.patience:
+            log(f"seed {seed}: early stop, no better validation loss for {cfg.patience} epochs")
+        log(f"seed {seed} epoch {epoch:2d}/{cfg.epochs} train {train_loss:.5f} "
+            f"val {vl:.5f}{' *' if better else '  '} best {state['best_val']:.5f}@"
+            f"{state['best_epoch']} steps {steps} {secs:.1f}s")
+        if writer is not None:
+            writer.add_scalar("val/loss", vl, epoch)
+        save_atomic({"config": cfg.to_dict(), "seed": seed, "model": model.state_dict(),
+                     "best_model": best_model, "optimizer": opt.state_dict(),
+                     "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
+                     **state}, ckpt_path)
+    if writer is not None:
+        writer.close()
+    state["finished"] = True
+    return {"seed": seed, "best_model": best_model, **state}
+
+
+def _resumable(c: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in c.items() if k not in ("epochs", "patience")}
+
+
+def _tensorboard(folder: Path | None, seed: int, log):  # type: ignore[no-untyped-def]
+    if folder is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log("--tensorboard: the tensorboard package is not installed "
+            "(pip install tensorboard); logging to the console only")
+        return None
+    return SummaryWriter(str(Path(folder) / f"seed-{seed}"))
+
+
+# -- the whole fit ------------------------------------------------------------------------
+
+def fit(cfg: Config, data: list[str], out: Path, seeds: list[int], resume: bool = False,
+        tensorboard: Path | None = None, log=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Train every seed, keep the best on validation, calibrate, evaluate, save final.pt."""
+    t_start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n",
+                                     encoding="utf-8")
+    # 1. data, splits, Kalman prior, normalisation (all fitted on train)
+    streams = load_sources(data, cfg)
+    prep = prepare(streams, cfg, log=log)
+    sizes = {k: int(len(v.t)) for k, v in prep.splits.items()}
+    log(f"data: {len(streams)} streams; ticks train {sizes['train']} val {sizes['val']} "
+        f"test {sizes['test']}; output_scale {[round(v, 4) for v in prep.output_scale]}")
+
+    # 2. train every seed; the lowest validation loss wins
+    t_train = time.perf_counter()
+    runs = [train_seed(prep, s, out / f"seed-{s}", resume, tensorboard, log) for s in seeds]
+    train_secs = time.perf_counter() - t_train
+    best = min(runs, key=lambda r: r["best_val"])
+    model = MicroGru(cfg.micro_gru.hidden, cfg.K)
+    model.load_state_dict(best["best_model"])
+    tensors = model.artifact_tensors()
+
+    # 3. gate calibration on validation (B), through the engine
+    config = engine_eval.artifact_config(cfg, prep.mean, prep.std, prep.output_scale,
+                                         prep.kalman)
+    gate = None
+    if cfg.system == "B":
+        gate = engine_eval.calibrate_gate(config, tensors, prep.splits["val"], cfg, log=log)
+        config = engine_eval.artifact_config(cfg, prep.mean, prep.std, prep.output_scale,
+                                             prep.kalman, gate)
+
+    # 4. held-out accuracy through the engine: FP32, INT8, baselines
+    metrics = {"test": engine_eval.evaluate(config, tensors, prep.splits["test"], cfg)}
+    _log_metrics(metrics["test"], log)
+    final = {
+        "config": cfg.to_dict(),
+        "tensors": tensors,
+        "normalisation": {"mean": prep.mean, "std": prep.std, "output_scale": prep.output_scale},
+        "kalman": prep.kalman,
+        "gate": None if gate is None else {k: gate[k] for k in ("lambda", "threshold", "chosen")},
+        "gate_trace": None if gate is None else gate["trace"],
+        "provenance": {
+            "trainer": "tmn-train fit",
+            "data": data,
+            "seed": best["seed"],
+            "seeds": {str(r["seed"]): {"initial_val": r["initial_val"], "best_val": r["best_val"],
+                                       "best_epoch": r["best_epoch"], "epochs_run": r["epoch"]}
+                      for r in runs},
+            "git_sha": git_sha(),
+            "torch": torch.__version__,
+            "ticks": sizes,
+            "train_seconds": round(train_secs, 1),
+            "total_seconds": round(time.perf_counter() - t_start, 1),
+            "history": best["history"],
+            "metrics": metrics,
+        },
+    }
+    save_atomic(final, out / FINAL)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    log(f"fit: wrote {out / FINAL} (seed {best['seed']}, {train_secs:.0f} s training, "
+        f"{time.perf_counter() - t_start:.0f} s in all)")
+    return final
+
+
+def _log_metrics(m: dict[str, Any], log) -> None:  # type: ignore[no-untyped-def]
+    rows = [("fp32", m["fp32"]), ("int8", m["int8"]), ("kalman_only", m["kalman_only"]),
+            ("constant_velocity", m["constant_velocity"])]
+    for name, r in rows:
+        extra = f" pass {r['pass_rate']:.3f}" if "pass_rate" in r else ""
+        log(f"test {name:18s} @500ms P50 {r['p50'][-1]:9.4g} P90 {r['p90'][-1]:9.4g} "
+            f"P99 {r['p99'][-1]:9.4g} MSE {r['mse'][-1]:10.4g} jitter {r['jitter']:.4g}{extra}")
+    log(f"test int8/fp32 MSE@500 ratio {m['int8_mse_ratio']:.4f} "
+        f"(all horizons {m['int8_mse_ratio_all']:.4f})")
+
+
+def load_final(path: Path) -> tuple[Config, dict[str, Any]]:
+    ck = torch.load(path, weights_only=False)
+    if "tensors" not in ck:
+        raise ValueError(f"{path}: not a final checkpoint of tmn-train fit (no tensors); "
+                         "export the final.pt that fit writes")
+    return from_dict(ck["config"], where=str(path)), ck
