@@ -141,11 +141,12 @@ def load_recording(path: Path) -> np.ndarray:
 
 
 def demo_trajectory(seconds: float, rate_hz: float = 2000.0) -> np.ndarray:
-    """A figure-eight with changing speed: the built-in demo trajectory."""
+    """A figure-eight with changing speed: the built-in demo trajectory. It lies in
+    the 1000 x 1000 arena of the synthetic data the built-in model was trained on."""
     t = np.arange(int(seconds * rate_hz)) / rate_hz
     phase = 2 * np.pi * 0.4 * t + 0.6 * np.sin(2 * np.pi * 0.1 * t)
     dphase = 2 * np.pi * 0.4 + 0.6 * 2 * np.pi * 0.1 * np.cos(2 * np.pi * 0.1 * t)
-    x, y = 200 * np.sin(phase), 120 * np.sin(2 * phase)
+    x, y = 500 + 200 * np.sin(phase), 500 + 120 * np.sin(2 * phase)
     return make_ticks(t, x, y, 200 * np.cos(phase) * dphase, 240 * np.cos(2 * phase) * dphase)
 
 
