@@ -1,7 +1,7 @@
 // activation.hpp — vectorisable exp, sigmoid and tanh.
 //
 // Contract: branch-free float functions that GCC/Clang auto-vectorise in a
-// loop, so no -ffast-math is needed (see DESIGN.md: -ffinite-math-only would
+// loop, so no fast-math flag is needed (see DESIGN.md: finite-math-only would
 // delete ingest's isfinite checks). Inputs are finite (ingest guarantees it).
 // Maximum errors, checked by tests/unit/test_activation.py on a dense grid
 // against float64 references:
