@@ -17,7 +17,8 @@ are measured in interleaved rounds (see "The engine benchmark" below).
 
 Each benchmark is a subcommand registered in :data:`COMMANDS`; a new one adds
 an ``add_*_command(subparsers)`` function there. This module imports neither
-torch nor onnxruntime at import time: the runtime package works without them.
+torch nor onnxruntime at import time, and the PyTorch baseline lives in
+``tmn_train.torch_baseline``: the runtime package works without them.
 """
 
 from __future__ import annotations
