@@ -134,9 +134,10 @@ Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
       for (std::size_t d = 0; d < offsets.size(); ++d) {
         const int off = offsets[d];
         const double* __restrict v = dia + d * static_cast<std::size_t>(n);
-        double* __restrict rr_ = r;
-        const double* __restrict xs = x + off;
-        for (int i = std::max(0, -off); i < std::min(n, n - off); ++i) rr_[i] -= v[i] * xs[i];
+        double* __restrict rd = r;
+        const double* __restrict xd = x;
+        const int lo = std::max(0, -off), hi = std::min(n, n - off);
+        for (int i = lo; i < hi; ++i) rd[i] -= v[i] * xd[i + off];
       }
     } else {
       for (int i = 0; i < n; ++i) {
