@@ -196,6 +196,7 @@ py::dict server_stats(const Server& s) {
   const LiveAccuracy& live = s.live();
   const std::vector<double> h = s.engine()->horizons_s();
   d["live_accuracy"] = per_horizon(live, h, [&](int k) { return &live.overall(k); });
+  d["live_accuracy_overwritten"] = live.overwritten();
   return d;
 }
 

@@ -114,7 +114,6 @@ class Engine {
   Isa isa() const noexcept { return kernels_->isa; }
   const StreamTable& streams() const noexcept { return table_; }
   const GruScratch& scratch() const noexcept { return scratch_; }
-  SolverGate* gate() noexcept { return gate_ ? &*gate_ : nullptr; }
   std::uint64_t restarts() const noexcept { return restarts_; }
 
  private:
