@@ -180,7 +180,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   }
   s.t_last = k.t;
   ++s.ticks;
-  s.last_seen = c0;
+  table_.touch(slot, c0);
   kalman_.extrapolate(s.kf, h_.data(), K_, rel_.data(), var_.data());
   const std::uint64_t c2 = clock::now();
 

@@ -37,27 +37,16 @@ const Histogram* LiveAccuracy::stream(std::uint64_t id, int k) const noexcept {
   return slot == SlotIndex::kNone ? nullptr : per_stream_[slot * K_ + k].get();
 }
 
-std::uint32_t LiveAccuracy::evict_idle(std::uint64_t now, std::uint64_t idle_ticks) noexcept {
-  std::uint32_t n = 0;
-  for (std::uint32_t s = 0; s < index_.capacity(); ++s) {
-    if (index_.live(s) && now > rings_[s].last_seen && now - rings_[s].last_seen > idle_ticks) {
-      index_.erase(index_.id(s));
-      ++n;
-    }
-  }
-  return n;
-}
-
 void LiveAccuracy::observe(const Tick& k, const Prediction& p, std::uint64_t now) noexcept {
   std::uint32_t slot = index_.find(p.stream);
   if (slot == SlotIndex::kNone) {
     slot = index_.insert(p.stream);
     if (slot == SlotIndex::kNone) return;  // full: this stream is not scored
-    rings_[slot] = Ring{0.0, 0.0, 0.0, -1e300, 0, 0, 0, false};
+    rings_[slot] = Ring{0.0, 0.0, 0.0, -1e300, 0, 0, false};
     for (int kk = 0; kk < K_; ++kk) per_stream_[slot * K_ + kk]->reset();
   }
   Ring& r = rings_[slot];
-  r.last_seen = now;
+  index_.touch(slot, now);
   if (p.restarted || (r.has_prev && k.t <= r.t_prev)) {
     // a gap, or the stream was reset and started again: the truth in between
     // is unknown

@@ -31,6 +31,7 @@ SlotIndex::SlotIndex(std::uint32_t capacity)
     : capacity_(checked(capacity)),
       ids_(capacity),
       live_(capacity),
+      last_seen_(capacity),
       index_(index_size(capacity)),
       free_(capacity) {
   mask_ = static_cast<std::uint32_t>(index_.size()) - 1;
@@ -67,6 +68,7 @@ std::uint32_t SlotIndex::insert(std::uint64_t id) noexcept {
   index_[i] = slot + 1;
   ids_[slot] = id;
   live_[slot] = 1;
+  last_seen_[slot] = 0;
   ++size_;
   return slot;
 }
@@ -95,6 +97,17 @@ std::uint32_t SlotIndex::erase(std::uint64_t id) noexcept {
   free_[free_top_++] = slot;
   --size_;
   return slot;
+}
+
+std::uint32_t SlotIndex::evict_idle(std::uint64_t now, std::uint64_t idle_ticks) noexcept {
+  std::uint32_t n = 0;
+  for (std::uint32_t s = 0; s < capacity_; ++s) {
+    if (live_[s] && now > last_seen_[s] && now - last_seen_[s] > idle_ticks) {
+      erase(ids_[s]);
+      ++n;
+    }
+  }
+  return n;
 }
 
 }  // namespace tmn

@@ -17,15 +17,4 @@ std::uint32_t StreamTable::insert(std::uint64_t id) noexcept {
   return slot;
 }
 
-std::uint32_t StreamTable::evict_idle(std::uint64_t now, std::uint64_t idle_ticks) noexcept {
-  std::uint32_t n = 0;
-  for (std::uint32_t s = 0; s < index_.capacity(); ++s) {
-    if (index_.live(s) && now > slots_[s].last_seen && now - slots_[s].last_seen > idle_ticks) {
-      index_.erase(index_.id(s));
-      ++n;
-    }
-  }
-  return n;
-}
-
 }  // namespace tmn

@@ -454,20 +454,21 @@ tmn::Status do_tick(tmn::Engine& e, std::uint64_t stream, const tmn::Tick& k, tm
 // Snapshot of one stream's state (to prove bad ticks leave it untouched).
 struct Snapshot {
   tmn::StreamState s;
+  std::uint64_t seen;
   float h[kHidden];
 };
 bool snapshot(const tmn::Engine& e, std::uint64_t stream, Snapshot& out) noexcept {
   const std::uint32_t slot = e.streams().find(stream);
   if (slot == tmn::StreamTable::kNone) return false;
   out.s = e.streams().state(slot);
-  // hidden() may only have a non-const overload; this only reads.
-  std::memcpy(out.h, const_cast<tmn::StreamTable&>(e.streams()).hidden(slot), sizeof(out.h));
+  out.seen = e.streams().last_seen(slot);
+  std::memcpy(out.h, e.streams().hidden(slot), sizeof(out.h));
   return true;
 }
 bool same(const Snapshot& a, const Snapshot& b) noexcept {
   return std::memcmp(&a.s.t_first, &b.s.t_first, sizeof(double)) == 0 &&
          std::memcmp(&a.s.t_last, &b.s.t_last, sizeof(double)) == 0 &&
-         a.s.ticks == b.s.ticks && a.s.last_seen == b.s.last_seen &&
+         a.s.ticks == b.s.ticks && a.seen == b.seen &&
          std::memcmp(&a.s.kf, &b.s.kf, sizeof(a.s.kf)) == 0 &&
          std::memcmp(a.h, b.h, sizeof(a.h)) == 0;
 }

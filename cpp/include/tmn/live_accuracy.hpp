@@ -36,7 +36,9 @@ class LiveAccuracy {
   void observe(const Tick& k, const Prediction& p, std::uint64_t now) noexcept;
   void forget(std::uint64_t stream) noexcept;
   // Forget streams not observed for idle_ticks of tmn::clock; returns how many.
-  std::uint32_t evict_idle(std::uint64_t now, std::uint64_t idle_ticks) noexcept;
+  std::uint32_t evict_idle(std::uint64_t now, std::uint64_t idle_ticks) noexcept {
+    return index_.evict_idle(now, idle_ticks);
+  }
 
   int horizons() const noexcept { return K_; }
   const Histogram& overall(int k) const noexcept { return *overall_[k]; }
@@ -54,7 +56,6 @@ class LiveAccuracy {
     double t_prev, x_prev, y_prev;  // last tick seen
     double next_sample;             // sensor time of the next kept prediction
     std::uint32_t head, size;       // oldest entry, number of entries
-    std::uint64_t last_seen;        // tmn::clock ticks
     bool has_prev;
   };
   double* path_of(std::uint32_t slot, std::uint32_t e) noexcept {

@@ -9,6 +9,8 @@
 //   * Slots are dense in [0, capacity) and stay valid until erased; freed
 //     slots are reused (LIFO).
 //   * insert on a full map returns kNone; the map never evicts on its own.
+//   * Each slot keeps a last-seen time (tmn::clock ticks, set by touch());
+//     evict_idle() erases the slots not touched for longer than a limit.
 // Shared by the engine's StreamTable and the server's live-accuracy table.
 #pragma once
 
@@ -34,6 +36,10 @@ class SlotIndex {
   // Returns the freed slot, or kNone if the id is absent.
   std::uint32_t erase(std::uint64_t id) noexcept;
   void clear() noexcept;
+  void touch(std::uint32_t slot, std::uint64_t now) noexcept { last_seen_[slot] = now; }
+  std::uint64_t last_seen(std::uint32_t slot) const noexcept { return last_seen_[slot]; }
+  // Erases every slot last touched more than idle_ticks before now; returns how many.
+  std::uint32_t evict_idle(std::uint64_t now, std::uint64_t idle_ticks) noexcept;
 
   bool live(std::uint32_t slot) const noexcept { return live_[slot] != 0; }
   std::uint64_t id(std::uint32_t slot) const noexcept { return ids_[slot]; }
@@ -48,6 +54,7 @@ class SlotIndex {
   std::uint32_t mask_ = 0;               // index size - 1
   AlignedBuffer<std::uint64_t> ids_;     // capacity
   AlignedBuffer<std::uint8_t> live_;     // capacity
+  AlignedBuffer<std::uint64_t> last_seen_;  // capacity
   AlignedBuffer<std::uint32_t> index_;   // slot + 1, 0 = empty
   AlignedBuffer<std::uint32_t> free_;    // stack of free slots
   std::uint32_t free_top_ = 0;

@@ -21,7 +21,6 @@ struct StreamState {
   double t_first = 0.0;        // sensor time of the first tick (or of the restart)
   double t_last = 0.0;         // sensor time of the last accepted tick
   std::uint64_t ticks = 0;     // accepted ticks since the (re)start
-  std::uint64_t last_seen = 0; // tmn::clock ticks at the last accepted tick
   KalmanState kf{};
 };
 
@@ -38,14 +37,19 @@ class StreamTable {
   std::uint32_t insert(std::uint64_t id) noexcept;
   // Returns false if the stream is absent.
   bool erase(std::uint64_t id) noexcept { return index_.erase(id) != kNone; }
-  // Erases every stream whose last_seen is older than now - idle_ticks;
-  // returns how many.
-  std::uint32_t evict_idle(std::uint64_t now, std::uint64_t idle_ticks) noexcept;
+  // Wall-clock activity (tmn::clock ticks) for idle eviction.
+  void touch(std::uint32_t slot, std::uint64_t now) noexcept { index_.touch(slot, now); }
+  std::uint64_t last_seen(std::uint32_t slot) const noexcept { return index_.last_seen(slot); }
+  // Erases every stream not touched for idle_ticks; returns how many.
+  std::uint32_t evict_idle(std::uint64_t now, std::uint64_t idle_ticks) noexcept {
+    return index_.evict_idle(now, idle_ticks);
+  }
   void clear() noexcept { index_.clear(); }
 
   StreamState& state(std::uint32_t slot) noexcept { return slots_[slot]; }
   const StreamState& state(std::uint32_t slot) const noexcept { return slots_[slot]; }
   float* hidden(std::uint32_t slot) noexcept { return hidden_.data() + slot * stride_; }
+  const float* hidden(std::uint32_t slot) const noexcept { return hidden_.data() + slot * stride_; }
 
   std::uint32_t size() const noexcept { return index_.size(); }
   std::uint32_t capacity() const noexcept { return index_.capacity(); }
