@@ -6,8 +6,9 @@
 namespace tmn {
 
 namespace {
-// Per-stream histograms are coarser (4 buckets per octave, ~19% wide) to keep
-// memory at ~1 KB per stream and horizon; the overall ones use 16 (~6%).
+// Per-stream histograms are coarser (4 buckets per octave, each 1/8 to 1/4 of
+// its values wide) to keep memory at ~1 KB per stream and horizon; the overall
+// ones use 16 (1/32 to 1/16).
 constexpr int kOctaves = 40;
 }  // namespace
 
