@@ -69,7 +69,7 @@ py::dict certificate_dict(const solver::Certificate& c) {
 
 py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
                 const carray<double>& y, const carray<double>& vx, const carray<double>& vy,
-                const py::object& stream) {
+                const py::object& stream, bool candidates) {
   const py::ssize_t n = t.size();
   for (const auto* a : {&x, &y, &vx, &vy})
     if (a->size() != n) throw py::value_error("t, x, y, vx and vy must have the same length");
@@ -86,13 +86,24 @@ py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
   py::array_t<float> cert(n), d2(n);
   py::array_t<std::uint32_t> work(n), total(n);
   py::array_t<std::uint32_t> stages({n, static_cast<py::ssize_t>(kStages)});
+  py::object prior = py::none(), proposal = py::none();
+  double *prior_ptr = nullptr, *proposal_ptr = nullptr;
+  if (candidates) {
+    py::array_t<double> a({n, static_cast<py::ssize_t>(K), py::ssize_t{2}});
+    py::array_t<double> b({n, static_cast<py::ssize_t>(K), py::ssize_t{2}});
+    prior_ptr = a.mutable_data();
+    proposal_ptr = b.mutable_data();
+    prior = a;
+    proposal = b;
+  }
   std::uint64_t good = 0;
   {
     py::gil_scoped_release release;
     good = e.replay(t.data(), x.data(), y.data(), vx.data(), vy.data(), ids_ptr,
                     static_cast<std::uint64_t>(n), paths.mutable_data(), status.mutable_data(),
                     verdict.mutable_data(), cert.mutable_data(), d2.mutable_data(),
-                    work.mutable_data(), stages.mutable_data(), total.mutable_data());
+                    work.mutable_data(), stages.mutable_data(), total.mutable_data(),
+                    prior_ptr, proposal_ptr);
   }
   py::dict out;
   out["paths"] = paths;
@@ -104,6 +115,8 @@ py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
   out["stage_ns"] = stages;
   out["total_ns"] = total;
   out["ok"] = good;
+  out["prior"] = prior;
+  out["proposal"] = proposal;
   return out;
 }
 
@@ -475,7 +488,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("stream"), "Forget a stream; raises TickError (unknown_stream).")
       .def("evict_idle", &Engine::evict_idle, py::arg("idle_s"))
       .def("replay", &replay, py::arg("t"), py::arg("x"), py::arg("y"), py::arg("vx"),
-           py::arg("vy"), py::arg("stream") = py::none())
+           py::arg("vy"), py::arg("stream") = py::none(), py::arg("candidates") = false)
       .def(
           "network_step",
           [](Engine& e, const carray<float>& z, const carray<float>& h) {

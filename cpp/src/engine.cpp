@@ -255,7 +255,8 @@ std::uint64_t Engine::replay(const double* t, const double* x, const double* y,
                              const std::uint64_t* stream, std::uint64_t n,
                              double* paths, std::uint8_t* status, std::uint8_t* verdict,
                              float* cert, float* d2, std::uint32_t* work,
-                             std::uint32_t* stage_ns, std::uint32_t* total_ns) noexcept {
+                             std::uint32_t* stage_ns, std::uint32_t* total_ns,
+                             double* prior, double* proposal) noexcept {
   Prediction p;
   std::uint64_t good = 0;
   const int P = 2 * K_;
@@ -273,8 +274,12 @@ std::uint64_t Engine::replay(const double* t, const double* x, const double* y,
       cert[i] = p.cert_error;
       d2[i] = p.d2;
       work[i] = p.work;
+      if (prior != nullptr && proposal != nullptr)
+        candidates(table_.state(table_.find(p.stream)), k, prior + i * P, proposal + i * P);
     } else {
       for (int j = 0; j < P; ++j) row[j] = kNaN;
+      if (prior != nullptr && proposal != nullptr)
+        for (int j = 0; j < P; ++j) prior[i * P + j] = proposal[i * P + j] = kNaN;
       verdict[i] = 255;  // no prediction
       cert[i] = std::numeric_limits<float>::quiet_NaN();
       d2[i] = std::numeric_limits<float>::quiet_NaN();
@@ -282,6 +287,20 @@ std::uint64_t Engine::replay(const double* t, const double* x, const double* y,
     }
   }
   return good;
+}
+
+void Engine::candidates(const StreamState& s, const Tick& k, double* prior,
+                        double* proposal) const noexcept {
+  std::array<double, 2 * kMaxHorizons> rel{};
+  std::array<double, kMaxHorizons> var{};
+  kalman_.extrapolate(s.kf, h_.data(), K_, rel.data(), var.data());
+  const bool a = system_ == System::A;
+  for (int i = 0; i < 2 * K_; ++i) {
+    const double base = (i & 1) ? s.kf.py : s.kf.px;
+    prior[i] = base + rel[i];
+    const double net = y_[i] * out_scale_[i & 1];
+    proposal[i] = a ? ((i & 1) ? k.y : k.x) + net : prior[i] + net;
+  }
 }
 
 void Engine::network_step(const float* z, float* h, float* y) noexcept {

@@ -195,6 +195,7 @@ class Engine:
         vx: npt.ArrayLike,
         vy: npt.ArrayLike,
         stream: npt.ArrayLike | None = None,
+        candidates: bool = False,
     ) -> dict[str, Any]: ...
     def network_step(
         self, z: npt.ArrayLike, h: npt.ArrayLike

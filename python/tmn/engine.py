@@ -27,6 +27,10 @@ class Replay:
     ``paths`` is (N, K, 2) in data units (NaN where ``status != ok``);
     ``verdict`` holds :class:`tmn.Verdict` values (255 where there is no
     prediction); ``stage_ns`` is (N, 5) in the order of :data:`STAGES`.
+    With ``candidates=True``, ``prior`` and ``proposal`` (N, K, 2) hold each
+    tick's two candidate paths, whichever was served: the Kalman prior, and
+    the network's own path (A: measured position + output; B: prior +
+    residual, before the gate's projection). Otherwise they are None.
     """
 
     paths: np.ndarray
@@ -38,6 +42,8 @@ class Replay:
     stage_ns: np.ndarray
     total_ns: np.ndarray
     ok: int
+    prior: np.ndarray | None = None
+    proposal: np.ndarray | None = None
 
 
 def _resolve_isa(isa: str) -> _core.Isa:
@@ -96,9 +102,12 @@ class Engine:
         return self._core.tick(t, x, y, vx, vy, stream)  # replaced per instance in __init__
 
     def replay(self, t: np.ndarray, x: np.ndarray, y: np.ndarray, vx: np.ndarray,
-               vy: np.ndarray, stream: np.ndarray | None = None) -> Replay:
+               vy: np.ndarray, stream: np.ndarray | None = None,
+               candidates: bool = False) -> Replay:
         """Run a whole recording in C++ (GIL released). Bad ticks are reported in
-        ``status`` and do not stop the replay. ``stream=None`` means stream 0."""
+        ``status`` and do not stop the replay. ``stream=None`` means stream 0.
+        ``candidates=True`` also returns every tick's prior and network path
+        (see :class:`Replay`)."""
         if stream is not None:
             ids = np.asarray(stream)
             if ids.dtype.kind not in "iu":
@@ -106,7 +115,7 @@ class Engine:
             if ids.dtype.kind == "i" and ids.size and ids.min() < 0:
                 raise ValueError("stream ids must be in [0, 2^64)")
             stream = ids.astype(np.uint64, copy=False)
-        r = self._core.replay(t, x, y, vx, vy, stream)
+        r = self._core.replay(t, x, y, vx, vy, stream, bool(candidates))
         return Replay(**r)
 
     def reset(self, stream: int) -> None:

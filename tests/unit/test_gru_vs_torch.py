@@ -273,3 +273,52 @@ def test_system_a_replay_path_is_tick_position_plus_scaled_torch_output(
     h_s = np.array(model.horizons_ms) / 1000.0
     prior = state[:, None, :2] + state[:, None, 2:] * h_s[None, :, None]
     np.testing.assert_allclose(r.paths[warming], prior[warming], rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("system", ["A", "B"])
+def test_replay_candidates_are_the_kalman_prior_and_the_network_path(
+        tmp_path: Path, system: str) -> None:
+    """Replay(candidates=True): prior = Kalman extrapolation, proposal = A: tick
+    position + scaled torch output, B: prior + scaled torch residual; the served
+    path is the prior while warming or on a fallback, the proposal for A."""
+    gate = {"eps": 0.02, "budget": 200_000, "lambda": 0.1, "threshold": 265.0}
+    folder = random_model(tmp_path / system, system=system, hidden=32, seed=9,
+                          normalisation=NORM, **({"gate": gate} if system == "B" else {}))
+    model = tmn.load(folder)
+    n = 1500
+    t, x, y, vx, vy = recording(n, seed=4)
+    z = ((np.stack([x, y, vx, vy], axis=1) - np.array(NORM["mean"])) / np.array(NORM["std"])
+         ).astype(np.float32)
+    _, y_ref = torch_stream(model.tensors, z)
+    K = len(model.horizons_ms)
+    net = y_ref.reshape(n, K, 2) * np.array(NORM["output_scale"])
+    k = model.config["kalman"]
+    state, _ = _core.KalmanPrior(_core.KalmanParams(k["q"], k["r_pos"], k["r_vel"])).filter(
+        t, x, y, vx, vy)
+    h_s = np.array(model.horizons_ms) / 1000.0
+    prior = state[:, None, :2] + state[:, None, 2:] * h_s[None, :, None]
+    base = np.stack([x, y], axis=1)[:, None, :] if system == "A" else prior
+
+    e = tmn.Engine(model, precision="fp32")
+    r = e.replay(t, x, y, vx, vy, candidates=True)
+    plain = tmn.Engine(model, precision="fp32").replay(t, x, y, vx, vy)
+    assert plain.prior is None and plain.proposal is None
+    assert r.paths.tobytes() == plain.paths.tobytes()  # asking changes nothing served
+    assert r.prior is not None and r.proposal is not None
+    np.testing.assert_allclose(r.prior, prior, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(r.proposal, base + net, rtol=1e-6, atol=1e-4)
+    served_prior = np.isin(r.verdict, [int(tmn.Verdict.warming),
+                                       int(tmn.Verdict.fallback_implausible),
+                                       int(tmn.Verdict.fallback_uncertified)])
+    # (B's gate works in output units: the prior comes back as (m / s) * s)
+    np.testing.assert_allclose(r.paths[served_prior], r.prior[served_prior], rtol=1e-14,
+                               atol=1e-12)
+    if system == "A":
+        ungated = r.verdict == int(tmn.Verdict.ungated)
+        assert ungated.sum() > 1000
+        assert r.paths[ungated].tobytes() == r.proposal[ungated].tobytes()
+    else:  # the threshold makes both verdicts occur; a pass serves the projection
+        passed = r.verdict == int(tmn.Verdict.pass_)
+        fell = r.verdict == int(tmn.Verdict.fallback_implausible)
+        assert passed.sum() > 50 and fell.sum() > 50, (passed.sum(), fell.sum())
+        assert not np.array_equal(r.paths[passed], r.prior[passed])

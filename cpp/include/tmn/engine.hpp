@@ -90,13 +90,17 @@ class Engine {
 
   // Run n ticks in order (stream[i], or stream 0 if stream is null).
   // Outputs are arrays of n (paths: n x K x 2); bad ticks get their status,
-  // NaN paths and verdict warming. Returns the number of ok ticks.
+  // NaN paths and verdict 255. Returns the number of ok ticks.
+  // prior and proposal (n x K x 2, or null) receive each tick's two candidate
+  // paths, whichever was served: the Kalman prior, and the network's own path
+  // (A: measured position + output; B: prior + residual, before the gate).
   std::uint64_t replay(const double* t, const double* x, const double* y,
                        const double* vx, const double* vy,
                        const std::uint64_t* stream, std::uint64_t n,
                        double* paths, std::uint8_t* status, std::uint8_t* verdict,
                        float* cert, float* d2, std::uint32_t* work,
-                       std::uint32_t* stage_ns, std::uint32_t* total_ns) noexcept;
+                       std::uint32_t* stage_ns, std::uint32_t* total_ns,
+                       double* prior = nullptr, double* proposal = nullptr) noexcept;
 
   // Run one network step on given normalised features and hidden state,
   // outside any stream (for tests and benchmarks). h is updated in place.
@@ -132,6 +136,11 @@ class Engine {
   GruScratch scratch_;
   StreamTable table_;
   std::uint64_t restarts_ = 0;
+
+  // The candidates of the tick k just accepted on stream state s (see replay).
+  void candidates(const StreamState& s, const Tick& k, double* prior,
+                  double* proposal) const noexcept;
+
   // per-tick work space, sized at construction
   std::array<float, 2 * kMaxHorizons> y_{};
   std::array<double, 2 * kMaxHorizons> rel_{}, inv_var_{}, proj_{};
