@@ -106,20 +106,21 @@ def test_normalisation_and_output_scale_are_fitted_on_train_only(streams: list) 
 
 
 def test_b_targets_are_residuals_over_the_engine_prior_path(streams: list) -> None:
-    """The engine's Kalman-only replay (a zero network, certified) equals the start
-    of B's targets, posterior + v h: training and serving share one frame."""
+    """The engine's prior path (replay candidates) equals the start of B's
+    targets, posterior + v h: training and serving share one frame."""
     cfg = tiny_config("B")
     prep = prepare(streams[:2], cfg, kalman=KALMAN, log=lambda m: None)
     a = prep.splits["test"]
     tensors = MicroGru(cfg.micro_gru.hidden, cfg.K).artifact_tensors()
     config = engine_eval.artifact_config(cfg, prep.mean, prep.std, prep.output_scale, KALMAN)
-    r = engine_eval.replay(engine_eval.kalman_only(config, tensors), a)
+    r = engine_eval.replay(engine_eval.memory_model(config, tensors), a, candidates=True)
     idx = engine_eval.valid_ticks(a, cfg, r.verdict)
+    assert r.prior is not None
     scale = np.asarray(prep.output_scale)
     # truth = start + target * scale, so the engine's prior error is target * scale
     truth = a.pos[idx[:, None] + np.asarray(cfg.horizon_ticks)]
     t = targets(a, idx, cfg, scale) * scale
-    assert np.allclose(truth - r.paths[idx], t, atol=1e-6 * np.abs(truth).max())
+    assert np.allclose(truth - r.prior[idx], t, atol=1e-6 * np.abs(truth).max())
 
 
 def test_a_and_b_build_the_same_network_input_as_the_engine_ingest(streams: list) -> None:

@@ -1,4 +1,4 @@
-"""The ``tmn-train`` command line: fit, synth, export, evaluate."""
+"""The ``tmn-train`` command line: fit, synth, export (evaluation: ``tmn-bench accuracy``)."""
 
 from __future__ import annotations
 
@@ -53,16 +53,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tmn_train.compare import evaluate_models, write_json
-
-    result = evaluate_models([Path(m) for m in args.models], args.data, args.split, log=_log)
-    if args.json:
-        write_json(result, Path(args.json))
-        _log(f"wrote {args.json}")
-    return 0
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tmn-train", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -93,12 +83,6 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="artifact folder")
     e.set_defaults(run=cmd_export)
 
-    v = sub.add_parser("evaluate", help="replay artifacts on a held-out split; compare two")
-    v.add_argument("models", nargs="+", help="artifact folders (the first sets the split)")
-    v.add_argument("--data", required=True, nargs="+", help="as for fit")
-    v.add_argument("--split", default="test", choices=["train", "val", "test"])
-    v.add_argument("--json", help="also write the results here")
-    v.set_defaults(run=cmd_evaluate)
     return p
 
 

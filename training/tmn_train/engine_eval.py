@@ -7,22 +7,16 @@ held-out streams, not from PyTorch's evaluation"). Each piece is replayed as
 its own engine stream, so the engine's warming and restart rules apply as
 they would live.
 
-Metrics, per horizon, over ticks that are not warming and whose horizon lies
-inside the piece (errors are Euclidean distances in data units between the
-predicted point and the measured position ``h_k`` later):
+Metrics (tmn_train.metrics), per horizon, over ticks that are not warming
+and whose horizon lies inside the piece, in data units: ``p50``, ``p90``,
+``p99``, ``max``, ``mse``, and ``jitter`` of the farthest horizon; for B,
+``pass_rate`` and ``cert_mean`` (mean certificate over passes, output units).
 
-* ``p50``, ``p90``, ``p99``, ``max``: error percentiles;
-* ``mse``: mean squared error (squared distance);
-* ``jitter``: RMS over consecutive ticks of the change of the predicted
-  500 ms point beyond the true motion,
-  ``||(P_i - P_{i-1}) - (p_{i+N} - p_{i-1+N})||``;
-* ``pass_rate`` (B): share of ticks with verdict ``pass``; ``cert_mean``: mean
-  certificate over those ticks (output units).
-
-Baselines through the same replay: ``kalman_only`` is a System B model whose
-network outputs zero (its gate then certifies the prior path itself);
-``constant_velocity`` is ``p_i + v_i h_k`` with the measured tick (no engine
-maths: it is what a caller without tmn would do).
+Baselines on the same ticks: ``kalman_only`` is the engine's own prior path
+(the replay's candidates, what a fallback serves); ``constant_velocity`` is
+``p_i + v_i h_k`` with the measured tick (no engine maths: it is what a caller
+without tmn would do). ``tmn-bench accuracy`` (tmn_train.accuracy) reports the
+full set of metrics and the statistics.
 """
 
 from __future__ import annotations
@@ -35,6 +29,7 @@ import numpy as np
 
 import tmn
 from tmn.model import FEATURES, FORMAT_VERSION, QUANT_SCHEME
+from tmn_train import metrics
 from tmn_train.config import Config
 from tmn_train.pipeline import SplitArrays
 
@@ -76,22 +71,14 @@ def memory_model(config: dict[str, Any], tensors: dict[str, np.ndarray]) -> tmn.
     return tmn.Model(path=Path("<memory>"), config=config, tensors=tensors)
 
 
-def kalman_only(config: dict[str, Any], tensors: dict[str, np.ndarray]) -> tmn.Model:
-    """The same normalisation and prior, as a System B model whose network outputs 0."""
-    c = dict(config)
-    c["system"] = "B"
-    c["gate"] = {"eps": 0.02, "budget": 200000, "lambda": 0.1, "threshold": 1.0}
-    t = {k: np.zeros_like(v) for k, v in tensors.items()}
-    for k in ("gru.weight_ih.scale", "gru.weight_hh.scale", "head.weight.scale"):
-        t[k] = np.ones_like(tensors[k])
-    return memory_model(c, t)
-
-
-def replay(model: tmn.Model, a: SplitArrays, precision: str = "fp32") -> tmn.Replay:
-    """Replay every piece of a split through the C++ engine, one stream per piece."""
+def replay(model: tmn.Model, a: SplitArrays, precision: str = "fp32",
+           candidates: bool = False) -> tmn.Replay:
+    """Replay every piece of a split through the C++ engine, one stream per piece
+    (``candidates``: also every tick's prior and network path)."""
     eng = tmn.Engine(model, precision=precision, max_streams=max(a.pieces, 1))
     ids = np.repeat(np.arange(a.pieces, dtype=np.uint64), np.diff(a.offsets))
-    return eng.replay(a.t, a.pos[:, 0], a.pos[:, 1], a.vel[:, 0], a.vel[:, 1], ids)
+    return eng.replay(a.t, a.pos[:, 0], a.pos[:, 1], a.vel[:, 0], a.vel[:, 1], ids,
+                      candidates=candidates)
 
 
 def valid_ticks(a: SplitArrays, cfg: Config, verdict: np.ndarray) -> np.ndarray:
@@ -108,33 +95,20 @@ def valid_ticks(a: SplitArrays, cfg: Config, verdict: np.ndarray) -> np.ndarray:
 
 def errors(paths: np.ndarray, a: SplitArrays, cfg: Config, idx: np.ndarray) -> np.ndarray:
     """[m, K] Euclidean errors (data units) of paths [N, K, 2] at ticks idx."""
-    nk = np.asarray(cfg.horizon_ticks)
-    truth = a.pos[idx[:, None] + nk]
-    return np.linalg.norm(paths[idx] - truth, axis=-1)
+    return metrics.errors(paths[idx], a.pos[idx[:, None] + np.asarray(cfg.horizon_ticks)])
 
 
 def summarise(paths: np.ndarray, a: SplitArrays, cfg: Config, idx: np.ndarray,
               verdict: np.ndarray | None = None, cert: np.ndarray | None = None
               ) -> dict[str, Any]:
-    e = errors(paths, a, cfg, idx)
-    out: dict[str, Any] = {
-        "ticks": int(len(idx)),
-        "horizons_ms": cfg.horizons_ms,
-        "p50": np.percentile(e, 50, axis=0).tolist(),
-        "p90": np.percentile(e, 90, axis=0).tolist(),
-        "p99": np.percentile(e, 99, axis=0).tolist(),
-        "max": e.max(axis=0).tolist(),
-        "mse": np.mean(e * e, axis=0).tolist(),
-    }
-    # jitter of the last horizon's point between consecutive valid ticks of one piece
-    nK = cfg.horizon_ticks[-1]
-    cons = idx[1:][np.diff(idx) == 1]
-    if len(cons):
-        d_pred = paths[cons, -1] - paths[cons - 1, -1]
-        d_true = a.pos[cons + nK] - a.pos[cons - 1 + nK]
-        out["jitter"] = float(np.sqrt(np.mean(np.sum((d_pred - d_true) ** 2, axis=1))))
-    else:
-        out["jitter"] = float("nan")
+    """The metrics of the module docstring for paths [N, K, 2] at ticks idx."""
+    truth = a.pos[idx[:, None] + np.asarray(cfg.horizon_ticks)]
+    pred = paths[idx]
+    d = metrics.distribution(metrics.errors(pred, truth))
+    piece = np.searchsorted(a.offsets, idx, side="right") - 1
+    out: dict[str, Any] = {"ticks": int(len(idx)), "horizons_ms": cfg.horizons_ms,
+                           **{k: d[k] for k in ("p50", "p90", "p99", "max", "mse")},
+                           "jitter": metrics.jitter(pred, truth, idx, piece)[-1]}
     if verdict is not None:
         v = verdict[idx]
         out["pass_rate"] = float(np.mean(v == VERDICT_PASS))
@@ -154,17 +128,17 @@ def evaluate(config: dict[str, Any], tensors: dict[str, np.ndarray], a: SplitArr
              cfg: Config, baselines: bool = True) -> dict[str, Any]:
     """FP32 and INT8 engine replay of one split, plus the baselines."""
     out: dict[str, Any] = {}
-    ref_idx = None
+    ref: tuple[np.ndarray, tmn.Replay] | None = None
     for precision in ("fp32", "int8"):
-        r = replay(memory_model(config, tensors), a, precision)
+        r = replay(memory_model(config, tensors), a, precision, candidates=baselines)
         idx = valid_ticks(a, cfg, r.verdict)
-        ref_idx = idx if ref_idx is None else ref_idx
+        ref = (idx, r) if ref is None else ref
         out[precision] = summarise(r.paths, a, cfg, idx,
                                    r.verdict if cfg.system == "B" else None, r.cert)
     if baselines:
-        r = replay(kalman_only(config, tensors), a, "fp32")
-        out["kalman_only"] = summarise(r.paths, a, cfg, ref_idx)
-        out["constant_velocity"] = summarise(constant_velocity_paths(a, cfg), a, cfg, ref_idx)
+        assert ref is not None and ref[1].prior is not None
+        out["kalman_only"] = summarise(ref[1].prior, a, cfg, ref[0])
+        out["constant_velocity"] = summarise(constant_velocity_paths(a, cfg), a, cfg, ref[0])
     out["int8_mse_ratio"] = _ratio(out["int8"]["mse"][-1], out["fp32"]["mse"][-1])
     out["int8_mse_ratio_all"] = _ratio(float(np.mean(out["int8"]["mse"])),
                                        float(np.mean(out["fp32"]["mse"])))
@@ -182,8 +156,8 @@ def calibrate_gate(config: dict[str, Any], tensors: dict[str, np.ndarray], val: 
     """Choose gate.lambda (from solver_gate.lambda_grid) and gate.threshold on validation.
 
     For each lambda the engine replays validation with the threshold at
-    infinity, which gives every tick's d2 and certified path; a Kalman-only
-    replay gives the prior path. The engine's output for a threshold T is then
+    infinity, which gives every tick's d2, certified path and prior path (the
+    replay's candidates). The engine's output for a threshold T is then
     exactly ``pass and d2 <= T ? certified : prior``. Among thresholds at the
     d2 quantiles that keep the pass rate >= min_pass_rate, and for which the
     fallback wins where it fires (the prior's MSE at 500 ms beats the certified
@@ -192,9 +166,8 @@ def calibrate_gate(config: dict[str, Any], tensors: dict[str, np.ndarray], val: 
     """
     assert cfg.solver_gate is not None
     sg = cfg.solver_gate
-    prior = replay(kalman_only(config, tensors), val, "fp32")
-    idx = valid_ticks(val, cfg, prior.verdict)
-    e_prior = errors(prior.paths, val, cfg, idx)
+    idx: np.ndarray | None = None
+    e_prior = np.zeros(0)
     qs = sorted({sg.min_pass_rate, *[q for q in (0.9, 0.925, 0.95, 0.97, 0.98, 0.99, 0.995,
                                                  0.999) if q >= sg.min_pass_rate], 1.0})
     trace = []
@@ -202,7 +175,11 @@ def calibrate_gate(config: dict[str, Any], tensors: dict[str, np.ndarray], val: 
     for lam in sg.lambda_grid:
         c = dict(config)
         c["gate"] = dict(config["gate"], **{"lambda": lam, "threshold": math.inf})
-        r = replay(memory_model(c, tensors), val, "fp32")
+        r = replay(memory_model(c, tensors), val, "fp32", candidates=True)
+        if idx is None:  # warming and the prior do not depend on lambda
+            assert r.prior is not None
+            idx = valid_ticks(val, cfg, r.verdict)
+            e_prior = errors(r.prior, val, cfg, idx)
         d2 = r.d2[idx].astype(np.float64)
         certified = r.verdict[idx] == VERDICT_PASS
         e_net = errors(r.paths, val, cfg, idx)

@@ -100,7 +100,7 @@ def model_card(c: dict[str, Any]) -> str:
                   ""]
     lines += ["## Limitations", "",
               "Trained on the data named above only. Accuracy on other motion is unknown: "
-              "measure it with `tmn-train evaluate`. The metrics above include the sensor "
+              "measure it with `tmn-bench accuracy`. The metrics above include the sensor "
               "noise of the measured future position.", "",
               "Full provenance (config, per-horizon metrics, training history) is in "
               "config.json under `provenance`.", ""]

@@ -1,0 +1,173 @@
+"""``tmn-bench accuracy`` end to end on tiny trained models and tiny data.
+
+The tiny A and B runs (conftest.tiny_runs) are exported to artifacts and the
+CLI runs in a subprocess, as a user runs it. Besides the output's shape, the
+figures that can be recomputed independently are: the evaluated ticks, the
+constant-velocity error (numpy on the recording) and the Kalman-only error
+(``KalmanPrior.filter``, not the engine replay).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tmn import _core
+from tmn_train.config import from_dict
+from tmn_train.export import export
+from tmn_train.pipeline import split_streams
+from tmn_train.sources import load_sources
+from tmn_train.train import FINAL, load_final
+
+DATA = "synth:0.75:3"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def artifacts(tiny_runs, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("artifacts")
+    out = {}
+    for system in ("A", "B"):
+        cfg, ck = load_final(tiny_runs[system][0] / FINAL)
+        out[system] = export(ck, cfg, root / system)
+    return out
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tmn.bench", "accuracy", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run(artifacts: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+        ) -> tuple[dict, Path, subprocess.CompletedProcess[str]]:
+    folder = tmp_path_factory.mktemp("accuracy")
+    p = bench("--data", DATA, "--models", str(artifacts["A"]), str(artifacts["B"]),
+              "--bootstrap", "50", "--json", str(folder / "acc.json"),
+              "--report", str(folder / "report"))
+    assert p.returncode == 0, p.stderr
+    return json.loads((folder / "acc.json").read_text()), folder / "report", p
+
+
+def test_reports_every_predictor_at_every_horizon(run) -> None:
+    r, _, p = run
+    assert r["benchmark"] == "accuracy" and r["machine"]["cpu"]
+    assert [m["label"] for m in r["models"]] == ["A0", "B0"]
+    (d,) = r["datasets"]
+    assert d["data"] == DATA and d["split"] == "test" and d["headline_ms"] == 500.0
+    assert set(d["predictors"]) == {"constant velocity", "Kalman only", "A0 fp32", "A0 int8",
+                                    "B0 fp32", "B0 int8"}
+    for m in d["predictors"].values():
+        for key in ("mse", "rmse", "p50", "p90", "p99", "p99.9", "max", "along_mean",
+                    "along_rms", "cross_rms", "jitter"):
+            assert len(m[key]) == 10 and np.isfinite(m[key]).all(), key
+        assert m["p50"] <= m["p99"] and m["p99"][-1] <= m["max"][-1]
+    assert set(d["gate"]) == {"B0 fp32", "B0 int8"}
+    assert set(d["latency"]) == {"A0 fp32", "A0 int8", "B0 fp32", "B0 int8"}
+    for who in ("A0", "B0"):
+        ratio = d["predictors"][f"{who} int8"]["mse"][-1] / d["predictors"][f"{who} fp32"]["mse"][-1]
+        assert d["int8_over_fp32_mse"][who]["headline"] == pytest.approx(ratio)
+    assert "B0 vs A0: P99 ratio" in p.stdout
+
+
+def test_baselines_match_an_independent_computation(run) -> None:
+    """Evaluated ticks, constant velocity and Kalman-only recomputed from the recording."""
+    r, _, _ = run
+    d = r["datasets"][0]
+    cfg = from_dict(_config(r))
+    pieces = [s for s in split_streams(load_sources([DATA], cfg), cfg)["test"]
+              if len(s) >= cfg.ticks(cfg.window_ms) + cfg.horizon_ticks[-1] + 1]
+    nk = np.asarray(cfg.horizon_ticks)
+    hs = np.asarray(cfg.horizons_ms) / 1000.0
+    cv, kal = [], []
+    kf = _core.KalmanPrior(_core.KalmanParams(*(_kalman(r)[k] for k in ("q", "r_pos", "r_vel"))))
+    for s in pieces:
+        i = np.flatnonzero((s.t - s.t[0] >= cfg.window_ms / 1000.0)
+                           & (np.arange(len(s)) + nk[-1] < len(s)))
+        truth = s.pos[i[:, None] + nk]
+        cv.append(np.linalg.norm(s.pos[i, None] + s.vel[i, None] * hs[:, None] - truth, axis=-1))
+        st, _ = kf.filter(s.t, s.x, s.y, s.vx, s.vy)
+        kal.append(np.linalg.norm(st[i, None, :2] + st[i, None, 2:] * hs[:, None] - truth,
+                                  axis=-1))
+    cv_e, kal_e = np.concatenate(cv), np.concatenate(kal)
+    assert d["evaluated_ticks"] == len(cv_e) > 1000
+    np.testing.assert_allclose(d["predictors"]["constant velocity"]["mse"],
+                               np.mean(cv_e**2, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(d["predictors"]["Kalman only"]["p99"],
+                               np.percentile(kal_e, 99, axis=0), rtol=1e-9)
+
+
+def _config(r: dict) -> dict:
+    from tmn import load
+
+    return load(r["models"][0]["path"]).config["provenance"]["config"]
+
+
+def _kalman(r: dict) -> dict:
+    from tmn import load
+
+    return load(r["models"][1]["path"]).config["kalman"]  # B0: Kalman-only's source
+
+
+def test_statistics_targets_and_plan_criteria(run) -> None:
+    r, _, _ = run
+    d = r["datasets"][0]
+    vs_a, vs_kalman = d["comparisons"]
+    assert (vs_a["new"], vs_a["base"]) == ("B0", "A0")
+    assert vs_kalman["base"] == "Kalman only (B0's prior)"
+    for c in (vs_a, vs_kalman):
+        assert c["ticks"] == d["evaluated_ticks"] and c["blocks"] >= 3
+        assert 0 <= c["per_tick"]["t_test_p"] <= 1 and 0 <= c["per_block"]["wilcoxon_p"] <= 1
+        assert -1 <= c["cliffs_delta"] <= 1
+        lo, hi = c["p99_ratio_ci95"]
+        assert lo <= hi and c["bootstrap"]["resamples"] == 50
+    assert vs_a["p99_ratio"] == pytest.approx(
+        d["predictors"]["B0 int8"]["p99"][-1] / d["predictors"]["A0 int8"]["p99"][-1])
+    assert vs_a["latency_p999_ratio"] == pytest.approx(
+        d["latency"]["B0 int8"]["total_ns"]["p99.9"] / d["latency"]["A0 int8"]["total_ns"]["p99.9"])
+    kinds = {t["kind"] for t in d["targets"]}
+    assert kinds == {"B / A P99 error @500 ms", "B vs A paired p (block t-test)",
+                     "B / Kalman-only MSE @500 ms", "gate pass rate", "mean certificate error",
+                     "INT8 / FP32 MSE @500 ms"}
+    assert all(t["status"] in ("MET", "MISSED") for t in d["targets"])
+    (pc,) = d["plan_criteria"]
+    assert pc["criterion_1"]["status"] == ("MET" if vs_a["p99_ratio"] <= 0.85
+                                           or vs_a["latency_p999_ratio"] <= 0.8 else "MISSED")
+    assert {s["target"] for s in r["seed_summary"]} == kinds
+
+
+def test_writes_the_markdown_report_and_the_plots(run) -> None:
+    _, report, _ = run
+    md = (report / "accuracy.md").read_text()
+    for name in ("error_cdf_0.png", "error_vs_horizon_0.png", "latency_stages_0.png",
+                 "trajectory_0.png"):
+        assert (report / name).read_bytes()[:8] == PNG
+        assert f"]({name})" in md
+    for text in ("## Models", "## Summary over seeds", "### Statistics at 500 ms",
+                 "### The plan's success criteria", "**machine**", "git `"):
+        assert text in md
+
+
+def test_refuses_what_it_cannot_evaluate(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    p = bench("--data", "nosuchfile.csv", "--models", str(artifacts["A"]))
+    assert p.returncode == 2 and "nosuchfile.csv" in p.stderr
+    # 2 A and 3 B cannot be paired
+    copies = []
+    for name, src in (("A1", "A"), ("B1", "B"), ("B2", "B")):
+        copies.append(shutil.copytree(artifacts[src], tmp_path / name))
+    p = bench("--data", DATA, "--models", str(artifacts["A"]), str(copies[0]),
+              str(artifacts["B"]), str(copies[1]), str(copies[2]))
+    assert p.returncode == 2 and "2 System A and 3 System B" in p.stderr
+    # an artifact without its training config
+    bare = shutil.copytree(artifacts["B"], tmp_path / "bare")
+    cfg = json.loads((bare / "config.json").read_text())
+    del cfg["provenance"]["config"]
+    (bare / "config.json").write_text(json.dumps(cfg))
+    p = bench("--data", DATA, "--models", str(bare))
+    assert p.returncode == 2 and "provenance.config is missing" in p.stderr
