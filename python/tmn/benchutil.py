@@ -67,7 +67,8 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def package_versions(names: tuple[str, ...] = ("numpy", "onnxruntime", "onnx", "torch")
+def package_versions(names: tuple[str, ...] = ("numpy", "scipy", "matplotlib", "onnxruntime",
+                                                "onnx", "torch", "pyzmq")
                      ) -> dict[str, str | None]:
     """Installed versions (None if not installed), read from package metadata so
     that nothing heavy gets imported."""

@@ -63,23 +63,27 @@ def plot_error_vs_horizon(d: dict[str, Any], path: Path) -> Path:
 
 
 def plot_latency_stages(d: dict[str, Any], p: PlotData, path: Path) -> Path:
-    """CDFs of every stage's time and the total, per model, at the comparison precision
-    (C++ timings of the replays above, on this machine)."""
+    """Per model at the comparison precision, the share of ticks slower than x for
+    every stage and the total (log-log, so P99 and P99.9 are readable); C++
+    timings of the replays above, on this machine."""
     plt = report.pyplot()
     names = [k for k in p.stage_ns if k.endswith(f" {d['precision']}")]
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False,
+                             sharey=True)
     for ax, name in zip(axes[0], names):
         s = p.stage_ns[name].astype(float)
-        for i, stage in enumerate(STAGES):
-            v = np.sort(np.maximum(s[:, i], 1.0))
-            ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=stage)
-        tot = np.sort(np.maximum(s.sum(axis=1), 1.0))
-        ax.plot(tot, np.arange(1, len(tot) + 1) / len(tot), label="sum", color="k")
+        for i, stage in enumerate([*STAGES, "total"]):
+            v = np.sort(np.maximum(s[:, i] if i < len(STAGES) else s.sum(axis=1), 1.0))
+            ax.step(v, 1.0 - np.arange(len(v)) / len(v), where="post", label=stage,
+                    color="k" if stage == "total" else None)
+        for q in (1e-2, 1e-3):
+            ax.axhline(q, color="grey", lw=0.6, ls=":")
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_xlabel("ns")
         ax.set_title(f"{name}: per-stage tick time")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("fraction of ticks")
+    axes[0][0].set_ylabel("share of ticks slower (dotted: P99, P99.9)")
     axes[0][0].legend(fontsize=8)
     return report.save_figure(fig, path)
 
