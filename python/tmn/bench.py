@@ -15,6 +15,11 @@
 then prints ratios and checks the stated targets, MET or MISSED. All of them
 are measured in interleaved rounds (see "The engine benchmark" below).
 
+``serve`` (:mod:`tmn.bench_serve`) benchmarks tmn-serve, and ``latency``
+(:mod:`tmn.bench_latency`) runs ``engine`` and ``serve`` on one model and
+gathers them into one JSON and one markdown report. ``accuracy``
+(:mod:`tmn.bench_accuracy`) scores A, B and the baselines on held-out data.
+
 Each benchmark is a subcommand registered in :data:`COMMANDS`; a new one adds
 an ``add_*_command(subparsers)`` function there. This module imports neither
 torch nor onnxruntime at import time, and the PyTorch baseline lives in
@@ -39,6 +44,8 @@ import numpy as np
 
 import tmn
 from tmn import benchutil as bu
+from tmn.bench_accuracy import add_accuracy_command
+from tmn.bench_latency import add_latency_command
 from tmn.bench_serve import add_serve_command
 from tmn.engine import STAGES
 from tmn.model import Model, ModelFormatError
@@ -108,9 +115,9 @@ def add_engine_command(sub: Any) -> None:
     p.set_defaults(func=engine_command)
 
 
-# Subcommands, in the order `tmn-bench --help` lists them. Later benches
-# (serve, accuracy, latency) add their add_*_command here.
-COMMANDS: tuple[Callable[[Any], None], ...] = (add_engine_command, add_serve_command)
+# Subcommands, in the order `tmn-bench --help` lists them.
+COMMANDS: tuple[Callable[[Any], None], ...] = (add_engine_command, add_serve_command,
+                                               add_latency_command, add_accuracy_command)
 
 
 def engine_command(args: argparse.Namespace) -> int:

@@ -52,9 +52,9 @@ def cell(v: Any) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "n/a"
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+        if v != 0 and (abs(v) >= 1e12 or abs(v) < 1e-3):
             return f"{v:.3g}"
-        return f"{v:,.4g}" if abs(v) >= 1000 else f"{v:.4g}"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
     if isinstance(v, int):
         return f"{v:,}"
     return str(v).replace("|", "\\|")
