@@ -71,7 +71,8 @@ def test_reports_every_predictor_at_every_horizon(run) -> None:
     assert set(d["gate"]) == {"B0 fp32", "B0 int8"}
     assert set(d["latency"]) == {"A0 fp32", "A0 int8", "B0 fp32", "B0 int8"}
     for who in ("A0", "B0"):
-        ratio = d["predictors"][f"{who} int8"]["mse"][-1] / d["predictors"][f"{who} fp32"]["mse"][-1]
+        mse = {p: d["predictors"][f"{who} {p}"]["mse"][-1] for p in ("int8", "fp32")}
+        ratio = mse["int8"] / mse["fp32"]
         assert d["int8_over_fp32_mse"][who]["headline"] == pytest.approx(ratio)
     assert "B0 vs A0: P99 ratio" in p.stdout
 
@@ -132,7 +133,7 @@ def test_statistics_targets_and_plan_criteria(run) -> None:
     assert vs_a["latency_p999_ratio"] == pytest.approx(
         d["latency"]["B0 int8"]["total_ns"]["p99.9"] / d["latency"]["A0 int8"]["total_ns"]["p99.9"])
     kinds = {t["kind"] for t in d["targets"]}
-    assert kinds == {"B / A P99 error @500 ms", "B vs A paired p (block t-test)",
+    assert kinds == {"B / A P99 error @500 ms", "B better than A: paired p (block t-test)",
                      "B / Kalman-only MSE @500 ms", "gate pass rate", "mean certificate error",
                      "INT8 / FP32 MSE @500 ms"}
     assert all(t["status"] in ("MET", "MISSED") for t in d["targets"])

@@ -54,6 +54,8 @@ def test_compare_matches_scipy_on_ticks_and_on_block_means() -> None:
     mn = (new**2).reshape(30, 20).mean(axis=1)
     assert c["per_block"]["t_test_p"] == pytest.approx(sps.ttest_rel(mn, mb).pvalue, rel=1e-9)
     assert c["per_block"]["wilcoxon_p"] == pytest.approx(sps.wilcoxon(mn, mb).pvalue, rel=1e-9)
+    # one-sided: new lower; it halves the two-sided p when the mean difference is negative
+    assert c["per_block"]["t_test_p_new_lower"] == pytest.approx(c["per_block"]["t_test_p"] / 2)
     assert c["blocks"] == 30 and c["ticks"] == 600
     assert c["p99_ratio"] == np.percentile(new, 99) / np.percentile(base, 99)
     assert c["mse_ratio"] == pytest.approx(np.mean(new**2) / np.mean(base**2))

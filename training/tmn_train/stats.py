@@ -6,7 +6,8 @@ ratio below 1 means the new predictor is better. :func:`compare` gives:
 
 * per tick: a paired t-test and a Wilcoxon signed-rank test of the errors, and
   a Mann-Whitney U test (unpaired) of the two error samples;
-* per block: the same paired t-test and Wilcoxon test on per-block MSEs.
+* per block: the same paired t-test and Wilcoxon test on per-block MSEs, and
+  the one-sided paired t-test that the new predictor's block MSE is lower.
   Consecutive ticks are strongly autocorrelated (a 2 kHz stream predicts
   almost the same path twice in a row), so per-tick p-values overstate the
   evidence; blocks of ``block_s`` seconds of one stream are closer to
@@ -124,10 +125,13 @@ def compare(base: np.ndarray, new: np.ndarray, block: np.ndarray, resamples: int
         "cohens_d": cohens_d(new, base),
         "cohens_dz": cohens_dz(new, base),
         "cliffs_delta": cliffs_delta(new, base),
-        "per_block": {"t_test_p": None, "wilcoxon_p": None, "cohens_dz": None},
+        "per_block": {"t_test_p": None, "t_test_p_new_lower": None, "wilcoxon_p": None,
+                      "cohens_dz": None},
     }
     if nb >= 3 and np.any(mn != mb):
         out["per_block"] = {"t_test_p": float(stats.ttest_rel(mn, mb).pvalue),
+                            "t_test_p_new_lower": float(
+                                stats.ttest_rel(mn, mb, alternative="less").pvalue),
                             "wilcoxon_p": float(stats.wilcoxon(mn, mb).pvalue),
                             "cohens_dz": cohens_dz(mn, mb)}
     ci = block_bootstrap(base, new, block, {"p99_ratio": p99_ratio, "mse_ratio": mse_ratio},
