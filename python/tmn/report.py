@@ -75,8 +75,17 @@ def machine_section(m: dict[str, Any]) -> str:
         f"- **software**: tmn {m['tmn_version']} (git `{m['tmn_git_sha']}`); {versions}",
         f"- **date**: {m['date']}; load average at start "
         f"{'/'.join(f'{x:.2f}' for x in load) if load else 'n/a'} (1/5/15 min)",
-        f"- **command**: `{' '.join(m.get('argv', []))}`",
+        f"- **command**: `{command_line(m.get('argv', []))}`",
     ])
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as a user would type it: ``python -m tmn.bench`` and the
+    ``tmn-bench`` script both read as ``tmn-bench``."""
+    if not argv:
+        return "n/a"
+    prog = "tmn-bench" if Path(argv[0]).name in ("tmn-bench", "bench.py") else argv[0]
+    return " ".join([prog, *argv[1:]])
 
 
 def targets_table(targets: Sequence[dict[str, Any]]) -> str:
