@@ -30,3 +30,9 @@ for system in A B; do
     tmn-train fit --config "$config" --data "$data" --seeds "$seed" --out "$run" "${resume[@]}"
   done
 done
+
+# every held-out figure of bench/README.md's accuracy section for this data set
+tmn-bench accuracy --data "$data" \
+  --models "$root"/A-seed0/model "$root"/A-seed1/model "$root"/A-seed2/model \
+           "$root"/B-seed0/model "$root"/B-seed1/model "$root"/B-seed2/model \
+  --json "$root/accuracy.json" --report "$root/report"
