@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tmn
 from tmn import _core
 from tmn_train.config import from_dict
 from tmn_train.export import export
@@ -172,3 +173,23 @@ def test_refuses_what_it_cannot_evaluate(artifacts: dict[str, Path], tmp_path: P
     (bare / "config.json").write_text(json.dumps(cfg))
     p = bench("--data", DATA, "--models", str(bare))
     assert p.returncode == 2 and "provenance.config is missing" in p.stderr
+
+
+def test_interleaved_replay_answers_exactly_like_one_replay(artifacts: dict[str, Path]) -> None:
+    """replay_all cuts the recording into slices and lets the engines take turns;
+    the engines keep their streams between slices, so nothing changes but timing."""
+    from tmn_train import accuracy
+
+    entrants = accuracy.load_entrants([artifacts["A"], artifacts["B"]])
+    h = accuracy.held_out(DATA, accuracy.split_config(entrants), "test")
+    runs = accuracy.replay_all(entrants, h, rounds=7)
+    for e in entrants:
+        for p in ("fp32", "int8"):
+            eng = tmn.Engine(e.model, precision=p, max_streams=len(h.names))
+            one = eng.replay(h.t, h.pos[:, 0], h.pos[:, 1], h.vel[:, 0], h.vel[:, 1],
+                             h.piece.astype(np.uint64), candidates=True)
+            got = runs[e.label][p]
+            assert got.ok == one.ok == len(h.t)
+            for name in ("paths", "prior", "proposal", "verdict", "cert", "d2", "work"):
+                assert getattr(got, name).tobytes() == getattr(one, name).tobytes(), name
+            assert got.stage_ns.shape == one.stage_ns.shape
