@@ -48,6 +48,15 @@ def test_overrides_set_nested_keys_with_yaml_values() -> None:
     assert c.solver_gate.lambda_grid == [0.05] and c.epochs == 3
 
 
+def test_a_float_written_without_a_dot_is_a_number_and_text_is_not() -> None:
+    # YAML 1.1 reads 1e6 as a string; a float key takes it as the number it means
+    c = config_mod.load(REPO / "configs" / "B_temporal_solver.yaml",
+                        ["kalman.tune=false", "kalman.q=1e6", "kalman.r_pos=2"])
+    assert c.kalman.q == 1e6 and c.kalman.r_pos == 2.0
+    with pytest.raises(ConfigError, match="kalman.q': must be a number, got 'big'"):
+        config_mod.load(REPO / "configs" / "B_temporal_solver.yaml", ["kalman.q=big"])
+
+
 def test_system_a_refuses_gate_settings_and_b_refuses_a_bad_lambda() -> None:
     with pytest.raises(ConfigError, match="system B only"):
         config_mod.load(REPO / "configs" / "A_traditional.yaml", ["solver_gate.eps=0.1"])
