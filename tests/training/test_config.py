@@ -51,8 +51,9 @@ def test_overrides_set_nested_keys_with_yaml_values() -> None:
 def test_a_float_written_without_a_dot_is_a_number_and_text_is_not() -> None:
     # YAML 1.1 reads 1e6 as a string; a float key takes it as the number it means
     c = config_mod.load(REPO / "configs" / "B_temporal_solver.yaml",
-                        ["kalman.tune=false", "kalman.q=1e6", "kalman.r_pos=2"])
-    assert c.kalman.q == 1e6 and c.kalman.r_pos == 2.0
+                        ["kalman.tune=false", "kalman.q=1e6", "kalman.r_pos=2",
+                         "kalman.r_vel=3E2"])
+    assert (c.kalman.q, c.kalman.r_pos, c.kalman.r_vel) == (1e6, 2.0, 300.0)
     with pytest.raises(ConfigError, match="kalman.q': must be a number, got 'big'"):
         config_mod.load(REPO / "configs" / "B_temporal_solver.yaml", ["kalman.q=big"])
 
