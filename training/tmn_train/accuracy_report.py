@@ -48,7 +48,7 @@ def plot_error_cdf(d: dict[str, Any], p: PlotData, path: Path) -> Path:
 def plot_error_vs_horizon(d: dict[str, Any], path: Path) -> Path:
     """P50, P99 and RMSE of every shown predictor against the horizon."""
     plt = report.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
     h = d["horizons_ms"]
     for ax, key in zip(axes, ("p50", "p99", "rmse")):
         for name in _shown(d):
@@ -89,15 +89,18 @@ def plot_latency_stages(d: dict[str, Any], p: PlotData, path: Path) -> Path:
 
 
 def plot_trajectory(d: dict[str, Any], p: PlotData, path: Path) -> Path:
-    """A stretch of one held-out piece: the true path, each model's predicted
-    headline point at every tick, a few whole predicted paths, B's fallbacks."""
+    """A stretch of one held-out piece: the true path, the first A's and the first
+    B's predicted headline point at every tick, a few whole predicted paths, and
+    B's fallbacks."""
     plt = report.pyplot()
     ex = p.example
     fig, ax = plt.subplots(figsize=(7, 6))
     truth = ex["truth"]
     ax.plot(truth[:, 0], truth[:, 1], color="0.3", lw=1.2, label="measured path")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    labels = [k for k in ex["paths"] if k[0] in "AB"][:4]
+    # the first model of each system (seed pair 0): more lines would hide the truth
+    labels = [next(k for k in ex["paths"] if k[0] == sys_) for sys_ in "AB"
+              if any(k[0] == sys_ for k in ex["paths"])]
     step = max(len(ex["ticks"]) // 6, 1)
     for c, label in zip(colours, labels):
         paths = ex["paths"][label]
