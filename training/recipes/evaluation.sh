@@ -7,7 +7,10 @@
 #
 # RUN_ROOT defaults to build/eval (git-ignored). Each fit runs on one torch
 # thread (configs/common.yaml), so two data sets can train side by side on a
-# 2-core machine. About 45 minutes for synth, less for lasa and eyelink.
+# 2-core machine. Measured here, two at a time on a shared 2-core VM: synth 60
+# minutes, lasa 85, eyelink 25 (6 fits each), then about a minute of bench.
+# A finished fit (its model/config.json exists) is skipped; an interrupted one
+# resumes from its checkpoint.
 # needs: pip install ./training (and the tmn package itself)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
