@@ -19,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+# A file only a tmn checkout has (git_sha).
+TMN_CHECKOUT_MARK = "cpp/include/tmn/engine.hpp"
+
 # The percentiles every benchmark reports (DESIGN.md: "never only means").
 PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0),
                                               ("p99.9", 99.9))
@@ -82,20 +85,30 @@ def package_versions(names: tuple[str, ...] = ("numpy", "scipy", "matplotlib", "
 
 
 def git_sha(start: str | Path | None = None) -> str:
-    """``git rev-parse HEAD`` of the repository holding ``start`` (default: this
-    package's source, following symlinks), with ``-dirty`` if the work tree has
-    changes or files git does not track yet (they may be the code that ran);
-    ``"unknown"`` outside a repository or without git."""
-    where = Path(start) if start is not None else Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return sha + ("-dirty" if dirty else "") if sha else "unknown"
+    """``git rev-parse HEAD`` of the tmn checkout that holds ``start`` (default:
+    this package's source, following symlinks, then the current directory), with
+    ``-dirty`` if the work tree has changes or files git does not track yet (they
+    may be the code that ran). A repository that is not a tmn checkout does not
+    count (an installed package can live inside someone else's repository, such
+    as pyenv's); ``"unknown"`` when no tmn checkout is found or without git."""
+    places = [Path(start)] if start is not None else [Path(__file__).resolve().parent,
+                                                      Path.cwd()]
+    for where in places:
+        try:
+            top = subprocess.run(["git", "-C", str(where), "rev-parse", "--show-toplevel"],
+                                 capture_output=True, text=True, timeout=10).stdout.strip()
+            if not top or not (Path(top) / TMN_CHECKOUT_MARK).is_file():
+                continue
+            sha = subprocess.run(["git", "-C", top, "rev-parse", "HEAD"], capture_output=True,
+                                 text=True, timeout=10, check=True).stdout.strip()
+            dirty = subprocess.run(["git", "-C", top, "status", "--porcelain"],
+                                   capture_output=True, text=True, timeout=10,
+                                   check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if sha:
+            return sha + ("-dirty" if dirty else "")
+    return "unknown"
 
 
 def machine_info(isa: str | None = None) -> dict[str, Any]:

@@ -94,3 +94,16 @@ def test_gate_summary_without_fallbacks_has_no_win_rate() -> None:
                              VERDICTS)
     assert g["pass_rate"] == 1.0 and g["fallback_win_rate"] is None
     assert g["fallbacks"] == {"fallback_implausible": 0, "fallback_uncertified": 0}
+
+
+def test_plot_curves_keep_the_extremes_and_the_shape() -> None:
+    from tmn_train.accuracy_report import cdf_points, exceedance_points
+
+    v = np.arange(1.0, 10_001.0)[::-1]  # 1..10000, unsorted
+    x, f = cdf_points(v, points=101)
+    assert len(x) == 101 and (x[0], f[0]) == (1.0, 1e-4) and (x[-1], f[-1]) == (10_000.0, 1.0)
+    np.testing.assert_allclose(f, x / 10_000)  # F(x) = x / n for 1..n
+    x, s = exceedance_points(v, points=50)
+    assert (x[0], s[0]) == (10_000.0, 1e-4) and (x[-1], s[-1]) == (1.0, 1.0)
+    np.testing.assert_allclose(s, (10_001 - x) / 10_000)  # share >= x
+    assert np.all(np.diff(s) > 0)

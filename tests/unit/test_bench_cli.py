@@ -133,3 +133,23 @@ def test_bench_module_does_not_import_torch_or_onnxruntime() -> None:
             "sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), timeout=60)
     assert proc.returncode == 0
+
+
+def test_git_sha_names_only_a_tmn_checkout(tmp_path: Path) -> None:
+    """An installed package may sit inside another repository (pyenv is one): its
+    commit is not tmn's. The checkout this test runs from is."""
+    from tmn.benchutil import git_sha
+
+    other = tmp_path / "other"
+    other.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", "-C", str(other), *cmd], check=True, env=env)
+    assert git_sha(other) == "unknown"
+    assert git_sha(tmp_path) == "unknown"  # no repository at all
+    repo = Path(__file__).resolve().parents[2]
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    if head:  # running from a git checkout of tmn
+        assert git_sha(repo / "tests").split("-")[0] == head

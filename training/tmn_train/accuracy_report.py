@@ -25,14 +25,34 @@ def _shown(d: dict[str, Any]) -> list[str]:
                                                    if k.endswith(f" {prec}")]
 
 
+def _first_of_each_system(names: list[str]) -> list[str]:
+    """The first A and the first B (seed pair 0): more lines would hide the rest."""
+    return [next(k for k in names if k[0] == s) for s in "AB" if any(k[0] == s for k in names)]
+
+
+def cdf_points(values: np.ndarray, points: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """(x, F(x)) of the empirical CDF at ``points`` evenly spaced ranks (files stay
+    small whatever the number of ticks; the largest value is always included)."""
+    v = np.sort(values)
+    k = np.unique(np.linspace(1, len(v), min(points, len(v))).astype(int))
+    return v[k - 1], k / len(v)
+
+
+def exceedance_points(values: np.ndarray, points: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """(x, share of values >= x) at ranks spaced evenly on a log scale, down to the
+    single largest value, for log-log tail plots."""
+    v = np.sort(values)
+    k = np.unique(np.geomspace(1, len(v), min(points, len(v))).astype(int))
+    return v[len(v) - k], k / len(v)
+
+
 def plot_error_cdf(d: dict[str, Any], p: PlotData, path: Path) -> Path:
     """Empirical CDFs of the headline error, one line per predictor."""
     plt = report.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in _shown(d):
-        e = np.sort(p.e_headline[name])
-        e = np.maximum(e, np.finfo(float).tiny)
-        ax.plot(e, np.arange(1, len(e) + 1) / len(e), label=name,
+        x, f = cdf_points(np.maximum(p.e_headline[name], np.finfo(float).tiny))
+        ax.plot(x, f, label=name,
                 lw=1.0 if name[0] in "AB" else 1.6, ls="-" if name[0] in "AB" else "--")
     ax.set_xscale("log")
     ax.set_xlabel(f"error at {d['headline_ms']:g} ms (data units)")
@@ -41,7 +61,7 @@ def plot_error_cdf(d: dict[str, Any], p: PlotData, path: Path) -> Path:
     ax.set_title(f"{d['data']} ({d['split']}): error CDF at {d['headline_ms']:g} ms, "
                  f"{d['evaluated_ticks']:,} ticks")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     return report.save_figure(fig, path)
 
 
@@ -57,24 +77,25 @@ def plot_error_vs_horizon(d: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("horizon (ms)")
         ax.set_title(f"{key.upper()} error (data units)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=8, loc="upper left")
     fig.suptitle(f"{d['data']} ({d['split']})")
     return report.save_figure(fig, path)
 
 
 def plot_latency_stages(d: dict[str, Any], p: PlotData, path: Path) -> Path:
-    """Per model at the comparison precision, the share of ticks slower than x for
-    every stage and the total (log-log, so P99 and P99.9 are readable); C++
-    timings of the replays above, on this machine."""
+    """For the first A and the first B at the comparison precision, the share of
+    ticks slower than x for every stage and the total (log-log, so P99 and P99.9
+    are readable); C++ timings of the replays above, on this machine."""
     plt = report.pyplot()
-    names = [k for k in p.stage_ns if k.endswith(f" {d['precision']}")]
+    names = _first_of_each_system([k for k in p.stage_ns if k.endswith(f" {d['precision']}")])
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False,
                              sharey=True)
     for ax, name in zip(axes[0], names):
         s = p.stage_ns[name].astype(float)
         for i, stage in enumerate([*STAGES, "total"]):
-            v = np.sort(np.maximum(s[:, i] if i < len(STAGES) else s.sum(axis=1), 1.0))
-            ax.step(v, 1.0 - np.arange(len(v)) / len(v), where="post", label=stage,
+            x, share = exceedance_points(np.maximum(s[:, i] if i < len(STAGES)
+                                                    else s.sum(axis=1), 1.0))
+            ax.step(x, share, where="post", label=stage,
                     color="k" if stage == "total" else None)
         for q in (1e-2, 1e-3):
             ax.axhline(q, color="grey", lw=0.6, ls=":")
@@ -84,7 +105,7 @@ def plot_latency_stages(d: dict[str, Any], p: PlotData, path: Path) -> Path:
         ax.set_title(f"{name}: per-stage tick time")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("share of ticks slower (dotted: P99, P99.9)")
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=8, loc="lower left")
     return report.save_figure(fig, path)
 
 
@@ -98,9 +119,7 @@ def plot_trajectory(d: dict[str, Any], p: PlotData, path: Path) -> Path:
     truth = ex["truth"]
     ax.plot(truth[:, 0], truth[:, 1], color="0.3", lw=1.2, label="measured path")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    # the first model of each system (seed pair 0): more lines would hide the truth
-    labels = [next(k for k in ex["paths"] if k[0] == sys_) for sys_ in "AB"
-              if any(k[0] == sys_ for k in ex["paths"])]
+    labels = _first_of_each_system(list(ex["paths"]))
     step = max(len(ex["ticks"]) // 6, 1)
     for c, label in zip(colours, labels):
         paths = ex["paths"][label]
@@ -120,7 +139,7 @@ def plot_trajectory(d: dict[str, Any], p: PlotData, path: Path) -> Path:
                  + ("" if fb.any() else "; no fallback in this stretch"))
     ax.set_aspect("equal", adjustable="datalim")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside the data
     return report.save_figure(fig, path)
 
 
