@@ -68,20 +68,30 @@ def accuracy_command(args: argparse.Namespace) -> int:
     """Run ``tmn-bench accuracy``."""
     try:
         from tmn_train import accuracy
+        from tmn_train.config import ConfigError
         from tmn_train.data import DataError
     except ImportError as e:
         print(f"tmn-bench accuracy: needs the training package (its data loaders): "
               f"pip install ./training ({e})", file=sys.stderr)
         return 2
+    from tmn import report
     from tmn.bench import write_json
     from tmn.model import ModelFormatError
+
+    if args.report is not None:
+        try:  # refuse now, not after minutes of replays
+            report.pyplot()
+        except ImportError as e:
+            print(f"tmn-bench accuracy: --report: {e}", file=sys.stderr)
+            return 2
 
     try:
         result, plots = accuracy.run(
             args.models, args.data, split=args.split, precision=args.precision,
             resamples=args.bootstrap, block_s=args.block_seconds, resample_by=args.resample_by,
             seed=args.seed, log=lambda m: print(f"[tmn-bench] {m}", file=sys.stderr, flush=True))
-    except (accuracy.AccuracyError, DataError, ModelFormatError, FileNotFoundError) as e:
+    except (accuracy.AccuracyError, ConfigError, DataError, ModelFormatError,
+            FileNotFoundError) as e:
         print(f"tmn-bench accuracy: {e}", file=sys.stderr)
         return 2
     print(accuracy.format_summary(result))

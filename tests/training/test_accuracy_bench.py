@@ -159,6 +159,8 @@ def test_writes_the_markdown_report_and_the_plots(run) -> None:
 def test_refuses_what_it_cannot_evaluate(artifacts: dict[str, Path], tmp_path: Path) -> None:
     p = bench("--data", "nosuchfile.csv", "--models", str(artifacts["A"]))
     assert p.returncode == 2 and "nosuchfile.csv" in p.stderr
+    p = bench("--data", DATA, "--models", str(tmp_path / "nomodel"))
+    assert p.returncode == 2 and "nomodel" in p.stderr
     # 2 A and 3 B cannot be paired
     copies = []
     for name, src in (("A1", "A"), ("B1", "B"), ("B2", "B")):
