@@ -78,13 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    v = int(text.replace("_", ""))
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return v
-
-
 def add_engine_command(sub: Any) -> None:
     """Register ``tmn-bench engine``."""
     p = sub.add_parser(
@@ -95,17 +88,17 @@ def add_engine_command(sub: Any) -> None:
     p.add_argument("--model", type=Path, default=None,
                    help="model folder (default: the built-in model, else a random System B "
                    "model written to a temporary folder)")
-    p.add_argument("--ticks", type=_positive_int, default=1_000_000,
+    p.add_argument("--ticks", type=bu.positive_int, default=1_000_000,
                    help="ticks replayed per precision, and bare GRU steps (default 1000000)")
-    p.add_argument("--streams", type=_positive_int, default=8,
+    p.add_argument("--streams", type=bu.positive_int, default=8,
                    help="interleaved streams in the replayed recording (default 8)")
-    p.add_argument("--steps", type=_positive_int, default=100_000,
+    p.add_argument("--steps", type=bu.positive_int, default=100_000,
                    help="Python Engine.tick calls and onnxruntime steps (default 100000)")
-    p.add_argument("--torch-steps", type=_positive_int, default=50_000,
+    p.add_argument("--torch-steps", type=bu.positive_int, default=50_000,
                    help="PyTorch eager steps (default 50000)")
     p.add_argument("--isa", default="auto", choices=["auto", "scalar", "avx2", "avx512"],
                    help="GRU kernel instruction set (default: the best this CPU has)")
-    p.add_argument("--rounds", type=_positive_int, default=ROUNDS,
+    p.add_argument("--rounds", type=bu.positive_int, default=ROUNDS,
                    help=f"interleaved rounds the measurements are split into (default {ROUNDS})")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic recording")
     p.add_argument("--json", type=Path, default=None, metavar="OUT",

@@ -16,19 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
-def _positive_float(text: str) -> float:
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return v
-
-
-def _non_negative_int(text: str) -> int:
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return v
+from tmn import benchutil as bu
 
 
 def add_accuracy_command(sub: Any) -> None:
@@ -49,11 +37,11 @@ def add_accuracy_command(sub: Any) -> None:
                    "trained (default test; all: every stream whole)")
     p.add_argument("--precision", default="int8", choices=["int8", "fp32"],
                    help="precision of the statistics and targets (both are always reported)")
-    p.add_argument("--bootstrap", type=_non_negative_int, default=1000, metavar="N",
+    p.add_argument("--bootstrap", type=bu.non_negative_int, default=1000, metavar="N",
                    help="bootstrap resamples for the confidence intervals (default 1000)")
     p.add_argument("--resample-by", default="block", choices=["block", "stream"],
                    help="bootstrap unit: contiguous blocks of --block-seconds, or whole streams")
-    p.add_argument("--block-seconds", type=_positive_float, default=1.0,
+    p.add_argument("--block-seconds", type=bu.positive_float, default=1.0,
                    help="block length for block tests and the bootstrap (default 1 s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--json", type=Path, default=None, metavar="OUT", help="write all results")

@@ -81,10 +81,10 @@ def add_latency_command(sub: Any) -> None:
                    f"{QUICK_SERVE}); every output is labelled QUICK RUN")
     p.add_argument("--skip-serve", action="store_true",
                    help="run the engine benchmark only (the serve targets are SKIPPED)")
-    p.add_argument("--ticks", type=bs._positive_int, default=None,
+    p.add_argument("--ticks", type=bu.positive_int, default=None,
                    help="engine: ticks replayed per precision and bare GRU steps (default: "
                    "that of tmn-bench engine, or the --quick size)")
-    p.add_argument("--requests", type=bs._positive_int, default=None,
+    p.add_argument("--requests", type=bu.positive_int, default=None,
                    help="serve: timed round trips per server (default: that of tmn-bench "
                    "serve, or the --quick size)")
     p.add_argument("--server-core", type=int, default=None,

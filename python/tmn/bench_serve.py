@@ -62,20 +62,6 @@ NAIVE_SCRIPT = Path("bench") / "naive_server.py"
 # CLI
 
 
-def _positive_int(text: str) -> int:
-    v = int(text.replace("_", ""))
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return v
-
-
 def add_serve_command(sub: Any) -> None:
     """Register ``tmn-bench serve``."""
     p = sub.add_parser(
@@ -88,15 +74,15 @@ def add_serve_command(sub: Any) -> None:
     p.add_argument("--model", type=Path, default=None,
                    help="model folder (default: the built-in model, else a random System B "
                    "model written to a temporary folder)")
-    p.add_argument("--requests", type=_positive_int, default=20_000,
+    p.add_argument("--requests", type=bu.positive_int, default=20_000,
                    help="timed single-tick round trips per server (default 20000)")
     p.add_argument("--warmup", type=int, default=2_000,
                    help="untimed round trips before them (default 2000)")
-    p.add_argument("--throughput-seconds", type=_positive_float, default=1.5,
+    p.add_argument("--throughput-seconds", type=bu.positive_float, default=1.5,
                    help="length of each throughput run (default 1.5 s)")
-    p.add_argument("--in-flight", type=_positive_int, default=16,
+    p.add_argument("--in-flight", type=bu.positive_int, default=16,
                    help="requests kept in flight in the throughput runs (default 16)")
-    p.add_argument("--batch", type=_positive_int, default=10,
+    p.add_argument("--batch", type=bu.positive_int, default=10,
                    help="ticks per request in the throughput runs with more streams than "
                    "this; requests cycle over the streams (default 10)")
     p.add_argument("--server-core", type=int, default=None,

@@ -7,6 +7,7 @@ asks for their versions without importing them.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import os
 import platform
@@ -263,3 +264,31 @@ def ratio(num: float | None, den: float | None) -> float | None:
 def format_ns(v: float | None) -> str:
     """A latency in nanoseconds for a table: whole ns with thousands separators."""
     return "-" if v is None else f"{v:,.0f}"
+
+
+# ---------------------------------------------------------------------------
+# Command-line value types shared by the tmn-bench subcommands
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``1_000_000`` allowed)."""
+    v = int(text.replace("_", ""))
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    v = int(text.replace("_", ""))
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return v

@@ -70,6 +70,10 @@ def test_reports_every_predictor_at_every_horizon(run) -> None:
             assert len(m[key]) == 10 and np.isfinite(m[key]).all(), key
         assert m["p50"] <= m["p99"] and m["p99"][-1] <= m["max"][-1]
     assert set(d["gate"]) == {"B0 fp32", "B0 int8"}
+    for k, g in d["gate"].items():
+        assert g["switches"] >= 0
+        if g["switches"] == 0:  # nothing left out: the same jitter
+            assert g["jitter_without_switches"] == d["predictors"][k]["jitter"][-1]
     assert set(d["latency"]) == {"A0 fp32", "A0 int8", "B0 fp32", "B0 int8"}
     for who in ("A0", "B0"):
         mse = {p: d["predictors"][f"{who} {p}"]["mse"][-1] for p in ("int8", "fp32")}

@@ -107,3 +107,11 @@ def test_plot_curves_keep_the_extremes_and_the_shape() -> None:
     assert (x[0], s[0]) == (10_000.0, 1e-4) and (x[-1], s[-1]) == (1.0, 1.0)
     np.testing.assert_allclose(s, (10_001 - x) / 10_000)  # share >= x
     assert np.all(np.diff(s) > 0)
+
+
+def test_gate_switches_count_verdict_changes_between_consecutive_ticks() -> None:
+    verdict = np.array([0, 0, 1, 1, 0, 1, 0])
+    idx = np.array([3, 4, 5, 6, 7, 9, 10])      # 7 -> 9 is not consecutive
+    piece = np.array([0, 0, 0, 0, 0, 0, 1])     # 9 -> 10 crosses pieces
+    np.testing.assert_array_equal(metrics.gate_switches(verdict, idx, piece),
+                                  [False, False, True, False, True, False, False])

@@ -257,8 +257,14 @@ def evaluate_dataset(spec: str, entrants: list[Entrant], cfg: Config, *, split: 
             if e.model.system == "B":
                 e_prior = metrics.errors(r.prior[idx], truth)[:, -1]
                 e_net = metrics.errors(r.proposal[idx], truth)[:, -1]
-                result["gate"][f"{e.label} {p}"] = metrics.gate_summary(
-                    r.verdict[idx], r.cert[idx], e_prior, e_net, VERDICTS)
+                g = metrics.gate_summary(r.verdict[idx], r.cert[idx], e_prior, e_net, VERDICTS)
+                # jitter with the pairs around a switch left out: what the switches add
+                sw = metrics.gate_switches(r.verdict[idx], idx, piece[idx])
+                keep = ~(sw | np.r_[sw[1:], False])
+                g["switches"] = int(sw.sum())
+                g["jitter_without_switches"] = metrics.jitter(
+                    r.paths[idx[keep]], truth[keep], idx[keep], piece[idx[keep]])[-1]
+                result["gate"][f"{e.label} {p}"] = g
         mse = {p: np.asarray(result["predictors"][f"{e.label} {p}"]["mse"]) for p in PRECISIONS}
         result["int8_over_fp32_mse"][e.label] = {
             "headline": float(mse["int8"][-1] / mse["fp32"][-1]),

@@ -171,15 +171,20 @@ def dataset_section(i: int, d: dict[str, Any], images: dict[str, Path | None]) -
         out += ["### System B's gate", "",
                 report.table(["model", "pass rate", "mean cert", "max cert", "implausible",
                               "uncertified", "fallback win rate", "fallback MSE prior",
-                              "fallback MSE network"],
+                              "fallback MSE network", "switches", "jitter",
+                              "jitter without switches"],
                              [[k, g["pass_rate"], g["cert_mean"], g["cert_max"],
                                g["fallbacks"]["fallback_implausible"],
                                g["fallbacks"]["fallback_uncertified"], g["fallback_win_rate"],
-                               g["fallback_mse_prior"], g["fallback_mse_network"]]
+                               g["fallback_mse_prior"], g["fallback_mse_network"],
+                               g["switches"], d["predictors"][k]["jitter"][-1],
+                               g["jitter_without_switches"]]
                               for k, g in d["gate"].items()]),
                 "", "Certificates in output units. Win rate: share of fallbacks where the "
                 "prior's error was below the network's own path (n/a: the gate never fell "
-                "back on these ticks).", ""]
+                "back on these ticks). Switches: ticks whose verdict differs from the tick "
+                f"before, where the served path jumps; jitter at {hl} with and without the "
+                "tick pairs around them.", ""]
     out += ["### Tick latency in these replays (C++ timing, ns)", "",
             report.table(["model", "P50", "P90", "P99", "P99.9", "max"] +
                          [f"{s} P50" for s in STAGES],

@@ -98,6 +98,14 @@ def jitter(pred: np.ndarray, truth: np.ndarray, idx: np.ndarray,
     return np.sqrt(np.mean(np.sum(d * d, axis=-1), axis=0)).tolist()
 
 
+def gate_switches(verdict: np.ndarray, idx: np.ndarray, piece: np.ndarray) -> np.ndarray:
+    """Mask of the evaluated ticks whose verdict differs from that of the tick just
+    before (consecutive ``idx``, same piece): where the served path jumps between
+    the network's and the prior."""
+    v, idx, piece = np.asarray(verdict), np.asarray(idx), np.asarray(piece)
+    return np.r_[False, (v[1:] != v[:-1]) & (np.diff(idx) == 1) & (np.diff(piece) == 0)]
+
+
 def tangents(pos: np.ndarray, offsets: np.ndarray, target: np.ndarray,
              half_width: int) -> np.ndarray:
     """The direction of motion at flat tick indices ``target`` (any shape): the
