@@ -43,7 +43,8 @@ void pair_columns(const std::vector<std::int8_t>& src, int rows, int cols, long 
 
 GruWeights load_weights(const ModelSpec& m, int K) {
   const int H = m.hidden, G = 3 * m.hidden, O = 2 * K;
-  require(H >= 1 && H <= 1024, "hidden must be in [1, 1024]");
+  require(H >= 1 && H <= kMaxHidden,
+          "hidden must be in [1, " + std::to_string(kMaxHidden) + "]");
   require_size(m.w_ih, static_cast<std::size_t>(G) * kFeatures, "w_ih");
   require_size(m.w_hh, static_cast<std::size_t>(G) * H, "w_hh");
   require_size(m.b_ih, G, "b_ih");
@@ -250,40 +251,36 @@ std::uint32_t Engine::evict_idle(double idle_s) noexcept {
   return table_.evict_idle(clock::now(), clock::from_ns(idle_s * 1e9));
 }
 
-std::uint64_t Engine::replay(const double* t, const double* x, const double* y,
-                             const double* vx, const double* vy,
-                             const std::uint64_t* stream, std::uint64_t n,
-                             double* paths, std::uint8_t* status, std::uint8_t* verdict,
-                             float* cert, float* d2, std::uint32_t* work,
-                             std::uint32_t* stage_ns, std::uint32_t* total_ns,
-                             double* prior, double* proposal) noexcept {
+std::uint64_t Engine::replay(const ReplayInput& in, const ReplayOutput& out) noexcept {
   Prediction p;
   std::uint64_t good = 0;
   const int P = 2 * K_;
-  for (std::uint64_t i = 0; i < n; ++i) {
-    const Tick k{t[i], x[i], y[i], vx[i], vy[i]};
-    const Status st = tick(stream ? stream[i] : 0, k, p);
-    double* row = paths + i * P;
-    status[i] = static_cast<std::uint8_t>(st);
-    total_ns[i] = p.total_ns;
-    for (int s = 0; s < kStages; ++s) stage_ns[i * kStages + s] = p.stage_ns[s];
+  const bool with_candidates = out.prior != nullptr && out.proposal != nullptr;
+  for (std::uint64_t i = 0; i < in.n; ++i) {
+    const Tick k{in.t[i], in.x[i], in.y[i], in.vx[i], in.vy[i]};
+    const Status st = tick(in.stream ? in.stream[i] : 0, k, p);
+    double* row = out.paths + i * P;
+    out.status[i] = static_cast<std::uint8_t>(st);
+    out.total_ns[i] = p.total_ns;
+    for (int s = 0; s < kStages; ++s) out.stage_ns[i * kStages + s] = p.stage_ns[s];
     if (st == Status::ok) {
       ++good;
       for (int j = 0; j < P; ++j) row[j] = p.path[j];
-      verdict[i] = static_cast<std::uint8_t>(p.verdict);
-      cert[i] = p.cert_error;
-      d2[i] = p.d2;
-      work[i] = p.work;
-      if (prior != nullptr && proposal != nullptr)
-        candidates(table_.state(table_.find(p.stream)), k, prior + i * P, proposal + i * P);
+      out.verdict[i] = static_cast<std::uint8_t>(p.verdict);
+      out.cert[i] = p.cert_error;
+      out.d2[i] = p.d2;
+      out.work[i] = p.work;
+      if (with_candidates)
+        candidates(table_.state(table_.find(p.stream)), k, out.prior + i * P,
+                   out.proposal + i * P);
     } else {
       for (int j = 0; j < P; ++j) row[j] = kNaN;
-      if (prior != nullptr && proposal != nullptr)
-        for (int j = 0; j < P; ++j) prior[i * P + j] = proposal[i * P + j] = kNaN;
-      verdict[i] = 255;  // no prediction
-      cert[i] = std::numeric_limits<float>::quiet_NaN();
-      d2[i] = std::numeric_limits<float>::quiet_NaN();
-      work[i] = 0;
+      if (with_candidates)
+        for (int j = 0; j < P; ++j) out.prior[i * P + j] = out.proposal[i * P + j] = kNaN;
+      out.verdict[i] = kNoPrediction;
+      out.cert[i] = std::numeric_limits<float>::quiet_NaN();
+      out.d2[i] = std::numeric_limits<float>::quiet_NaN();
+      out.work[i] = 0;
     }
   }
   return good;

@@ -50,8 +50,8 @@ solver::CsrMatrix smoothing_matrix(int K, double lambda) {
 SolverGate::SolverGate(const GateParams& p, int K, double dh)
     : p_(p), K_(K), dh_(dh), b_(2 * K), u_(2 * K), r_(2 * K) {
   if (K < 1) throw std::invalid_argument("gate: need at least one horizon");
-  if (!(p.lambda > 0.0 && p.lambda < 0.25))
-    throw std::invalid_argument("gate.lambda must be in (0, 0.25) for diagonal dominance");
+  if (!(p.lambda > 0.0 && p.lambda < kMaxLambda))
+    throw std::invalid_argument("gate.lambda must be in (0, 1/4) for diagonal dominance");
   if (!(p.eps > 0.0) || !std::isfinite(p.eps))
     throw std::invalid_argument("gate.eps must be positive and finite");
   if (!(p.threshold > 0.0)) throw std::invalid_argument("gate.threshold must be positive");

@@ -46,7 +46,7 @@ void write_record(const Prediction& p, Status st, int K, std::uint8_t* out) noex
   r.stream = p.stream;
   r.t = p.t;
   r.status = static_cast<std::uint8_t>(st);
-  r.verdict = st == Status::ok ? static_cast<std::uint8_t>(p.verdict) : 255;
+  r.verdict = st == Status::ok ? static_cast<std::uint8_t>(p.verdict) : kNoPrediction;
   r.flags = p.restarted ? 1 : 0;
   r.work = p.work;
   r.d2 = p.d2;

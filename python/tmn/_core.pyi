@@ -5,7 +5,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-class Status:
+class _Enum:
+    """What every pybind11 enum below has."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
+class Status(_Enum):
     """Error codes of the tick path (append-only)."""
 
     ok: Status
@@ -13,12 +21,8 @@ class Status:
     time_not_increasing: Status
     capacity_exceeded: Status
     unknown_stream: Status
-    @property
-    def name(self) -> str: ...
-    @property
-    def value(self) -> int: ...
 
-class Verdict:
+class Verdict(_Enum):
     """What the gate decided for a prediction."""
 
     pass_: Verdict
@@ -26,37 +30,57 @@ class Verdict:
     fallback_uncertified: Verdict
     warming: Verdict
     ungated: Verdict
-    @property
-    def name(self) -> str: ...
-    @property
-    def value(self) -> int: ...
 
-class Isa:
+class FrameError(_Enum):
+    """Frame-level error codes of the wire protocol."""
+
+    bad_magic: FrameError
+    bad_version: FrameError
+    bad_kind: FrameError
+    bad_size: FrameError
+    batch_too_large: FrameError
+    empty_batch: FrameError
+    bad_json: FrameError
+    bad_request: FrameError
+    unknown_command: FrameError
+    bad_envelope: FrameError
+    internal: FrameError
+
+class FrameKind(_Enum):
+    """What a binary frame carries."""
+
+    ticks: FrameKind
+    predictions: FrameKind
+    error: FrameKind
+
+class Isa(_Enum):
     """Instruction set of the GRU kernels."""
 
     scalar: Isa
     avx2: Isa
     avx512: Isa
-    @property
-    def name(self) -> str: ...
-    @property
-    def value(self) -> int: ...
 
-class System:
+class System(_Enum):
     A: System
     B: System
-    @property
-    def name(self) -> str: ...
-    @property
-    def value(self) -> int: ...
 
-class Precision:
+class Precision(_Enum):
     fp32: Precision
     int8: Precision
-    @property
-    def name(self) -> str: ...
-    @property
-    def value(self) -> int: ...
+
+# Constants defined in C++ (bind_constants.cpp says where each one lives).
+STAGES: tuple[str, ...]
+FEATURES: tuple[str, ...]
+NO_PREDICTION: int
+VERDICT_NAMES: dict[int, str]
+PERCENTILES: tuple[tuple[str, float], ...]
+MAX_HORIZONS: int
+MAX_HIDDEN: int
+MAX_LAMBDA: float
+MAX_BATCH: int
+WIRE_MAGIC: int
+WIRE_VERSION: int
+DEFAULT_ENDPOINT: str
 
 class TickError(ValueError):
     """A tick (or reset) was refused; ``status`` is the Status code."""

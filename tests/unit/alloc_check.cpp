@@ -505,15 +505,22 @@ struct ReplayBuffers {
       else if (i % 1013 == 19 && i >= 10) { t[i] = t[i - 10] - 1e-3; ++expected_bad; }
     }
   }
+
+  tmn::ReplayInput input(const std::uint64_t* ids) noexcept {
+    return {t.data(), x.data(), y.data(), vx.data(), vy.data(), ids, n};
+  }
+  tmn::ReplayOutput output() noexcept {
+    return {paths.data(), status.data(),   verdict.data(),  cert.data(), d2.data(),
+            work.data(),  stage_ns.data(), total_ns.data()};
+  }
 };
 
-// The whole hot-path scenario for one engine. Runs while armed.
-void scenario(tmn::Engine& e, Variant variant, ReplayBuffers& rb, float* z, float* h, float* y,
-              Tally& tl) noexcept {
-  using tmn::Status;
-  using tmn::Verdict;
-  tmn::Prediction p;
+using tmn::Status;
+using tmn::Verdict;
 
+// Steps 1-5 of the scenario: new streams, capacity, bad ticks, a gap, reset.
+// Returns the sensor time reached. Runs while armed.
+double scenario_streams(tmn::Engine& e, tmn::Prediction& p, Tally& tl) noexcept {
   // 1. new streams 1..8 (fills the table), warming, then steady state.
   double t = 1.0;
   for (int i = 0; i < 700; ++i, t += kDt)
@@ -576,7 +583,11 @@ void scenario(tmn::Engine& e, Variant variant, ReplayBuffers& rb, float* z, floa
   // the freed slot takes a new stream
   EXPECT(do_tick(e, 100, motion(100, t), p, tl) == Status::ok, 0);
   EXPECT(do_tick(e, 101, motion(101, t), p, tl) == Status::capacity_exceeded, 0);
+  return t;
+}
 
+// Steps 6-7: steady ticks on every live stream, then evict_idle. Runs while armed.
+void scenario_evict(tmn::Engine& e, tmn::Prediction& p, Tally& tl, double t) noexcept {
   // 6. steady ticks on everything live (stream 2 warms up again).
   t += 1.0 + kDt;
   for (int i = 0; i < 400; ++i, t += kDt)
@@ -600,43 +611,37 @@ void scenario(tmn::Engine& e, Variant variant, ReplayBuffers& rb, float* z, floa
              static_cast<int>(st));
     }
 
-  // 8. replay over pre-allocated arrays: first with stream ids, then with
-  //    stream = nullptr (everything on stream 0).
+}
+
+// One replay over the pre-allocated arrays, tallied; the number of ok ticks.
+std::uint64_t replay_tallied(tmn::Engine& e, ReplayBuffers& rb, const std::uint64_t* ids,
+                             Tally& tl) noexcept {
+  const std::uint64_t good = e.replay(rb.input(ids), rb.output());
+  tl.ticks += rb.n;
+  std::uint64_t ok = 0;
+  for (std::uint64_t i = 0; i < rb.n; ++i) {
+    ++tl.status[rb.status[i] & 7];
+    if (rb.status[i] == 0) {
+      ++ok;
+      ++tl.verdict[rb.verdict[i] & 7];
+    }
+  }
+  EXPECT(good == ok, static_cast<long long>(good));
+  return good;
+}
+
+// Steps 8-9: replay, first with stream ids, then with stream = nullptr
+// (everything on stream 0), and network_step outside any stream. Runs while armed.
+void scenario_replay(tmn::Engine& e, ReplayBuffers& rb, float* z, float* h, float* y,
+                     Tally& tl) noexcept {
+  // 8. replay over pre-allocated arrays
   EXPECT(e.evict_idle(0.0) == kCapacity, 0);
-  {
-    const std::uint64_t good = e.replay(rb.t.data(), rb.x.data(), rb.y.data(), rb.vx.data(),
-                                        rb.vy.data(), rb.stream.data(), rb.n, rb.paths.data(),
-                                        rb.status.data(), rb.verdict.data(), rb.cert.data(),
-                                        rb.d2.data(), rb.work.data(), rb.stage_ns.data(),
-                                        rb.total_ns.data());
-    tl.ticks += rb.n;
-    std::uint64_t ok = 0;
-    for (std::uint64_t i = 0; i < rb.n; ++i) {
-      ++tl.status[rb.status[i] & 7];
-      if (rb.status[i] == 0) {
-        ++ok;
-        ++tl.verdict[rb.verdict[i] & 7];
-      }
-    }
-    EXPECT(good == ok, static_cast<long long>(good));
-    EXPECT(good == rb.n - rb.expected_bad, static_cast<long long>(good));
-  }
+  const std::uint64_t good = replay_tallied(e, rb, rb.stream.data(), tl);
+  EXPECT(good == rb.n - rb.expected_bad, static_cast<long long>(good));
   EXPECT(e.reset(20) == Status::ok, 0);
-  {
-    // stream = nullptr: all ticks go to stream 0; the replay times of the
-    // different streams interleave, so most are "time_not_increasing".
-    const std::uint64_t good = e.replay(rb.t.data(), rb.x.data(), rb.y.data(), rb.vx.data(),
-                                        rb.vy.data(), nullptr, rb.n, rb.paths.data(),
-                                        rb.status.data(), rb.verdict.data(), rb.cert.data(),
-                                        rb.d2.data(), rb.work.data(), rb.stage_ns.data(),
-                                        rb.total_ns.data());
-    tl.ticks += rb.n;
-    for (std::uint64_t i = 0; i < rb.n; ++i) {
-      ++tl.status[rb.status[i] & 7];
-      if (rb.status[i] == 0) ++tl.verdict[rb.verdict[i] & 7];
-    }
-    EXPECT(good > 0, static_cast<long long>(good));
-  }
+  // stream = nullptr: all ticks go to stream 0; the replay times of the
+  // different streams interleave, so most are "time_not_increasing".
+  EXPECT(replay_tallied(e, rb, nullptr, tl) > 0, 0);
 
   // 9. network_step outside any stream.
   for (int i = 0; i < 100; ++i) {
@@ -644,8 +649,10 @@ void scenario(tmn::Engine& e, Variant variant, ReplayBuffers& rb, float* z, floa
     e.network_step(z, h, y);
   }
   EXPECT(std::isfinite(y[0]), 0);
+}
 
-  // Coverage: each variant must have reached the verdicts it exists for.
+// Coverage: each variant must have reached the verdicts it exists for.
+void check_coverage(Variant variant, const Tally& tl) noexcept {
   const auto V = [&](Verdict v) { return tl.verdict[static_cast<int>(v)]; };
   EXPECT(V(Verdict::warming) > 0, 0);
   EXPECT(tl.restarted > 0, 0);
@@ -661,6 +668,16 @@ void scenario(tmn::Engine& e, Variant variant, ReplayBuffers& rb, float* z, floa
       EXPECT(V(Verdict::pass) == 0, static_cast<long long>(V(Verdict::pass)));
       break;
   }
+}
+
+// The whole hot-path scenario for one engine. Runs while armed.
+void scenario(tmn::Engine& e, Variant variant, ReplayBuffers& rb, float* z, float* h, float* y,
+              Tally& tl) noexcept {
+  tmn::Prediction p;
+  const double t = scenario_streams(e, p, tl);
+  scenario_evict(e, p, tl, t);
+  scenario_replay(e, rb, z, h, y, tl);
+  check_coverage(variant, tl);
 }
 
 // Armed self-check: every allocation family must be counted.

@@ -35,7 +35,10 @@
 namespace tmn {
 
 inline constexpr int kMaxHorizons = 32;
-inline constexpr int kStages = 5;  // ingest, prior, network, gate, actuation
+inline constexpr int kStages = 5;
+// The stages in tick order: Prediction::stage_ns and every timing use it.
+inline constexpr const char* kStageNames[kStages] = {"ingest", "prior", "network", "gate",
+                                                     "actuation"};
 
 enum class System : std::uint8_t { A = 0, B = 1 };
 enum class Precision : std::uint8_t { fp32 = 0, int8 = 1 };
@@ -76,6 +79,34 @@ struct Prediction {
   std::array<double, 2 * kMaxHorizons> path{};
 };
 
+// A recording for Engine::replay: n ticks as columns. `stream` may be null
+// (every tick on stream 0).
+struct ReplayInput {
+  const double* t = nullptr;
+  const double* x = nullptr;
+  const double* y = nullptr;
+  const double* vx = nullptr;
+  const double* vy = nullptr;
+  const std::uint64_t* stream = nullptr;
+  std::uint64_t n = 0;
+};
+
+// Where Engine::replay writes, one row per input tick: arrays of n, except
+// paths, prior and proposal (n x K x 2) and stage_ns (n x kStages). prior and
+// proposal may be null (then neither is written).
+struct ReplayOutput {
+  double* paths = nullptr;
+  std::uint8_t* status = nullptr;
+  std::uint8_t* verdict = nullptr;  // a Verdict, or kNoPrediction
+  float* cert = nullptr;
+  float* d2 = nullptr;
+  std::uint32_t* work = nullptr;
+  std::uint32_t* stage_ns = nullptr;
+  std::uint32_t* total_ns = nullptr;
+  double* prior = nullptr;
+  double* proposal = nullptr;
+};
+
 class Engine {
  public:
   Engine(const ModelSpec& spec, Precision precision, std::uint32_t max_streams, Isa isa);
@@ -88,19 +119,13 @@ class Engine {
   // Forget streams idle (no accepted tick) for longer than idle_s of wall time.
   std::uint32_t evict_idle(double idle_s) noexcept;
 
-  // Run n ticks in order (stream[i], or stream 0 if stream is null).
-  // Outputs are arrays of n (paths: n x K x 2); bad ticks get their status,
-  // NaN paths and verdict 255. Returns the number of ok ticks.
-  // prior and proposal (n x K x 2, or null) receive each tick's two candidate
-  // paths, whichever was served: the Kalman prior, and the network's own path
-  // (A: measured position + output; B: prior + residual, before the gate).
-  std::uint64_t replay(const double* t, const double* x, const double* y,
-                       const double* vx, const double* vy,
-                       const std::uint64_t* stream, std::uint64_t n,
-                       double* paths, std::uint8_t* status, std::uint8_t* verdict,
-                       float* cert, float* d2, std::uint32_t* work,
-                       std::uint32_t* stage_ns, std::uint32_t* total_ns,
-                       double* prior = nullptr, double* proposal = nullptr) noexcept;
+  // Run the ticks of `in` in order, as tick() would, writing one row of
+  // `out` per tick. A bad tick gets its status, NaN paths and kNoPrediction.
+  // out.prior and out.proposal (if not null) receive each tick's two
+  // candidate paths, whichever was served: the Kalman prior, and the
+  // network's own path (A: measured position + output; B: prior + residual,
+  // before the gate). Returns the number of ok ticks.
+  std::uint64_t replay(const ReplayInput& in, const ReplayOutput& out) noexcept;
 
   // Run one network step on given normalised features and hidden state,
   // outside any stream (for tests and benchmarks). h is updated in place.

@@ -42,6 +42,20 @@ enum class Verdict : std::uint8_t {
   ungated = 4,               // System A: the network's path, no gate
 };
 
+// Every verdict, in value order (the bindings export each one by name).
+inline constexpr Verdict kVerdicts[] = {Verdict::pass, Verdict::fallback_implausible,
+                                        Verdict::fallback_uncertified, Verdict::warming,
+                                        Verdict::ungated};
+
+// The verdict byte of a tick that was refused (status != ok): no prediction
+// was made. It is not a Verdict; replays and the wire carry it in the same byte.
+inline constexpr std::uint8_t kNoPrediction = 255;
+inline constexpr const char* kNoPredictionName = "no_prediction";
+
+// The projection's smoothness weight must lie in (0, kMaxLambda): below 1/4
+// the matrix is strictly diagonally dominant (see the derivation above).
+inline constexpr double kMaxLambda = 0.25;
+
 const char* verdict_name(Verdict v) noexcept;
 
 struct GateParams {

@@ -22,7 +22,7 @@
 //   x: dynamic per tick, s_x = max|x| / 127   (s_x = 1 when x == 0)
 //   h: static,           s_h = 1 / 127        (|h| <= 1 for a GRU)
 //   aq = clamp(rint(a * (1 / s_a)), -127, 127) (float32 product, half to even)
-// Accumulators are int32 (|acc| <= 127 * 127 * 1024 fits easily), then
+// Accumulators are int32 (|acc| <= 127 * 127 * kMaxHidden fits easily), then
 //   out[i] = acc[i] * (s_w[i] * s_a) + b[i].
 // The hidden state itself stays float32; only the matmul inputs are int8.
 #pragma once
@@ -33,7 +33,8 @@
 
 namespace tmn {
 
-inline constexpr int kFeatures = 4;
+inline constexpr int kFeatures = 4;  // the ingest's features (tick.hpp, kFeatureNames)
+inline constexpr int kMaxHidden = 1024;  // largest hidden size H (int32 accumulators, above)
 
 // Round n up to a multiple of 16 floats (one AVX-512 register).
 constexpr long pad16(long n) noexcept { return (n + 15) / 16 * 16; }

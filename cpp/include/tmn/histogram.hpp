@@ -64,4 +64,13 @@ class Histogram {
   std::atomic<double> max_{-std::numeric_limits<double>::infinity()};
 };
 
+// The percentiles every tmn report gives (server stats, benchmarks, accuracy
+// reports), named as they appear in them. The bindings export the list.
+struct ReportedPercentile {
+  const char* name;
+  double p;  // in [0, 100]
+};
+inline constexpr ReportedPercentile kReportedPercentiles[] = {
+    {"p50", 50.0}, {"p90", 90.0}, {"p99", 99.0}, {"p99.9", 99.9}};
+
 }  // namespace tmn

@@ -37,6 +37,30 @@ enum class FrameError : std::uint16_t {
   internal = 11,      // the request could not be completed (see message)
 };
 
+// Every frame error, in value order, and its name (stats and tmn.protocol use it).
+inline constexpr FrameError kFrameErrors[] = {
+    FrameError::bad_magic,   FrameError::bad_version,     FrameError::bad_kind,
+    FrameError::bad_size,    FrameError::batch_too_large, FrameError::empty_batch,
+    FrameError::bad_json,    FrameError::bad_request,     FrameError::unknown_command,
+    FrameError::bad_envelope, FrameError::internal};
+
+constexpr const char* frame_error_name(FrameError e) noexcept {
+  switch (e) {
+    case FrameError::bad_magic: return "bad_magic";
+    case FrameError::bad_version: return "bad_version";
+    case FrameError::bad_kind: return "bad_kind";
+    case FrameError::bad_size: return "bad_size";
+    case FrameError::batch_too_large: return "batch_too_large";
+    case FrameError::empty_batch: return "empty_batch";
+    case FrameError::bad_json: return "bad_json";
+    case FrameError::bad_request: return "bad_request";
+    case FrameError::unknown_command: return "unknown_command";
+    case FrameError::bad_envelope: return "bad_envelope";
+    case FrameError::internal: return "internal";
+  }
+  return "unknown_frame_error";
+}
+
 struct Header {
   std::uint32_t magic;
   std::uint16_t version;
@@ -65,14 +89,14 @@ struct PredictionRecord {
   std::uint64_t stream;
   double t;
   std::uint8_t status;   // tmn::Status
-  std::uint8_t verdict;  // tmn::Verdict (255 when status != ok)
+  std::uint8_t verdict;  // tmn::Verdict (kNoPrediction when status != ok)
   std::uint8_t flags;    // bit 0: the stream restarted on this tick
   std::uint8_t reserved;
   std::uint32_t work;     // touched nonzeros spent by the gate
   float d2;               // plausibility statistic (NaN for A)
   float cert_error;       // proven bound on the projection error (output units)
   std::uint32_t total_ns; // engine time for this tick
-  std::uint32_t stage_ns[5];  // ingest, prior, network, gate, actuation
+  std::uint32_t stage_ns[5];  // kStageNames: ingest, prior, network, gate, actuation
   std::uint64_t reserved2;
 };
 static_assert(sizeof(PredictionRecord) == 64);

@@ -39,8 +39,11 @@
 
 namespace tmn {
 
+// tmn-serve binds loopback unless told otherwise (docs/protocol.md).
+inline constexpr const char* kDefaultEndpoint = "tcp://127.0.0.1:5555";
+
 struct ServerConfig {
-  std::string endpoint = "tcp://127.0.0.1:5555";
+  std::string endpoint = kDefaultEndpoint;
   std::string pub_endpoint;  // empty: no PUB socket
   int core = -1;             // -1: do not pin the loop
   int io_core = -1;          // -1: do not pin libzmq's I/O thread

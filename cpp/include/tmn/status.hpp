@@ -18,6 +18,10 @@ enum class Status : std::uint8_t {
   unknown_stream = 4,      // reset/lookup of a stream the table does not hold
 };
 
+// Every status, in value order (the bindings export each one by name).
+inline constexpr Status kStatuses[] = {Status::ok, Status::non_finite, Status::time_not_increasing,
+                                       Status::capacity_exceeded, Status::unknown_stream};
+
 constexpr const char* status_name(Status s) noexcept {
   switch (s) {
     case Status::ok: return "ok";

@@ -26,7 +26,11 @@ struct Tick {
   double vy;
 };
 
-// z = (feature - mean) / std for the features [x, y, vx, vy].
+// The network's input features, in order: the one list of them (the
+// bindings export it; model artifacts name it in config.json "features").
+inline constexpr const char* kFeatureNames[] = {"x", "y", "vx", "vy"};
+
+// z = (feature - mean) / std for the features of kFeatureNames.
 struct Normaliser {
   std::array<double, 4> mean{};
   std::array<double, 4> inv_std{};  // 1/std, precomputed at load

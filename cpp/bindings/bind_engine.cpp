@@ -1,0 +1,241 @@
+// bind_engine.cpp — the engine: ModelSpec (plain arrays from tmn.load),
+// Prediction (stage 5's answer), TickError and Engine itself.
+#include <pybind11/stl.h>
+
+#include "bindings.hpp"
+#include "tmn/clock.hpp"
+#include "tmn/engine.hpp"
+
+namespace tmn::bindings {
+
+namespace {
+
+template <class T, class Buf>
+py::array_t<T> buffer_to_array(const Buf& b, std::size_t n) {
+  py::array_t<T> a(static_cast<py::ssize_t>(n));
+  std::memcpy(a.mutable_data(), b.data(), n * sizeof(T));
+  return a;
+}
+
+// Bind a std::vector<T> member of ModelSpec as a numpy-array property.
+template <class T>
+void vector_property(py::class_<ModelSpec>& c, const char* name, std::vector<T> ModelSpec::*field) {
+  c.def_property(
+      name, [field](const ModelSpec& s) { return to_array<T>(s.*field); },
+      [field](ModelSpec& s, const carray<T>& a) { s.*field = to_vector<T>(a); });
+}
+
+// tmn.TickError (a ValueError with a `status` attribute), created at import.
+PyObject* tick_error = nullptr;
+
+[[noreturn]] void raise_tick_error(Status st, const std::string& detail) {
+  py::object exc = py::reinterpret_borrow<py::object>(tick_error)(
+      py::str(std::string(status_name(st)) + ": " + detail));
+  exc.attr("status") = st;
+  PyErr_SetObject(tick_error, exc.ptr());
+  throw py::error_already_set();
+}
+
+py::array_t<double> path_array(py::ssize_t n, int K) {
+  return py::array_t<double>({n, static_cast<py::ssize_t>(K), py::ssize_t{2}});
+}
+
+py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
+                const carray<double>& y, const carray<double>& vx, const carray<double>& vy,
+                const py::object& stream, bool candidates) {
+  const py::ssize_t n = t.size();
+  for (const auto* a : {&x, &y, &vx, &vy})
+    if (a->size() != n) throw py::value_error("t, x, y, vx and vy must have the same length");
+  ReplayInput in{t.data(), x.data(), y.data(), vx.data(), vy.data(), nullptr,
+                 static_cast<std::uint64_t>(n)};
+  carray<std::uint64_t> ids;
+  if (!stream.is_none()) {
+    ids = carray<std::uint64_t>::ensure(stream);
+    if (!ids || ids.size() != n) throw py::value_error("stream must have the same length as t");
+    in.stream = ids.data();
+  }
+  const int K = e.horizons();
+  py::array_t<double> paths = path_array(n, K);
+  py::array_t<std::uint8_t> status(n), verdict(n);
+  py::array_t<float> cert(n), d2(n);
+  py::array_t<std::uint32_t> work(n), total(n);
+  py::array_t<std::uint32_t> stages({n, static_cast<py::ssize_t>(kStages)});
+  ReplayOutput out{paths.mutable_data(), status.mutable_data(), verdict.mutable_data(),
+                   cert.mutable_data(),  d2.mutable_data(),     work.mutable_data(),
+                   stages.mutable_data(), total.mutable_data()};
+  py::object prior = py::none(), proposal = py::none();
+  if (candidates) {
+    py::array_t<double> a = path_array(n, K), b = path_array(n, K);
+    out.prior = a.mutable_data();
+    out.proposal = b.mutable_data();
+    prior = a;
+    proposal = b;
+  }
+  std::uint64_t good = 0;
+  {
+    py::gil_scoped_release release;
+    good = e.replay(in, out);
+  }
+  py::dict d;
+  d["paths"] = paths;
+  d["status"] = status;
+  d["verdict"] = verdict;
+  d["cert"] = cert;
+  d["d2"] = d2;
+  d["work"] = work;
+  d["stage_ns"] = stages;
+  d["total_ns"] = total;
+  d["ok"] = good;
+  d["prior"] = prior;
+  d["proposal"] = proposal;
+  return d;
+}
+
+py::dict int8_scratch(const Engine& e) {
+  const GruScratch& s = e.scratch();
+  const std::size_t H = e.hidden(), G = 3 * H, O = 2 * e.horizons();
+  py::dict d;
+  d["xq"] = buffer_to_array<std::int8_t>(s.xq, kFeatures);
+  d["hq_out"] = buffer_to_array<std::int8_t>(s.hq, H);
+  d["acc_ih"] = buffer_to_array<std::int32_t>(s.acc_ih, G);
+  d["acc_hh"] = buffer_to_array<std::int32_t>(s.acc_hh, G);
+  d["acc_out"] = buffer_to_array<std::int32_t>(s.acc_out, O);
+  d["x_scale"] = s.x_scale;
+  return d;
+}
+
+// The bare network step, timed like a tick stage, for the benchmark's
+// "physical limit". The checksum consumes y.
+py::tuple time_network_steps(Engine& e, std::uint64_t n) {
+  const int H = e.hidden();
+  std::vector<float> z{0.1f, -0.2f, 0.3f, -0.4f}, h(H, 0.0f), y(2 * e.horizons());
+  py::array_t<std::uint32_t> ns(static_cast<py::ssize_t>(n));
+  double checksum = 0.0;
+  {
+    py::gil_scoped_release release;
+    std::uint32_t* out = ns.mutable_data();
+    for (std::uint64_t i = 0; i < n; ++i) {
+      z[0] = static_cast<float>(i & 63) * 0.01f;
+      const std::uint64_t c0 = clock::now();
+      e.network_step(z.data(), h.data(), y.data());
+      out[i] = clock::to_ns(clock::now() - c0);
+      checksum += y[0];
+    }
+  }
+  return py::make_tuple(ns, checksum);
+}
+
+void bind_model_spec(py::module_& m) {
+  py::class_<ModelSpec> spec(m, "ModelSpec", "Plain arrays for Engine; built by tmn.load().");
+  spec.def(py::init<>())
+      .def_readwrite("system", &ModelSpec::system)
+      .def_readwrite("hidden", &ModelSpec::hidden)
+      .def_readwrite("horizons_s", &ModelSpec::horizons_s)
+      .def_readwrite("feature_mean", &ModelSpec::feature_mean)
+      .def_readwrite("feature_std", &ModelSpec::feature_std)
+      .def_readwrite("output_scale", &ModelSpec::output_scale)
+      .def_readwrite("window_s", &ModelSpec::window_s)
+      .def_readwrite("max_gap_s", &ModelSpec::max_gap_s)
+      .def_readwrite("kalman", &ModelSpec::kalman)
+      .def_readwrite("gate", &ModelSpec::gate);
+  vector_property<float>(spec, "w_ih", &ModelSpec::w_ih);
+  vector_property<float>(spec, "w_hh", &ModelSpec::w_hh);
+  vector_property<float>(spec, "b_ih", &ModelSpec::b_ih);
+  vector_property<float>(spec, "b_hh", &ModelSpec::b_hh);
+  vector_property<float>(spec, "w_out", &ModelSpec::w_out);
+  vector_property<float>(spec, "b_out", &ModelSpec::b_out);
+  vector_property<std::int8_t>(spec, "q_ih", &ModelSpec::q_ih);
+  vector_property<std::int8_t>(spec, "q_hh", &ModelSpec::q_hh);
+  vector_property<std::int8_t>(spec, "q_out", &ModelSpec::q_out);
+  vector_property<float>(spec, "s_ih", &ModelSpec::s_ih);
+  vector_property<float>(spec, "s_hh", &ModelSpec::s_hh);
+  vector_property<float>(spec, "s_out", &ModelSpec::s_out);
+}
+
+void bind_prediction(py::module_& m) {
+  py::class_<Prediction>(m, "Prediction", "One tick's answer (stage 5, actuation).")
+      .def_readonly("stream", &Prediction::stream)
+      .def_readonly("t", &Prediction::t)
+      .def_readonly("status", &Prediction::status)
+      .def_readonly("verdict", &Prediction::verdict)
+      .def_readonly("restarted", &Prediction::restarted)
+      .def_readonly("d2", &Prediction::d2)
+      .def_readonly("cert_error", &Prediction::cert_error)
+      .def_readonly("work", &Prediction::work)
+      .def_readonly("total_ns", &Prediction::total_ns)
+      .def_property_readonly("stage_ns",
+                             [](const Prediction& p) {
+                               py::dict d;
+                               for (int i = 0; i < kStages; ++i) d[kStageNames[i]] = p.stage_ns[i];
+                               return d;
+                             })
+      .def_property_readonly("path", [](const Prediction& p) {
+        py::array_t<double> a({static_cast<py::ssize_t>(p.horizons), py::ssize_t{2}});
+        std::memcpy(a.mutable_data(), p.path.data(), 2 * p.horizons * sizeof(double));
+        return a;
+      });
+}
+
+}  // namespace
+
+void bind_engine(py::module_& m) {
+  tick_error = PyErr_NewExceptionWithDoc(
+      "tmn._core.TickError",
+      "A tick (or reset) was refused; `status` is the tmn.Status code. The stream's "
+      "state is untouched.",
+      PyExc_ValueError, nullptr);
+  m.attr("TickError") = py::handle(tick_error);
+  bind_model_spec(m);
+  bind_prediction(m);
+  py::class_<Engine>(m, "Engine", "The five-stage tick engine (one thread at a time).")
+      .def(py::init<const ModelSpec&, Precision, std::uint32_t, Isa>(), py::arg("spec"),
+           py::arg("precision"), py::arg("max_streams"), py::arg("isa"))
+      .def(
+          "tick",
+          [](Engine& e, double t, double x, double y, double vx, double vy, std::uint64_t stream) {
+            Prediction p;
+            const Status st = e.tick(stream, Tick{t, x, y, vx, vy}, p);
+            if (st != Status::ok)
+              raise_tick_error(st, "tick t=" + py::repr(py::float_(t)).cast<std::string>() +
+                                       " on stream " + std::to_string(stream) + " refused");
+            return p;
+          },
+          py::arg("t"), py::arg("x"), py::arg("y"), py::arg("vx"), py::arg("vy"),
+          py::arg("stream") = 0,
+          "Run one tick through all five stages; raises TickError on bad input.")
+      .def(
+          "reset",
+          [](Engine& e, std::uint64_t stream) {
+            const Status st = e.reset(stream);
+            if (st != Status::ok)
+              raise_tick_error(st, "stream " + std::to_string(stream) + " is not held");
+          },
+          py::arg("stream"), "Forget a stream; raises TickError (unknown_stream).")
+      .def("evict_idle", &Engine::evict_idle, py::arg("idle_s"))
+      .def("replay", &replay, py::arg("t"), py::arg("x"), py::arg("y"), py::arg("vx"),
+           py::arg("vy"), py::arg("stream") = py::none(), py::arg("candidates") = false)
+      .def(
+          "network_step",
+          [](Engine& e, const carray<float>& z, const carray<float>& h) {
+            check_length(z, kFeatures, "z");
+            check_length(h, e.hidden(), "h");
+            std::vector<float> hv = to_vector(h), y(2 * e.horizons());
+            e.network_step(z.data(), hv.data(), y.data());
+            return py::make_tuple(to_array(hv), to_array(y));
+          },
+          py::arg("z"), py::arg("h"), "One GRU step + head outside any stream: (h', y).")
+      .def("int8_scratch", &int8_scratch,
+           "Quantised inputs and int32 accumulators left by the last INT8 step.")
+      .def("time_network_steps", &time_network_steps, py::arg("n"))
+      .def_property_readonly("horizons", &Engine::horizons)
+      .def_property_readonly("hidden", &Engine::hidden)
+      .def_property_readonly("system", &Engine::system)
+      .def_property_readonly("precision", &Engine::precision)
+      .def_property_readonly("isa", &Engine::isa)
+      .def_property_readonly("restarts", &Engine::restarts)
+      .def_property_readonly("stream_count", [](const Engine& e) { return e.streams().size(); })
+      .def_property_readonly("max_streams",
+                             [](const Engine& e) { return e.streams().capacity(); });
+}
+
+}  // namespace tmn::bindings

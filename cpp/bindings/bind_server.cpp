@@ -1,0 +1,162 @@
+// bind_server.cpp — the tmn-serve loop (ServerConfig, Server) and its stats
+// as JSON-ready dicts for the control plane (python/tmn/serve.py).
+#include <pybind11/stl.h>
+
+#include "bindings.hpp"
+#include "tmn/engine.hpp"
+#include "tmn/histogram.hpp"
+#include "tmn/live_accuracy.hpp"
+#include "tmn/protocol.hpp"
+#include "tmn/server.hpp"
+#include "tmn/slot_index.hpp"
+
+namespace tmn::bindings {
+
+namespace {
+
+py::dict histogram_dict(const Histogram& h) {
+  py::dict d;
+  d["count"] = h.count();
+  const bool any = h.count() > 0;
+  d["mean"] = any ? py::object(py::float_(h.mean())) : py::object(py::none());
+  for (const ReportedPercentile& q : kReportedPercentiles)
+    d[q.name] = any ? py::object(py::float_(h.percentile(q.p))) : py::object(py::none());
+  d["max"] = any ? py::object(py::float_(h.max())) : py::object(py::none());
+  return d;
+}
+
+template <class F>
+py::list per_horizon(const LiveAccuracy& live, const std::vector<double>& h, F&& hist_of) {
+  py::list out;
+  for (int k = 0; k < live.horizons(); ++k) {
+    const Histogram* hk = hist_of(k);
+    if (hk == nullptr) return py::list();
+    py::dict d = histogram_dict(*hk);
+    d["horizon_ms"] = h[k] * 1000.0;
+    out.append(d);
+  }
+  return out;
+}
+
+std::uint64_t get(const std::atomic<std::uint64_t>& a) {
+  return a.load(std::memory_order_relaxed);
+}
+
+// Tick errors, frame errors and verdicts by name, with the gate's figures.
+void add_outcome_counts(py::dict& d, const ServerCounters& c) {
+  py::dict errors;
+  for (Status st : kStatuses)
+    if (st != Status::ok) errors[status_name(st)] = get(c.by_status[static_cast<int>(st)]);
+  d["tick_errors"] = errors;
+  py::dict frame_errors;
+  for (wire::FrameError e : wire::kFrameErrors)
+    frame_errors[wire::frame_error_name(e)] = get(c.by_frame_error[static_cast<int>(e)]);
+  d["frame_errors"] = frame_errors;
+  py::dict verdicts;
+  for (Verdict v : kVerdicts) verdicts[verdict_name(v)] = get(c.by_verdict[static_cast<int>(v)]);
+  d["verdicts"] = verdicts;
+  const std::uint64_t pass = get(c.by_verdict[0]);
+  const std::uint64_t gated = pass + get(c.by_verdict[1]) + get(c.by_verdict[2]);
+  d["gate_pass_rate"] = gated ? py::object(py::float_(static_cast<double>(pass) / gated)) : py::object(py::none());
+  d["mean_cert_error"] = pass ? py::object(py::float_(c.cert_sum_pass.load(std::memory_order_relaxed) / pass))
+                              : py::object(py::none());
+}
+
+py::dict server_stats(const Server& s) {
+  const ServerCounters& c = s.counters();
+  py::dict d;
+  d["messages"] = get(c.messages);
+  d["batches"] = get(c.batches);
+  d["ticks"] = get(c.ticks);
+  d["ticks_ok"] = get(c.ticks_ok);
+  d["control_requests"] = get(c.control);
+  d["dropped_replies"] = get(c.dropped_replies);
+  d["dropped_pub"] = get(c.dropped_pub);
+  d["reloads"] = get(c.reloads);
+  d["evicted_streams"] = get(c.evicted);
+  d["loop_iterations"] = get(c.loop_iterations);
+  d["streams"] = s.stream_count();
+  add_outcome_counts(d, c);
+  py::dict lat;
+  for (int i = 0; i < kStages; ++i) lat[kStageNames[i]] = histogram_dict(s.stage(i));
+  lat["tick"] = histogram_dict(s.tick_total());
+  lat["server"] = histogram_dict(s.server_latency());
+  d["latency_ns"] = lat;
+  const LiveAccuracy& live = s.live();
+  const std::vector<double> h = s.engine()->horizons_s();
+  d["live_accuracy"] = per_horizon(live, h, [&](int k) { return &live.overall(k); });
+  d["live_accuracy_overwritten"] = live.overwritten();
+  return d;
+}
+
+py::object next_control(Server& s, double timeout_s) {
+  ControlRequest r;
+  bool got = false;
+  {
+    py::gil_scoped_release release;
+    got = s.next_control(r, timeout_s);
+  }
+  if (!got) return py::none();
+  return py::make_tuple(r.token, py::bytes(r.payload));
+}
+
+std::vector<std::uint64_t> scored_streams(const Server& s) {
+  const SlotIndex& idx = s.live().streams();
+  std::vector<std::uint64_t> ids;
+  for (std::uint32_t i = 0; i < idx.capacity(); ++i)
+    if (idx.live(i)) ids.push_back(idx.id(i));
+  return ids;
+}
+
+}  // namespace
+
+void bind_server(py::module_& m) {
+  py::class_<ServerConfig>(m, "ServerConfig")
+      .def(py::init<>())
+      .def_readwrite("endpoint", &ServerConfig::endpoint)
+      .def_readwrite("pub_endpoint", &ServerConfig::pub_endpoint)
+      .def_readwrite("core", &ServerConfig::core)
+      .def_readwrite("io_core", &ServerConfig::io_core)
+      .def_readwrite("spin", &ServerConfig::spin)
+      .def_readwrite("rt_priority", &ServerConfig::rt_priority)
+      .def_readwrite("lock_memory", &ServerConfig::lock_memory)
+      .def_readwrite("idle_evict_s", &ServerConfig::idle_evict_s)
+      .def_readwrite("score_every_s", &ServerConfig::score_every_s)
+      .def_readwrite("echo", &ServerConfig::echo);
+  py::class_<Server>(m, "Server", "The tmn-serve loop; see cpp/include/tmn/server.hpp.")
+      .def(py::init<Engine*, const ServerConfig&>(), py::arg("engine"), py::arg("config"),
+           py::keep_alive<1, 2>())
+      .def("start", &Server::start, py::call_guard<py::gil_scoped_release>())
+      .def("stop", &Server::stop, py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("running", &Server::running)
+      .def("next_control", &next_control, py::arg("timeout_s"),
+           "(token, JSON bytes) of the next control request, or None.")
+      .def(
+          "reply_control",
+          [](Server& s, std::uint64_t token, const py::bytes& json) {
+            s.reply_control(token, std::string(json));
+          },
+          py::arg("token"), py::arg("json"))
+      .def("reset_stream", &Server::reset_stream, py::arg("stream"),
+           py::call_guard<py::gil_scoped_release>())
+      .def(
+          "swap_engine",
+          [](Server& s, Engine* next) {
+            py::gil_scoped_release release;
+            s.swap_engine(next);
+          },
+          py::arg("engine"), "Swap the engine between two requests. Keep both alive until it returns.")
+      .def("stats", &server_stats)
+      .def(
+          "stream_accuracy",
+          [](const Server& s, std::uint64_t stream) {
+            const LiveAccuracy& live = s.live();
+            return per_horizon(live, s.engine()->horizons_s(),
+                               [&](int k) { return live.stream(stream, k); });
+          },
+          py::arg("stream"), "Live accuracy of one stream per horizon ([] if not held).")
+      .def("scored_streams", &scored_streams)
+      .def("warnings", &Server::warnings);
+}
+
+}  // namespace tmn::bindings
