@@ -5,12 +5,17 @@ five-stage C++ tick (ingest, Kalman prior, GRU, certified gate, actuation).
 """
 
 from tmn._core import Isa, Prediction, Status, Verdict
+from tmn.artifact import quantise_rows
 from tmn.client import Client
-from tmn.engine import STAGES, Engine, Replay, TickError
-from tmn.model import Model, ModelFormatError, load, quantise_rows
+from tmn.engine import (NO_PREDICTION, PERCENTILES, STAGES, VERDICT_NAMES, Engine, Replay,
+                        TickError, percentiles)
+from tmn.model import Model, ModelFormatError, load
 
 __all__ = [
+    "NO_PREDICTION",
+    "PERCENTILES",
     "STAGES",
+    "VERDICT_NAMES",
     "Client",
     "Engine",
     "Isa",
@@ -22,5 +27,6 @@ __all__ = [
     "TickError",
     "Verdict",
     "load",
+    "percentiles",
     "quantise_rows",
 ]

@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 import zmq
 
+from tmn import _core
+from tmn.engine import VERDICT_NAMES, percentiles
 from tmn.protocol import (MAX_BATCH, Predictions, ProtocolError, decode_reply, encode_ticks,
                           make_ticks)
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_ENDPOINT = _core.DEFAULT_ENDPOINT
 
 
 class Client:
@@ -119,10 +121,10 @@ class Client:
 
 
 def percentiles_us(ns: np.ndarray) -> dict[str, float]:
-    """P50/P90/P99/P99.9/max of nanosecond samples, in microseconds."""
-    q = np.percentile(ns, [50, 90, 99, 99.9]) / 1e3 if len(ns) else [float("nan")] * 4
-    return {"p50": q[0], "p90": q[1], "p99": q[2], "p99.9": q[3],
-            "max": float(ns.max()) / 1e3 if len(ns) else float("nan")}
+    """P50/P90/P99/P99.9/max of nanosecond samples, in microseconds (NaN without any)."""
+    if not len(ns):
+        return dict.fromkeys(percentiles([0.0]), float("nan"))
+    return {k: v / 1e3 for k, v in percentiles(ns).items()}
 
 
 def load_recording(path: Path) -> np.ndarray:
@@ -194,9 +196,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"tmn demo: {h['model']['system']} model, horizons {horizons[0]:g}..{horizons[-1]:g} ms;"
               f" streaming {args.seconds:g} s of a figure-eight at 2 kHz")
         print(f"{'t (s)':>7} {'position':>17} {'predicted +500 ms':>19} {'truth +500 ms':>17}"
-              f" {'error':>7} {'verdict':>9} {'rtt us':>7}")
+              f" {'error':>7} {'verdict':>20} {'rtt us':>7}")
         pending: list[tuple[float, np.ndarray]] = []
-        names = {0: "pass", 1: "implaus.", 2: "uncert.", 3: "warming", 4: "ungated"}
         start, t0 = time.perf_counter(), float(ticks["t"][0])
         for i in range(len(ticks)):
             if args.rate == "real":
@@ -214,7 +215,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if i % 200 == 0:
                 print(f"{r['t']:7.2f} {ticks['x'][i]:8.1f},{ticks['y'][i]:8.1f} "
                       f"{r['path'][-1][0]:9.1f},{r['path'][-1][1]:8.1f} {'':>17} {'':>7}"
-                      f" {names.get(int(r['verdict']), '?'):>9} {rtt:7.1f}")
+                      f" {VERDICT_NAMES.get(int(r['verdict']), '?'):>20} {rtt:7.1f}")
         s = c.stats()["stats"]
         acc = s["live_accuracy"]
         if acc:

@@ -1,9 +1,11 @@
-"""The Python face of the C++ engine: ``tmn.Engine``."""
+"""The Python face of the C++ engine: ``tmn.Engine``, its ``Replay``, and the
+percentiles every tmn report gives of its timings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +13,31 @@ from tmn import _core
 from tmn.model import Model, load
 
 _PRECISIONS = {"fp32": _core.Precision.fp32, "int8": _core.Precision.int8}
-STAGES = ("ingest", "prior", "network", "gate", "actuation")
+#: The five stages in tick order (``Prediction.stage_ns``, ``Replay.stage_ns``).
+STAGES: tuple[str, ...] = _core.STAGES
+#: The verdict byte of a refused tick in a replay or on the wire (not a Verdict).
+NO_PREDICTION: int = _core.NO_PREDICTION
+#: The name of every verdict byte, NO_PREDICTION's ("no_prediction") included.
+VERDICT_NAMES: dict[int, str] = _core.VERDICT_NAMES
+#: The percentiles every report gives, as (name, p): P50, P90, P99, P99.9.
+PERCENTILES: tuple[tuple[str, float], ...] = _core.PERCENTILES
+DEFAULT_MAX_STREAMS = 1024  # tmn.Engine's and tmn-serve's stream table
+
+
+def percentiles(samples: Any, axis: int | None = None) -> dict[str, Any]:
+    """The :data:`PERCENTILES` and the maximum of ``samples``, keyed ``"p50"``,
+    ``"p90"``, ``"p99"``, ``"p99.9"`` and ``"max"``: floats, or with ``axis`` one
+    list per key (a value per column). Percentiles interpolate linearly between
+    order statistics (numpy's default). An empty input raises ``ValueError``."""
+    a = np.asarray(samples, dtype=np.float64)
+    if a.size == 0:
+        raise ValueError("no samples")
+    if axis is None:
+        a = a.ravel()
+    qs = np.percentile(a, [q for _, q in PERCENTILES], axis=0 if axis is None else axis)
+    out = {name: q for (name, _), q in zip(PERCENTILES, qs)}
+    out["max"] = a.max(axis=0 if axis is None else axis)
+    return {k: (v.tolist() if axis is not None else float(v)) for k, v in out.items()}
 
 
 #: A tick (or reset) was refused. ``status`` is the :class:`tmn.Status` code;
@@ -25,8 +51,8 @@ class Replay:
     """Everything ``Engine.replay`` computed, one row per input tick.
 
     ``paths`` is (N, K, 2) in data units (NaN where ``status != ok``);
-    ``verdict`` holds :class:`tmn.Verdict` values (255 where there is no
-    prediction); ``stage_ns`` is (N, 5) in the order of :data:`STAGES`.
+    ``verdict`` holds :class:`tmn.Verdict` values (:data:`NO_PREDICTION` where
+    there is no prediction); ``stage_ns`` is (N, 5) in the order of :data:`STAGES`.
     With ``candidates=True``, ``prior`` and ``proposal`` (N, K, 2) hold each
     tick's two candidate paths, whichever was served: the Kalman prior, and
     the network's own path (A: measured position + output; B: prior +
@@ -66,7 +92,7 @@ class Engine:
     """
 
     def __init__(self, model: Model | str | Path | None = None, precision: str = "int8",
-                 max_streams: int = 1024, isa: str = "auto") -> None:
+                 max_streams: int = DEFAULT_MAX_STREAMS, isa: str = "auto") -> None:
         """Build the engine from a model (a :class:`Model`, a folder, or None for the
         built-in one), with ``precision`` "int8" or "fp32" and room for
         ``max_streams`` concurrent streams."""

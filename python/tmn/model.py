@@ -26,21 +26,24 @@ import numpy as np
 from tmn import _core
 
 FORMAT_VERSION = 1
-FEATURES = ["x", "y", "vx", "vy"]
+FEATURES = list(_core.FEATURES)  # the engine's ingest builds them (cpp/include/tmn/tick.hpp)
 QUANT_SCHEME = "int8-per-row-symmetric"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
+# Limits the engine enforces too (defined in C++).
+MAX_HIDDEN, MAX_HORIZONS, MAX_LAMBDA = _core.MAX_HIDDEN, _core.MAX_HORIZONS, _core.MAX_LAMBDA
 
-# name -> (dtype, shape as a function of H = hidden, O = 2K)
+# name -> (dtype, shape as a function of H = hidden, O = 2K); F features
+_F = len(FEATURES)
 _TENSORS: dict[str, tuple[str, Any]] = {
-    "gru.weight_ih": ("float32", lambda H, O: (3 * H, 4)),
+    "gru.weight_ih": ("float32", lambda H, O: (3 * H, _F)),
     "gru.weight_hh": ("float32", lambda H, O: (3 * H, H)),
     "gru.bias_ih": ("float32", lambda H, O: (3 * H,)),
     "gru.bias_hh": ("float32", lambda H, O: (3 * H,)),
     "head.weight": ("float32", lambda H, O: (O, H)),
     "head.bias": ("float32", lambda H, O: (O,)),
-    "gru.weight_ih.int8": ("int8", lambda H, O: (3 * H, 4)),
+    "gru.weight_ih.int8": ("int8", lambda H, O: (3 * H, _F)),
     "gru.weight_ih.scale": ("float32", lambda H, O: (3 * H,)),
     "gru.weight_hh.int8": ("int8", lambda H, O: (3 * H, H)),
     "gru.weight_hh.scale": ("float32", lambda H, O: (3 * H,)),
@@ -102,19 +105,6 @@ class Model:
         s.q_hh, s.s_hh = t["gru.weight_hh.int8"].ravel(), t["gru.weight_hh.scale"]
         s.q_out, s.s_out = t["head.weight.int8"].ravel(), t["head.weight.scale"]
         return s
-
-
-def quantise_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row symmetric INT8 quantisation: ``w[i] ~= scale[i] * q[i]``.
-
-    ``scale[i] = max|w[i]| / 127`` (1 for an all-zero row) and
-    ``q = clip(rint(w / scale), -127, 127)``, rounding half to even.
-    """
-    w = np.asarray(w, dtype=np.float32)
-    amax = np.abs(w).max(axis=1)
-    scale = np.where(amax > 0, amax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
-    q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
-    return q, scale
 
 
 def file_sha256(path: Path) -> str:
@@ -201,18 +191,18 @@ def _read_config(file: Path) -> dict[str, Any]:
     if cfg.get("features") != FEATURES:
         raise _fail(file, "features", f"must be {FEATURES}, got {cfg.get('features')!r}")
     hidden = cfg.get("hidden")
-    if isinstance(hidden, bool) or not isinstance(hidden, int) or not 1 <= hidden <= 1024:
-        raise _fail(file, "hidden", f"must be an integer in [1, 1024], got {hidden!r}")
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or not 1 <= hidden <= MAX_HIDDEN:
+        raise _fail(file, "hidden", f"must be an integer in [1, {MAX_HIDDEN}], got {hidden!r}")
     _number(file, cfg, "sample_rate_hz", 0, lo_open=True)
     _number(file, cfg, "window_ms", 0)
     _number(file, cfg, "max_gap_ms", 0, lo_open=True)
     h = _number_list(file, cfg, "horizons_ms", None, positive=True)
-    if not 1 <= len(h) <= 32:
-        raise _fail(file, "horizons_ms", f"must hold 1 to 32 horizons, got {len(h)}")
+    if not 1 <= len(h) <= MAX_HORIZONS:
+        raise _fail(file, "horizons_ms", f"must hold 1 to {MAX_HORIZONS} horizons, got {len(h)}")
     if any(abs(hk - (k + 1) * h[0]) > 1e-6 * (k + 1) for k, hk in enumerate(h)):
         raise _fail(file, "horizons_ms", "must be equally spaced: h_k = (k + 1) * h_0")
-    _number_list(file, cfg, "normalisation.mean", 4)
-    _number_list(file, cfg, "normalisation.std", 4, positive=True)
+    _number_list(file, cfg, "normalisation.mean", _F)
+    _number_list(file, cfg, "normalisation.std", _F, positive=True)
     _number_list(file, cfg, "normalisation.output_scale", 2, positive=True)
     _number(file, cfg, "kalman.q", 0)
     _number(file, cfg, "kalman.r_pos", 0, lo_open=True)
@@ -222,7 +212,7 @@ def _read_config(file: Path) -> dict[str, Any]:
         _number(file, cfg, "gate.budget", 1, 2**53)
         if not isinstance(cfg["gate"]["budget"], int):
             raise _fail(file, "gate.budget", f"must be an integer, got {cfg['gate']['budget']!r}")
-        _number(file, cfg, "gate.lambda", 0, 0.25, lo_open=True, hi_open=True)
+        _number(file, cfg, "gate.lambda", 0, MAX_LAMBDA, lo_open=True, hi_open=True)
         _number(file, cfg, "gate.threshold", 0, lo_open=True)
     q = cfg.get("quantisation")
     if not isinstance(q, dict) or q.get("scheme") != QUANT_SCHEME:

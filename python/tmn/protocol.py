@@ -2,7 +2,8 @@
 
 Binary frames are little-endian: a 16-byte header, then fixed-size records.
 A request carries a batch of ticks; the reply carries one prediction per tick,
-in order, or an error. Control messages are JSON objects.
+in order, or an error. Control messages are JSON objects. The codes and limits
+come from the C++ definitions (cpp/include/tmn/protocol.hpp) through tmn._core.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAGIC = 0x314E4D54  # b"TMN1"
-VERSION = 1
-KIND_TICKS, KIND_PREDICTIONS, KIND_ERROR = 1, 2, 3
-MAX_BATCH = 4096
+from tmn import _core
+
+MAGIC = _core.WIRE_MAGIC  # b"TMN1"
+VERSION = _core.WIRE_VERSION
+KIND_TICKS, KIND_PREDICTIONS, KIND_ERROR = (int(k) for k in (
+    _core.FrameKind.ticks, _core.FrameKind.predictions, _core.FrameKind.error))
+MAX_BATCH = _core.MAX_BATCH
 
 HEADER = struct.Struct("<IHHII")  # magic, version, kind, count, seq
 PREDICTION_INFO = struct.Struct("<HHI")  # horizons, record_bytes, reserved
@@ -24,12 +28,8 @@ ERROR_BODY = struct.Struct("<HHI")  # code, message_bytes, reserved
 TICK_DTYPE = np.dtype([("stream", "<u8"), ("t", "<f8"), ("x", "<f8"), ("y", "<f8"),
                        ("vx", "<f8"), ("vy", "<f8")])
 
-FRAME_ERRORS = {
-    1: "bad_magic", 2: "bad_version", 3: "bad_kind", 4: "bad_size", 5: "batch_too_large",
-    6: "empty_batch", 7: "bad_json", 8: "bad_request", 9: "unknown_command",
-    10: "bad_envelope", 11: "internal",
-}
-STAGES = ("ingest", "prior", "network", "gate", "actuation")
+#: code -> name of every frame error (tmn._core.FrameError)
+FRAME_ERRORS = {int(e): name for name, e in _core.FrameError.__members__.items()}
 
 
 def prediction_dtype(horizons: int) -> np.dtype:
@@ -37,7 +37,7 @@ def prediction_dtype(horizons: int) -> np.dtype:
     return np.dtype([
         ("stream", "<u8"), ("t", "<f8"), ("status", "u1"), ("verdict", "u1"), ("flags", "u1"),
         ("reserved", "u1"), ("work", "<u4"), ("d2", "<f4"), ("cert_error", "<f4"),
-        ("total_ns", "<u4"), ("stage_ns", "<u4", (5,)), ("reserved2", "<u8"),
+        ("total_ns", "<u4"), ("stage_ns", "<u4", (len(_core.STAGES),)), ("reserved2", "<u8"),
         ("path", "<f8", (horizons, 2)),
     ])
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from tmn import _core
-from tmn.engine import Engine
+from tmn.engine import DEFAULT_MAX_STREAMS, Engine
 from tmn.model import Model, ModelFormatError, load
 
 log = logging.getLogger("tmn.serve")
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_ENDPOINT = _core.DEFAULT_ENDPOINT
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"ROUTER endpoint to bind (default {DEFAULT_ENDPOINT})")
     p.add_argument("--pub", default=None, metavar="EP",
                    help="also publish every prediction on a PUB socket bound here")
-    p.add_argument("--max-streams", type=int, default=1024)
+    p.add_argument("--max-streams", type=int, default=DEFAULT_MAX_STREAMS)
     p.add_argument("--idle-evict-s", type=float, default=60.0,
                    help="forget streams with no tick for this long (default 60 s)")
     p.add_argument("--spin", action="store_true",

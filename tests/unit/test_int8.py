@@ -29,7 +29,8 @@ from scipy.special import expit
 
 import tmn
 from tmn import _core
-from tmn.testing import random_model, write_artifact
+from tmn.artifact import write_artifact
+from tmn.testing import random_model
 
 ISAS = [
     pytest.param(isa, id=isa.name,

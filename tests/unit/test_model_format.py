@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import struct
+import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,8 +18,9 @@ import numpy as np
 import pytest
 
 import tmn
+from tmn.artifact import git_sha, model_tensors, write_artifact
 from tmn.model import file_sha256
-from tmn.testing import model_tensors, random_model, write_artifact
+from tmn.testing import random_model
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -352,3 +355,21 @@ def test_unknown_extra_tensor_is_refused_naming_it(tmp_path: Path, base: tmn.Mod
     folder = with_tensors(tmp_path, base,
                           lambda t: t.update({extra: np.zeros(3, np.float32)}))
     assert "unknown" in refused(folder, WEIGHTS, extra)
+
+
+def test_git_sha_names_only_a_tmn_checkout(tmp_path: Path) -> None:
+    """An installed package may sit inside another repository (pyenv is one): its
+    commit is not tmn's. The checkout this test runs from is."""
+    other = tmp_path / "other"
+    other.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", "-C", str(other), *cmd], check=True, env=env)
+    assert git_sha(other) == "unknown"
+    assert git_sha(tmp_path) == "unknown"  # no repository at all
+    repo = Path(__file__).resolve().parents[2]
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    if head:  # running from a git checkout of tmn
+        assert git_sha(repo / "tests").split("-")[0] == head
