@@ -1,4 +1,4 @@
-"""Helpers shared by the training tests (imported by name: pytest puts this folder on
+"""Helpers shared by the training and bench tests (imported by name: pytest puts this folder on
 sys.path, as for every test folder without an __init__.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tmn_train import config as config_mod
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 # small but real: the default network and windows, fewer lanes and passes

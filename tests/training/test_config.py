@@ -17,16 +17,14 @@ def test_a_and_b_extend_common_and_carry_the_plan_values() -> None:
         c = config_mod.load(REPO / "configs" / name)
         assert c.system == system
         assert (c.horizon_ms, c.window_ms, c.sample_rate_hz) == (500, 128, 2000)
-        assert c.features == ["x", "y", "vx", "vy"]
-        assert (c.quantize, c.optimizer, c.lr, c.batch, c.epochs) == ("int8", "adam", 1e-3, 256, 15)
+        assert (c.lr, c.batch, c.epochs) == (1e-3, 256, 15)
         assert c.micro_gru.hidden == 32
         assert c.horizons_ms == [50.0 * (k + 1) for k in range(10)]
     b = config_mod.load(REPO / "configs" / "B_temporal_solver.yaml")
-    assert b.prior == "kalman"
     assert b.solver_gate is not None and (b.solver_gate.eps, b.solver_gate.budget) == (0.02, 200000)
     assert b.active_selection is not None and (b.active_selection.k, b.active_selection.eps) == (15, 0.03)
     a = config_mod.load(REPO / "configs" / "A_traditional.yaml")
-    assert a.prior == "none" and a.solver_gate is None and a.active_selection is None
+    assert a.solver_gate is None and a.active_selection is None
 
 
 def test_an_unknown_key_in_a_file_is_an_error_that_names_it(tmp_path: Path) -> None:
@@ -69,3 +67,42 @@ def test_system_a_refuses_gate_settings_and_b_refuses_a_bad_lambda() -> None:
 def test_the_config_round_trips_through_its_dict() -> None:
     c = config_mod.load(REPO / "configs" / "B_temporal_solver.yaml")
     assert config_mod.from_dict(c.to_dict()) == c
+
+
+@pytest.mark.parametrize("key", config_mod.RETIRED_KEYS)
+def test_a_retired_key_is_refused_in_a_file_and_dropped_from_a_saved_config(
+        key: str, tmp_path: Path) -> None:
+    """features, quantize, optimizer and prior could each hold one value only; the
+    configs saved before they went (the built-in model's provenance) still load."""
+    (tmp_path / "c.yaml").write_text(
+        f"extends: {REPO / 'configs' / 'B_temporal_solver.yaml'}\n{key}: x\n")
+    with pytest.raises(ConfigError, match=f"key '{key}' is retired"):
+        config_mod.load(tmp_path / "c.yaml")
+    saved = {**config_mod.load(REPO / "configs" / "B_temporal_solver.yaml").to_dict(), key: "x"}
+    assert config_mod.from_saved(saved).system == "B"
+
+
+def test_the_built_in_models_training_config_still_loads() -> None:
+    import tmn
+
+    saved = tmn.load().config["provenance"]["config"]
+    assert set(config_mod.RETIRED_KEYS) <= set(saved)  # written before they were retired
+    assert config_mod.from_saved(saved).system == "B"
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("system=C", "system"), ("lr=0", "lr"), ("grad_clip=-1", "grad_clip"),
+    ("smoothness=-0.1", "smoothness"), ("batch=0", "batch"), ("data.passes=0", "data.passes"),
+    ("micro_gru.hidden=1025", "micro_gru.hidden"), ("data.split=[0.5,0.5]", "data.split"),
+    ("data.split_mode=random", "data.split_mode"), ("data.interpolation=spline",
+                                                    "data.interpolation"),
+    ("data.velocity_window=1", "data.velocity_window"), ("solver_gate.eps=0", "solver_gate.eps"),
+    ("solver_gate.budget=0", "solver_gate.budget"),
+    ("solver_gate.min_pass_rate=1.5", "solver_gate.min_pass_rate"),
+    ("horizon_ms=1700", "horizon_ms"),
+    ("horizon_ms=0.75 horizon_step_ms=0.25", "horizon_step_ms"),
+    ("window_ms=0.1", "window_ms"), ("kalman.tune=false", "kalman"),
+])
+def test_every_validation_rule_names_its_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        config_mod.load(REPO / "configs" / "B_temporal_solver.yaml", override.split())

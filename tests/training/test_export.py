@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import tmn
-from tmn_train import engine_eval, synth
+from tmn_train import evaluation, scoring, synth
+from tmn_train.export import artifact_config
 from tmn_train.cli import main
 from tmn_train.config import from_dict
 from tmn_train.models import MicroGru
@@ -38,11 +39,11 @@ def test_export_then_load_then_replay_round_trips(tiny_runs, tmp_path: Path, sys
     cfg = from_dict(ck["config"])
     n = ck["normalisation"]
     a = build_split([synth.generate(0.1, seed=42)[0]], cfg, n["mean"], n["std"], ck["kalman"])
-    config = engine_eval.artifact_config(cfg, n["mean"], n["std"], n["output_scale"],
+    config = artifact_config(cfg, n["mean"], n["std"], n["output_scale"],
                                          ck["kalman"], ck["gate"])
     for precision in ("fp32", "int8"):
-        r_file = engine_eval.replay(model, a, precision)
-        r_mem = engine_eval.replay(engine_eval.memory_model(config, ck["tensors"]), a, precision)
+        r_file = scoring.replay(model, a, precision)
+        r_mem = scoring.replay(evaluation.memory_model(config, ck["tensors"]), a, precision)
         assert np.array_equal(r_file.paths, r_mem.paths)
         assert np.array_equal(r_file.verdict, r_mem.verdict)
     assert np.isfinite(r_file.paths).all()

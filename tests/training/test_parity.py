@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 import tmn
-from tmn_train import engine_eval, synth
+from tmn_train import evaluation, scoring, synth
+from tmn_train.export import artifact_config
 from tmn_train.config import from_dict
 from tmn_train.models import MicroGru
 from tmn_train.pipeline import build_split
@@ -22,7 +23,7 @@ def held_out(ck: dict[str, Any], system: str):  # type: ignore[no-untyped-def]
     n = ck["normalisation"]
     stream = synth.generate(0.5, seed=99, stream_s=15.0)[1]  # a reach, 15 s
     a = build_split([stream], cfg, n["mean"], n["std"], ck["kalman"])
-    config = engine_eval.artifact_config(cfg, n["mean"], n["std"], n["output_scale"],
+    config = artifact_config(cfg, n["mean"], n["std"], n["output_scale"],
                                          ck["kalman"], ck["gate"])
     return cfg, a, config
 
@@ -31,7 +32,7 @@ def test_engine_replay_of_system_a_reproduces_torch_streaming_predictions(tiny_r
     _, ck = tiny_runs["A"]
     cfg, a, config = held_out(ck, "A")
     y_torch = MicroGru.from_tensors(ck["tensors"]).stream(a.z)          # [N, 2K]
-    r = engine_eval.replay(engine_eval.memory_model(config, ck["tensors"]), a, "fp32")
+    r = scoring.replay(evaluation.memory_model(config, ck["tensors"]), a, "fp32")
     live = r.verdict == tmn.Verdict.ungated.value
     assert live.sum() > 25000
     scale = np.asarray(ck["normalisation"]["output_scale"])
@@ -50,7 +51,7 @@ def test_engine_replay_of_system_b_is_the_certified_projection_of_torch_predicti
     cfg, a, config = held_out(ck, "B")
     config["gate"] = dict(config["gate"], threshold=1e30)  # judge the network, not d2
     y_torch = MicroGru.from_tensors(ck["tensors"]).stream(a.z).astype(np.float64)
-    r = engine_eval.replay(engine_eval.memory_model(config, ck["tensors"]), a, "fp32")
+    r = scoring.replay(evaluation.memory_model(config, ck["tensors"]), a, "fp32")
     live = np.flatnonzero(r.verdict == tmn.Verdict.pass_.value)
     assert len(live) > 25000
     K, scale = cfg.K, np.asarray(ck["normalisation"]["output_scale"])

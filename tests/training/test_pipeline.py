@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tmn_train import engine_eval, synth
+from tmn_train import evaluation, scoring, synth
+from tmn_train.export import artifact_config
 from tmn_train.models import MicroGru
 from tmn_train.pipeline import (SPLITS, build_split, labelled, lanes, prepare,
                                 split_streams, targets)
@@ -112,9 +113,9 @@ def test_b_targets_are_residuals_over_the_engine_prior_path(streams: list) -> No
     prep = prepare(streams[:2], cfg, kalman=KALMAN, log=lambda m: None)
     a = prep.splits["test"]
     tensors = MicroGru(cfg.micro_gru.hidden, cfg.K).artifact_tensors()
-    config = engine_eval.artifact_config(cfg, prep.mean, prep.std, prep.output_scale, KALMAN)
-    r = engine_eval.replay(engine_eval.memory_model(config, tensors), a, candidates=True)
-    idx = engine_eval.valid_ticks(a, cfg, r.verdict)
+    config = artifact_config(cfg, prep.mean, prep.std, prep.output_scale, KALMAN)
+    r = scoring.replay(evaluation.memory_model(config, tensors), a, candidates=True)
+    idx = scoring.evaluated_ticks(a, cfg.horizon_ticks, [r]).idx
     assert r.prior is not None
     scale = np.asarray(prep.output_scale)
     # truth = start + target * scale, so the engine's prior error is target * scale

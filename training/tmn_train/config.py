@@ -12,13 +12,20 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-FEATURES = ["x", "y", "vx", "vy"]
+from tmn.model import MAX_HIDDEN, MAX_HORIZONS, MAX_LAMBDA
+
+# Keys of earlier configs that are gone. Each held its only possible value
+# (the engine reads exactly its features, quantises to INT8, Adam trains, and
+# `prior` repeated `system`): a saved config (a checkpoint's, an artifact's
+# provenance.config) may still carry them and loads; a YAML file may not.
+RETIRED_KEYS = ("features", "quantize", "optimizer", "prior")
 
 
 class ConfigError(ValueError):
@@ -26,12 +33,12 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class MicroGru:
+class MicroGruConfig:
     hidden: int = 32
 
 
 @dataclass
-class SolverGate:
+class SolverGateConfig:
     eps: float = 0.02            # certificate target, output units
     budget: int = 200000         # touched nonzeros per tick
     lambda_grid: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.2])
@@ -70,9 +77,6 @@ class Config:
     horizon_ms: float = 500.0
     horizon_step_ms: float = 50.0
     max_gap_ms: float = 100.0
-    features: list[str] = field(default_factory=lambda: list(FEATURES))
-    quantize: str = "int8"
-    optimizer: str = "adam"
     lr: float = 1e-3
     batch: int = 256
     epochs: int = 15
@@ -80,9 +84,8 @@ class Config:
     grad_clip: float = 1.0
     smoothness: float = 0.01
     threads: int = 1
-    micro_gru: MicroGru = field(default_factory=MicroGru)
-    prior: str = "kalman"
-    solver_gate: SolverGate | None = None
+    micro_gru: MicroGruConfig = field(default_factory=MicroGruConfig)
+    solver_gate: SolverGateConfig | None = None
     active_selection: ActiveSelection | None = None
     data: Data = field(default_factory=Data)
     kalman: Kalman = field(default_factory=Kalman)
@@ -109,78 +112,87 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def validate(self, where: str = "config") -> Config:
-        """Check ranges and cross-field rules; returns self."""
-        def bad(key: str, problem: str) -> ConfigError:
-            return ConfigError(f"{where}: key '{key}': {problem}")
+    def get(self, dotted: str) -> Any:
+        """The value of a dotted key (``"data.passes"``); :data:`ABSENT` when a
+        section on the way is None (System A has no ``solver_gate``)."""
+        v: Any = self
+        for part in dotted.split("."):
+            if v is None:
+                return ABSENT
+            v = getattr(v, part)
+        return v
 
-        if self.system not in ("A", "B"):
-            raise bad("system", f"must be 'A' or 'B', got {self.system!r}")
-        if self.system == "A" and self.prior != "none":
-            raise bad("prior", f"system A has no prior: must be 'none', got {self.prior!r}")
-        if self.system == "B" and self.prior != "kalman":
-            raise bad("prior", f"system B needs prior 'kalman', got {self.prior!r}")
-        if self.system == "B" and self.solver_gate is None:
-            raise bad("solver_gate", "system B needs a solver_gate section")
-        if self.system == "A" and (self.solver_gate is not None
-                                   or self.active_selection is not None):
-            raise bad("solver_gate", "solver_gate and active_selection are for system B only")
-        if self.features != FEATURES:
-            raise bad("features", f"the engine reads exactly {FEATURES}, got {self.features}")
-        if self.quantize != "int8":
-            raise bad("quantize", f"only 'int8' (per-row symmetric) is supported, "
-                                  f"got {self.quantize!r}")
-        if self.optimizer != "adam":
-            raise bad("optimizer", f"only 'adam' is supported, got {self.optimizer!r}")
-        for key in ("sample_rate_hz", "window_ms", "horizon_ms", "horizon_step_ms",
-                    "max_gap_ms", "lr", "grad_clip"):
-            v = getattr(self, key)
-            if not (math.isfinite(v) and v > 0):
-                raise bad(key, f"must be a positive number, got {v!r}")
-        if not (self.smoothness >= 0):
-            raise bad("smoothness", f"must be >= 0, got {self.smoothness!r}")
-        for key in ("batch", "epochs", "threads", "patience"):
-            if getattr(self, key) < 1:
-                raise bad(key, f"must be >= 1, got {getattr(self, key)}")
-        k = self.horizon_ms / self.horizon_step_ms
-        if abs(k - round(k)) > 1e-9 or not 1 <= round(k) <= 32:
-            raise bad("horizon_ms", "must be 1 to 32 whole multiples of horizon_step_ms")
-        for key, ms in (("horizon_step_ms", self.horizon_step_ms), ("window_ms", self.window_ms)):
-            n = ms * self.sample_rate_hz / 1000.0
-            if abs(n - round(n)) > 1e-6:
-                raise bad(key, f"{ms} ms is not a whole number of samples at "
-                               f"{self.sample_rate_hz} Hz")
-        if self.ticks(self.window_ms) < 1:
-            raise bad("window_ms", "must be at least one sample")
-        if self.data.passes < 1:
-            raise bad("data.passes", f"must be >= 1, got {self.data.passes}")
-        if not 1 <= self.micro_gru.hidden <= 1024:
-            raise bad("micro_gru.hidden", f"must be in [1, 1024], got {self.micro_gru.hidden}")
-        s = self.data.split
-        if len(s) != 3 or any(not (v > 0) for v in s) or abs(sum(s) - 1.0) > 1e-6:
-            raise bad("data.split", f"must be three positive fractions summing to 1, got {s}")
-        if self.data.split_mode not in ("auto", "time", "stream"):
-            raise bad("data.split_mode", f"must be auto, time or stream, "
-                                         f"got {self.data.split_mode!r}")
-        if self.data.interpolation not in ("linear", "cubic"):
-            raise bad("data.interpolation", f"must be linear or cubic, "
-                                            f"got {self.data.interpolation!r}")
-        if self.data.velocity_window < 2:
-            raise bad("data.velocity_window", "must be at least 2 samples")
-        if not self.kalman.tune and None in (self.kalman.q, self.kalman.r_pos, self.kalman.r_vel):
-            raise bad("kalman", "with tune: false, give q, r_pos and r_vel")
-        if self.solver_gate is not None:
-            g = self.solver_gate
-            if not g.eps > 0:
-                raise bad("solver_gate.eps", f"must be > 0, got {g.eps}")
-            if g.budget < 1:
-                raise bad("solver_gate.budget", f"must be >= 1, got {g.budget}")
-            if not g.lambda_grid or any(not 0 < v < 0.25 for v in g.lambda_grid):
-                raise bad("solver_gate.lambda_grid",
-                          f"values must be in (0, 0.25) (diagonal dominance), got {g.lambda_grid}")
-            if not 0 < g.min_pass_rate <= 1:
-                raise bad("solver_gate.min_pass_rate", f"must be in (0, 1], got {g.min_pass_rate}")
+    def validate(self, where: str = "config") -> Config:
+        """Check every rule of :data:`FIELD_RULES` and :data:`CROSS_RULES`; returns self."""
+        for key, ok, requirement in FIELD_RULES:
+            v = self.get(key)
+            if v is not ABSENT and not ok(v):
+                raise ConfigError(f"{where}: key '{key}': {requirement}, got {v!r}")
+        for key, ok_cfg, requirement in CROSS_RULES:
+            if not ok_cfg(self):
+                raise ConfigError(f"{where}: key '{key}': {requirement}")
         return self
+
+
+ABSENT = object()  # Config.get of a key inside a section that is None
+
+
+def _positive(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _whole_samples(cfg: Config, ms: float) -> bool:
+    n = ms * cfg.sample_rate_hz / 1000.0
+    return abs(n - round(n)) <= 1e-6
+
+
+def _horizon_count_ok(cfg: Config) -> bool:
+    k = cfg.horizon_ms / cfg.horizon_step_ms
+    return abs(k - round(k)) <= 1e-9 and 1 <= round(k) <= MAX_HORIZONS
+
+
+# (dotted key, test of its value, what it must be): the rules of one field each,
+# in the order they are checked. Keys inside a section that is None are skipped.
+FIELD_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("system", lambda v: v in ("A", "B"), "must be 'A' or 'B'"),
+    *((k, _positive, "must be a positive number") for k in (
+        "sample_rate_hz", "window_ms", "horizon_ms", "horizon_step_ms", "max_gap_ms", "lr",
+        "grad_clip")),
+    ("smoothness", lambda v: v >= 0, "must be >= 0"),
+    *((k, lambda v: v >= 1, "must be >= 1") for k in (
+        "batch", "epochs", "threads", "patience", "data.passes", "solver_gate.budget")),
+    ("micro_gru.hidden", lambda v: 1 <= v <= MAX_HIDDEN, f"must be in [1, {MAX_HIDDEN}]"),
+    ("data.split", lambda s: len(s) == 3 and all(v > 0 for v in s) and abs(sum(s) - 1) <= 1e-6,
+     "must be three positive fractions summing to 1"),
+    ("data.split_mode", lambda v: v in ("auto", "time", "stream"),
+     "must be auto, time or stream"),
+    ("data.interpolation", lambda v: v in ("linear", "cubic"), "must be linear or cubic"),
+    ("data.velocity_window", lambda v: v >= 2, "must be at least 2 samples"),
+    ("solver_gate.eps", lambda v: v > 0, "must be > 0"),
+    ("solver_gate.lambda_grid", lambda g: bool(g) and all(0 < v < MAX_LAMBDA for v in g),
+     f"values must be in (0, {MAX_LAMBDA}) (diagonal dominance)"),
+    ("solver_gate.min_pass_rate", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+)
+
+# (key named in the error, test of the whole config, what must hold): rules
+# across fields, checked after FIELD_RULES.
+CROSS_RULES: tuple[tuple[str, Callable[[Config], bool], str], ...] = (
+    ("solver_gate", lambda c: c.system != "B" or c.solver_gate is not None,
+     "system B needs a solver_gate section"),
+    ("solver_gate", lambda c: c.system != "A" or (c.solver_gate is None
+                                                  and c.active_selection is None),
+     "solver_gate and active_selection are for system B only"),
+    ("horizon_ms", _horizon_count_ok,
+     f"must be 1 to {MAX_HORIZONS} whole multiples of horizon_step_ms"),
+    ("horizon_step_ms", lambda c: _whole_samples(c, c.horizon_step_ms),
+     "must be a whole number of samples at sample_rate_hz"),
+    ("window_ms", lambda c: _whole_samples(c, c.window_ms),
+     "must be a whole number of samples at sample_rate_hz"),
+    ("window_ms", lambda c: c.ticks(c.window_ms) >= 1, "must be at least one sample"),
+    ("kalman", lambda c: c.kalman.tune or None not in (c.kalman.q, c.kalman.r_pos,
+                                                        c.kalman.r_vel),
+     "with tune: false, give q, r_pos and r_vel"),
+)
 
 
 # -- building a Config from plain data -----------------------------------------
@@ -237,6 +249,9 @@ def _build(cls: Any, data: dict[str, Any], where: str, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
+        if not prefix and key in RETIRED_KEYS:
+            raise ConfigError(f"{where}: key '{key}' is retired (it could hold one value "
+                              "only); remove it")
         if key not in names:
             raise ConfigError(f"{where}: unknown key '{prefix}{key}' "
                               f"(known: {', '.join(sorted(names))})")
@@ -245,8 +260,15 @@ def _build(cls: Any, data: dict[str, Any], where: str, prefix: str = "") -> Any:
 
 
 def from_dict(data: dict[str, Any], where: str = "config") -> Config:
-    """Build and validate a Config from a plain mapping (a checkpoint's copy, say)."""
+    """Build and validate a Config from a plain mapping."""
     return _build(Config, data, where).validate(where)
+
+
+def from_saved(data: dict[str, Any], where: str = "config") -> Config:
+    """:func:`from_dict` of a config saved by this or an earlier version (a
+    checkpoint's, an artifact's ``provenance.config``): the
+    :data:`RETIRED_KEYS` it may carry are dropped first."""
+    return from_dict({k: v for k, v in data.items() if k not in RETIRED_KEYS}, where)
 
 
 # -- YAML files, extends and overrides ------------------------------------------

@@ -1,11 +1,11 @@
 """``tmn-train export``: a final checkpoint -> the artifact folder of
 docs/model-format.md (config.json, model.safetensors, model.onnx, README.md).
 
-``config.json`` and ``model.safetensors`` are written by
-``tmn.testing.write_artifact`` (the runtime's own writer, checksum included),
-``model.onnx`` by ``tmn.onnx_graph.write_step_graph`` from the artifact as
-``tmn.load`` reads it back, so the three files cannot disagree. The resolved
-training config is kept in ``provenance.config``.
+``config.json`` and ``model.safetensors`` are written by ``tmn.artifact`` (the
+runtime's own writer, checksum included), ``model.onnx`` by
+``tmn.onnx_graph.write_step_graph`` from the artifact as ``tmn.load`` reads it
+back, so the three files cannot disagree. The resolved training config is kept
+in ``provenance.config``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,31 @@ from pathlib import Path
 from typing import Any
 
 import tmn
-from tmn.testing import write_artifact
+from tmn.artifact import write_artifact
+from tmn.artifact import artifact_config as _artifact_config
+from tmn.onnx_graph import write_step_graph
 from tmn_train.config import Config
-from tmn_train.engine_eval import artifact_config
+
+
+def artifact_config(cfg: Config, mean: list[float], std: list[float],
+                    output_scale: list[float], kalman: dict[str, float],
+                    gate: dict[str, float] | None = None,
+                    provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json (``tmn.artifact.artifact_config``) of a model trained with
+    ``cfg``; System B's gate takes ``gate``'s calibrated lambda and threshold
+    (before calibration: the grid's first lambda and a threshold that never fires)."""
+    g = None
+    if cfg.system == "B":
+        assert cfg.solver_gate is not None
+        chosen = gate or {}
+        g = {"eps": cfg.solver_gate.eps, "budget": cfg.solver_gate.budget,
+             "lambda": chosen.get("lambda", cfg.solver_gate.lambda_grid[0]),
+             "threshold": chosen.get("threshold", 1e30)}
+    return _artifact_config(
+        system=cfg.system, sample_rate_hz=cfg.sample_rate_hz, window_ms=cfg.window_ms,
+        max_gap_ms=cfg.max_gap_ms, horizons_ms=cfg.horizons_ms, hidden=cfg.micro_gru.hidden,
+        normalisation={"mean": mean, "std": std, "output_scale": output_scale},
+        kalman=kalman, gate=g, provenance=provenance or {})
 
 
 def export(ck: dict[str, Any], cfg: Config, out: Path) -> Path:
@@ -33,12 +55,7 @@ def export(ck: dict[str, Any], cfg: Config, out: Path) -> Path:
     write_artifact(out, config, ck["tensors"])
     os.chmod(out / "model.safetensors", 0o644)  # safetensors writes 0600; this is package data
     model = tmn.load(out)  # validates what we just wrote
-    try:
-        from tmn.onnx_graph import write_step_graph
-    except ImportError:  # pragma: no cover - the helper module is part of tmn
-        write_step_graph = None
-    if write_step_graph is not None:
-        write_step_graph(model, out / "model.onnx")
+    write_step_graph(model, out / "model.onnx")
     (out / "README.md").write_text(model_card(model.config), encoding="utf-8")
     return out
 

@@ -12,25 +12,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from tmn.testing import model_tensors
+from tmn.artifact import model_tensors
+from tmn.model import FEATURES
 
 
 class MicroGru(nn.Module):
     def __init__(self, hidden: int = 32, horizons: int = 10) -> None:
         super().__init__()
         self.hidden, self.horizons = hidden, horizons
-        self.gru = nn.GRU(4, hidden, batch_first=True)
+        self.gru = nn.GRU(len(FEATURES), hidden, batch_first=True)
         self.head = nn.Linear(hidden, 2 * horizons)
 
     def forward(self, z: torch.Tensor, h0: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """z [B, T, 4] -> (y [B, T, 2K], h [1, B, H]); h0 None means zeros."""
+        """z [B, T, F] -> (y [B, T, 2K], h [1, B, H]); h0 None means zeros."""
         out, h = self.gru(z, h0)
         return self.head(out), h
 
     @torch.no_grad()
     def stream(self, z: np.ndarray, chunk: int = 65536) -> np.ndarray:
-        """Streaming predictions over one whole stream: [T, 4] float32 -> [T, 2K],
+        """Streaming predictions over one whole stream: [T, F] float32 -> [T, 2K],
         hidden state from zero at the first tick and carried to the last."""
         h = None
         out = []

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tmn import _core
+from tmn.model import FEATURES
 from tmn_train.config import Config
 from tmn_train.data import Stream
 
@@ -93,25 +94,47 @@ def split_streams(streams: list[Stream], cfg: Config) -> dict[str, list[Stream]]
     return out
 
 
-# -- the prepared arrays of one split ----------------------------------------------
+# -- pieces and the prepared arrays of one split ------------------------------------
 
 @dataclass
-class SplitArrays:
-    """Every piece of one split, concatenated; ``offsets[p]:offsets[p+1]`` is piece p."""
+class Pieces:
+    """Pieces of recordings, concatenated; ``offsets[p]:offsets[p+1]`` is piece p.
+    Each piece is its own stream (the engine replays it as one)."""
 
     names: list[str]
     offsets: np.ndarray      # [P + 1]
     t: np.ndarray            # [N]
     pos: np.ndarray          # [N, 2] measured position
     vel: np.ndarray          # [N, 2] measured velocity
-    z: np.ndarray            # [N, 4] float32 network input, exactly as the engine's ingest
-    base: np.ndarray         # [N, 2] where the path starts: A p_i, B the posterior position
-    vprior: np.ndarray       # [N, 2] prior velocity: A zero, B the posterior velocity
-    vbound: np.ndarray       # [N, 2] velocity at the path start (smoothness boundary)
+
+    @classmethod
+    def of(cls, streams: list[Stream]) -> Pieces:
+        """The streams, one piece each, in order."""
+        offsets = np.concatenate([[0], np.cumsum([len(s) for s in streams])]).astype(np.int64)
+        if not streams:
+            return cls([], offsets, np.zeros(0), np.zeros((0, 2)), np.zeros((0, 2)))
+        return cls([s.name for s in streams], offsets, np.concatenate([s.t for s in streams]),
+                   np.concatenate([s.pos for s in streams]),
+                   np.concatenate([s.vel for s in streams]))
 
     @property
     def pieces(self) -> int:
         return len(self.names)
+
+    @property
+    def tick_piece(self) -> np.ndarray:
+        """[N] the piece of every tick (the engine stream it is replayed on)."""
+        return np.repeat(np.arange(self.pieces), np.diff(self.offsets))
+
+
+@dataclass
+class SplitArrays(Pieces):
+    """Every piece of one split with what training feeds the network."""
+
+    z: np.ndarray            # [N, 4] float32 network input, exactly as the engine's ingest
+    base: np.ndarray         # [N, 2] where the path starts: A p_i, B the posterior position
+    vprior: np.ndarray       # [N, 2] prior velocity: A zero, B the posterior velocity
+    vbound: np.ndarray       # [N, 2] velocity at the path start (smoothness boundary)
 
     def piece(self, p: int) -> slice:
         return slice(int(self.offsets[p]), int(self.offsets[p + 1]))
@@ -193,7 +216,9 @@ def kalman_posterior(s: Stream, kalman: dict[str, float]) -> np.ndarray:
 
 
 def features(s: Stream) -> np.ndarray:
-    return np.stack([s.x, s.y, s.vx, s.vy], axis=1)
+    """[n, F] the network's input features of a stream, in the order of
+    :data:`tmn.model.FEATURES` (each is a Stream attribute of that name)."""
+    return np.stack([getattr(s, name) for name in FEATURES], axis=1)
 
 
 def fit_normalisation(train: list[Stream]) -> tuple[list[float], list[float]]:
@@ -206,22 +231,18 @@ def fit_normalisation(train: list[Stream]) -> tuple[list[float], list[float]]:
 
 def build_split(pieces: list[Stream], cfg: Config, mean: list[float], std: list[float],
                 kalman: dict[str, float]) -> SplitArrays:
-    lens = [len(s) for s in pieces]
-    offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+    p = Pieces.of(pieces)
     if not pieces:
         e2 = np.zeros((0, 2))
-        return SplitArrays([], offsets, np.zeros(0), e2, e2, np.zeros((0, 4), np.float32), e2,
-                           e2, e2)
-    t = np.concatenate([s.t for s in pieces])
-    pos = np.concatenate([s.pos for s in pieces])
-    vel = np.concatenate([s.vel for s in pieces])
+        return SplitArrays(p.names, p.offsets, p.t, p.pos, p.vel,
+                           np.zeros((0, len(FEATURES)), np.float32), e2, e2, e2)
     z = normalise(np.concatenate([features(s) for s in pieces]), mean, std)
     if cfg.system == "B":
         post = np.concatenate([kalman_posterior(s, kalman) for s in pieces])
         base, vprior, vbound = post[:, :2].copy(), post[:, 2:].copy(), post[:, 2:].copy()
     else:
-        base, vprior, vbound = pos.copy(), np.zeros_like(pos), vel.copy()
-    return SplitArrays([s.name for s in pieces], offsets, t, pos, vel, z, base, vprior, vbound)
+        base, vprior, vbound = p.pos.copy(), np.zeros_like(p.pos), p.vel.copy()
+    return SplitArrays(p.names, p.offsets, p.t, p.pos, p.vel, z, base, vprior, vbound)
 
 
 def targets(a: SplitArrays, idx: np.ndarray, cfg: Config, scale: np.ndarray) -> np.ndarray:

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tmn.benchutil import git_sha
-from tmn_train import engine_eval
-from tmn_train.config import Config, from_dict
+from tmn.artifact import git_sha
+from tmn_train import evaluation
+from tmn_train.config import Config, from_saved
+from tmn_train.export import artifact_config
 from tmn_train.models import MicroGru
 from tmn_train.pipeline import Prepared, SplitArrays, lanes, prepare, targets
 from tmn_train.sources import load_sources
@@ -167,7 +168,8 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     best_model = {k: v.clone() for k, v in model.state_dict().items()}
     if resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, weights_only=False)
-        if _resumable(ck["config"]) != _resumable(cfg.to_dict()) or ck["seed"] != seed:
+        saved = from_saved(ck["config"], where=str(ckpt_path)).to_dict()
+        if _resumable(saved) != _resumable(cfg.to_dict()) or ck["seed"] != seed:
             raise ValueError(f"{ckpt_path}: --resume with a different config or seed "
                              "(only epochs and patience may change); use a new --out folder")
         model.load_state_dict(ck["model"])
@@ -265,16 +267,14 @@ def fit(cfg: Config, data: list[str], out: Path, seeds: list[int], resume: bool 
     tensors = model.artifact_tensors()
 
     # 3. gate calibration on validation (B), through the engine
-    config = engine_eval.artifact_config(cfg, prep.mean, prep.std, prep.output_scale,
-                                         prep.kalman)
+    config = artifact_config(cfg, prep.mean, prep.std, prep.output_scale, prep.kalman)
     gate = None
     if cfg.system == "B":
-        gate = engine_eval.calibrate_gate(config, tensors, prep.splits["val"], cfg, log=log)
-        config = engine_eval.artifact_config(cfg, prep.mean, prep.std, prep.output_scale,
-                                             prep.kalman, gate)
+        gate = evaluation.calibrate_gate(config, tensors, prep.splits["val"], cfg, log=log)
+        config = artifact_config(cfg, prep.mean, prep.std, prep.output_scale, prep.kalman, gate)
 
     # 4. held-out accuracy through the engine: FP32, INT8, baselines
-    metrics = {"test": engine_eval.evaluate(config, tensors, prep.splits["test"], cfg)}
+    metrics = {"test": evaluation.evaluate(config, tensors, prep.splits["test"], cfg)}
     _log_metrics(metrics["test"], log)
     final = {
         "config": cfg.to_dict(),
@@ -322,4 +322,4 @@ def load_final(path: Path) -> tuple[Config, dict[str, Any]]:
     if "tensors" not in ck:
         raise ValueError(f"{path}: not a final checkpoint of tmn-train fit (no tensors); "
                          "export the final.pt that fit writes")
-    return from_dict(ck["config"], where=str(path)), ck
+    return from_saved(ck["config"], where=str(path)), ck
