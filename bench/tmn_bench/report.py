@@ -1,17 +1,20 @@
-"""Markdown and PNG output shared by the ``tmn-bench`` reports (``accuracy``,
-``latency``).
+"""Text, markdown and PNG output shared by the ``tmn-bench`` reports: the one
+printer of targets (:func:`target_lines` for the terminal, :func:`targets_table`
+for markdown), number formats, tables, the machine section and plots.
 
 numpy only at import time. :func:`pyplot` imports matplotlib (non-interactive
-Agg backend) when a report draws its first plot; it is in the ``bench``
-extra (``pip install "tmn[bench]"``).
+Agg backend) when a report draws its first plot; tmn-bench depends on it.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tmn_bench.results import STATUSES, Machine, Target
 
 
 def pyplot() -> Any:
@@ -19,7 +22,7 @@ def pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as e:
-        raise ImportError("plots need matplotlib: pip install 'tmn[bench]' "
+        raise ImportError("plots need matplotlib: pip install matplotlib "
                           "(or pass no --report)") from e
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -60,36 +63,82 @@ def cell(v: Any) -> str:
     return str(v).replace("|", "\\|")
 
 
-def machine_section(m: dict[str, Any]) -> str:
-    """The "where and with what" block every report starts with
-    (``m`` is :func:`tmn.benchutil.machine_info`)."""
-    v = m.get("versions", {})
-    versions = ", ".join(f"{k} {val}" for k, val in sorted(v.items()) if val)
-    load = m.get("load_average")
+def load_text(v: list[float] | None) -> str:
+    """A load average triple as "0.93/0.74/0.31" (n/a where there is none)."""
+    return "n/a" if not v else "/".join(f"{x:.2f}" for x in v)
+
+
+def machine_section(m: Machine) -> str:
+    """The "where and with what" block every markdown report starts with."""
+    versions = ", ".join(f"{k} {val}" for k, val in sorted(m.versions.items()) if val)
     return "\n".join([
-        f"- **machine**: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), "
-        f"AVX2 {'yes' if m['cpu_avx2'] else 'no'}, AVX-512 "
-        f"{'yes' if m['cpu_avx512f'] else 'no'}; kernels `{m['isa']}`; "
-        f"TSC clock {'yes' if m['clock_uses_tsc'] else 'no'}",
-        f"- **platform**: {m['platform']}, Python {m['python']}",
-        f"- **software**: tmn {m['tmn_version']} (git `{m['tmn_git_sha']}`); {versions}",
-        f"- **date**: {m['date']}; load average at start "
-        f"{'/'.join(f'{x:.2f}' for x in load) if load else 'n/a'} (1/5/15 min)",
-        f"- **command**: `{command_line(m.get('argv', []))}`",
+        f"- **machine**: {m.cpu}, {m.cores} cores ({m.cores_usable} usable), "
+        f"AVX2 {cell(m.cpu_avx2)}, AVX-512 {cell(m.cpu_avx512f)}; kernels `{m.isa}`; "
+        f"TSC clock {cell(m.clock_uses_tsc)}",
+        f"- **platform**: {m.platform}, Python {m.python}",
+        f"- **software**: tmn {m.tmn_version} (git `{m.tmn_git_sha}`); {versions}",
+        f"- **date**: {m.date}; load average at start {load_text(m.load_average)} "
+        "(1/5/15 min)",
+        f"- **command**: `{command_line(m.argv)}`",
     ])
 
 
 def command_line(argv: Sequence[str]) -> str:
-    """The command as a user would type it: ``python -m tmn.bench`` and the
+    """The command as a user would type it: ``python -m tmn_bench.cli`` and the
     ``tmn-bench`` script both read as ``tmn-bench``."""
     if not argv:
         return "n/a"
-    prog = "tmn-bench" if Path(argv[0]).name in ("tmn-bench", "bench.py") else argv[0]
-    return " ".join([prog, *argv[1:]])
+    first = Path(argv[0])
+    cli = first.name == "tmn-bench" or (first.name == "cli.py" and first.parent.name == "tmn_bench")
+    return " ".join(["tmn-bench" if cli else argv[0], *argv[1:]])
 
 
-def targets_table(targets: Sequence[dict[str, Any]]) -> str:
-    """MET / MISSED / SKIPPED rows of :class:`tmn.benchutil.Target` dicts."""
-    rows = [[f"**{t['status']}**", t["name"], t["value"], f"{t['op']} {cell(t['limit'])}",
-             t.get("unit", ""), t.get("note", "")] for t in targets]
-    return table(["status", "target", "value", "limit", "unit", "note"], rows)
+# ---------------------------------------------------------------------------
+# Numbers and targets
+
+
+def format_ns(v: float | None) -> str:
+    """A latency in nanoseconds for a table: whole ns with thousands separators."""
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def format_us(v: float | None) -> str:
+    """Nanoseconds shown as microseconds with one decimal."""
+    return "-" if v is None or not math.isfinite(v) else f"{v / 1e3:,.1f}"
+
+
+def format_value(v: float | None, unit: str) -> str:
+    """A figure with its unit, as the text reports print them."""
+    if v is None or not math.isfinite(v):
+        return "n/a"
+    if unit == "ticks/s":
+        return f"{v / 1e6:.2f} M ticks/s"
+    if unit == "x":
+        return f"{v:.2f}x"
+    if unit == "ns":
+        return f"{v:,.0f} ns"
+    return f"{v:.4g}" + (f" {unit}" if unit else "")
+
+
+def target_lines(targets: Sequence[Target], indent: str = "    ") -> list[str]:
+    """One line per target: ``[STATUS ] name  value op limit  (note)``."""
+    width = max((len(t.name) for t in targets), default=0)
+    out = []
+    for t in targets:
+        cmp = f"{format_value(t.value, t.unit)} {t.op} {format_value(t.limit, t.unit)}"
+        note = f"  ({t.note})" if t.note else ""
+        out.append(f"{indent}[{t.status:<7}] {t.name:<{width}}  {cmp}{note}")
+    return out
+
+
+def count_text(targets: Sequence[Target]) -> str:
+    """ "17 MET, 8 MISSED, 0 SKIPPED (of 25)" """
+    c = Counter(t.status for t in targets)
+    return ", ".join(f"{c[s]} {s}" for s in STATUSES) + f" (of {len(targets)})"
+
+
+def targets_table(targets: Sequence[Target]) -> str:
+    """MET / MISSED / SKIPPED rows, with where each target is stated."""
+    rows = [[f"**{t.status}**", t.name, t.value, f"{t.op} {cell(t.limit)}", t.unit, t.note,
+             t.source] for t in targets]
+    return table(["status", "target", "value", "limit", "unit", "note", "stated in"], rows)

@@ -1,8 +1,5 @@
 """``tmn-bench serve``: tmn-serve against the echo floor and a naive server, in one run.
 
-    tmn-bench serve [--model DIR] [--requests N] [--json OUT]
-                    [--server-core C --client-core C]
-
 Every server runs as its own process on the same loopback TCP transport, with
 the same model and the same client (bench/README.md explains every number):
 
@@ -10,25 +7,24 @@ the same model and the same client (bench/README.md explains every number):
 * ``tmn-spin``   ``tmn-serve --core S --spin`` (busy-polls; only when S is not the client's core)
 * ``echo``       ``tmn-serve --echo --core S``: the same socket loop answering each
                  request with its own bytes, no engine; the floor (and ``echo-spin``)
-* ``naive``      ``bench/naive_server.py``: pyzmq ROUTER + onnxruntime, one GRU step
-                 per tick, network only (skipped, with the reason, outside a checkout)
+* ``naive``      ``tmn_bench.baselines.naive_server``: pyzmq ROUTER + onnxruntime, one
+                 GRU step per tick, network only (skipped, with the reason, without
+                 onnxruntime)
 
 For each: round trips of single-tick requests from a synchronous DEALER
 (``time.perf_counter_ns``), the server's own receive→send latency from its
 ``stats``, and the throughput of pipelined batched requests for 1, 10 and 100
 streams with the server-side latency of that run. Each measurement gets a
 fresh server process, so the server's histograms hold that measurement only.
-Then ratios, and the targets as MET, MISSED or SKIPPED.
+Then ratios, and the targets (tmn_bench.targets) as MET, MISSED or SKIPPED.
 """
 
 from __future__ import annotations
 
-import argparse
-import gc
+import dataclasses
+import importlib.util
 import json
-import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,7 +33,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,134 +42,21 @@ import numpy as np
 import zmq
 
 import tmn
-from tmn import benchutil as bu
 from tmn.protocol import (HEADER, KIND_PREDICTIONS, KIND_TICKS, MAGIC, MAX_BATCH, TICK_DTYPE,
                           VERSION, prediction_dtype)
+from tmn_bench.common import Log, gc_paused, load_average, machine_info, model_scale, quiet
+from tmn_bench.report import format_us, format_value, load_text, target_lines
+from tmn_bench.results import (Layout, ModeRatios, Percentiles, ServedModel, ServeRatios,
+                               ServerNotRun, ServerRun, ServeResult, ServeWorkload,
+                               ThroughputCase, ThroughputRun, ratio, to_json)
+from tmn_bench.targets import serve_targets
+from tmn_bench.workload import Motion
 
-SCHEMA_VERSION = 1
 STARTUP_TIMEOUT_S = 60.0   # import + model load + bind, on a busy machine
 STOP_TIMEOUT_S = 20.0
 REPLY_TIMEOUT_MS = 10_000  # any single reply; a server that stalls longer has failed
-RATE_HZ = 2000.0
-NAIVE_SCRIPT = Path("bench") / "naive_server.py"
-
-
-# ---------------------------------------------------------------------------
-# CLI
-
-
-def add_serve_command(sub: Any) -> None:
-    """Register ``tmn-bench serve``."""
-    p = sub.add_parser(
-        "serve", help="tmn-serve round trips and throughput vs the echo floor and a naive "
-        "pyzmq+onnxruntime server",
-        description="Round-trip latency of single-tick requests, server-side receive-to-send "
-        "latency and pipelined throughput (1, 10, 100 streams) of tmn-serve (blocking and "
-        "--spin), tmn-serve --echo (the floor) and bench/naive_server.py, each a separate "
-        "process pinned to a core; ratios and targets.")
-    p.add_argument("--model", type=Path, default=None,
-                   help="model folder (default: the built-in model, else a random System B "
-                   "model written to a temporary folder)")
-    p.add_argument("--requests", type=bu.positive_int, default=20_000,
-                   help="timed single-tick round trips per server (default 20000)")
-    p.add_argument("--warmup", type=int, default=2_000,
-                   help="untimed round trips before them (default 2000)")
-    p.add_argument("--throughput-seconds", type=bu.positive_float, default=1.5,
-                   help="length of each throughput run (default 1.5 s)")
-    p.add_argument("--in-flight", type=bu.positive_int, default=16,
-                   help="requests kept in flight in the throughput runs (default 16)")
-    p.add_argument("--batch", type=bu.positive_int, default=10,
-                   help="ticks per request in the throughput runs with more streams than "
-                   "this; requests cycle over the streams (default 10)")
-    p.add_argument("--server-core", type=int, default=None,
-                   help="CPU of the servers' loops (default: the last usable CPU)")
-    p.add_argument("--client-core", type=int, default=None,
-                   help="CPU of the benchmark client (default: the first usable CPU)")
-    p.add_argument("--naive-script", type=Path, default=None,
-                   help=f"the naive server (default: {NAIVE_SCRIPT} of the checkout)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic motion")
-    p.add_argument("--json", type=Path, default=None, metavar="OUT",
-                   help="also write every number to this JSON file")
-    p.add_argument("--strict", action="store_true",
-                   help="exit with status 1 if any target is MISSED")
-    p.set_defaults(func=serve_command)
-
-
-def serve_command(args: argparse.Namespace) -> int:
-    """Run ``tmn-bench serve``: measure, print the table, write the JSON."""
-    try:
-        layout = core_layout(args.server_core, args.client_core)
-        if args.warmup < 0:
-            raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
-        if args.batch > MAX_BATCH:
-            raise ValueError(f"--batch must be <= {MAX_BATCH}, got {args.batch}")
-    except ValueError as e:
-        print(f"tmn-bench serve: {e}", file=sys.stderr)
-        return 2
-    with ExitStack() as stack:
-        try:
-            folder, source = stack.enter_context(_model_folder(args.model))
-        except (FileNotFoundError, tmn.ModelFormatError) as e:
-            print(f"tmn-bench serve: cannot use the model: {e}", file=sys.stderr)
-            return 2
-        results = run_serve_bench(
-            folder, source, layout=layout, requests=args.requests, warmup=args.warmup,
-            throughput_s=args.throughput_seconds, in_flight=args.in_flight, batch=args.batch,
-            naive_script=find_naive_script(args.naive_script), seed=args.seed, log=_log)
-    print(format_serve_report(results))
-    if args.json is not None:
-        from tmn.bench import write_json
-
-        write_json(results, args.json)
-        print(f"\nwrote {args.json}")
-    failed = [n for n, srv in results["servers"].items() if srv["status"] == "failed"]
-    if failed:
-        print(f"tmn-bench serve: FAILED servers: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    missed = [t for t in results["targets"] if t["status"] == "MISSED"]
-    return 1 if (args.strict and missed) else 0
-
-
-def _log(msg: str) -> None:
-    print(f"[tmn-bench serve] {msg}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def _model_folder(path: Path | None) -> Iterator[tuple[Path, str]]:
-    """The model folder to serve and a sentence saying where it came from."""
-    if path is not None:
-        tmn.load(path)  # refuse a bad model here, with the file and field, not in 5 servers
-        yield Path(path).resolve(), f"given: {path}"
-        return
-    try:
-        builtin = tmn.load()
-    except (FileNotFoundError, tmn.ModelFormatError) as e:
-        builtin, reason = None, str(e)
-    if builtin is not None:
-        yield Path(builtin.path), "built-in model"
-        return
-    from tmn.testing import random_model
-
-    tmp = Path(tempfile.mkdtemp(prefix="tmn-bench-serve-model-"))
-    try:
-        folder = random_model(tmp / "random_B", system="B", seed=0)
-        yield folder, (f"RANDOM System B model (tmn.testing.random_model, seed 0, temporary "
-                       f"folder) because the built-in model is not usable: {reason}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def find_naive_script(given: Path | None) -> Path | None:
-    """bench/naive_server.py: as given, else in the current directory's checkout,
-    else in the checkout this package was imported from; None if absent."""
-    if given is not None:
-        return given if given.is_file() else None
-    here = Path(__file__).resolve()
-    for root in (Path.cwd(), *here.parents):
-        candidate = root / NAIVE_SCRIPT
-        if candidate.is_file():
-            return candidate
-    return None
+NAIVE_MODULE = "tmn_bench.baselines.naive_server"
+MODES = ("tmn", "tmn-spin")  # the tmn-serve modes that have targets
 
 
 # ---------------------------------------------------------------------------
@@ -202,10 +85,9 @@ class CoreLayout:
                 f"pinned; the naive server is one process pinned whole); usable CPUs: "
                 f"{','.join(map(str, self.usable))}")
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"client_core": self.client, "server_core": self.server,
-                "usable_cores": list(self.usable), "spin_allowed": self.spin_allowed,
-                "description": self.describe()}
+    def result(self) -> Layout:
+        return Layout(self.client, self.server, list(self.usable), self.spin_allowed,
+                      self.describe())
 
 
 def core_layout(server: int | None, client: int | None) -> CoreLayout:
@@ -249,16 +131,14 @@ class ServerSpec:
             "tmn-spin": "tmn-serve --spin, busy-polling loop",
             "echo": "tmn-serve --echo: same loop, answers each request with its own bytes",
             "echo-spin": "tmn-serve --echo --spin",
-            "naive": "bench/naive_server.py: pyzmq ROUTER + onnxruntime step per tick, "
-                     "NETWORK ONLY (no Kalman prior, no gate)",
+            "naive": "tmn_bench.baselines.naive_server: pyzmq ROUTER + onnxruntime step per "
+                     "tick, NETWORK ONLY (no Kalman prior, no gate)",
         }[self.name]
 
-    def argv(self, model: Path, endpoint: str, core: int, naive_script: Path | None
-             ) -> list[str]:
+    def argv(self, model: Path, endpoint: str, core: int, naive: list[str]) -> list[str]:
+        """The command line of this server (``naive``: how to start the naive server)."""
         if self.kind == "naive":
-            assert naive_script is not None
-            return [sys.executable, str(naive_script), "--model", str(model),
-                    "--endpoint", endpoint, "--core", str(core)]
+            return [*naive, "--model", str(model), "--endpoint", endpoint, "--core", str(core)]
         argv = [sys.executable, "-m", "tmn.serve", "--model", str(model), "--endpoint",
                 endpoint, "--core", str(core), "--log-level", "WARNING"]
         if self.spin:
@@ -271,6 +151,21 @@ class ServerSpec:
 SERVERS = (ServerSpec("tmn", "tmn"), ServerSpec("echo", "echo"),
            ServerSpec("tmn-spin", "tmn", spin=True), ServerSpec("echo-spin", "echo", spin=True),
            ServerSpec("naive", "naive"))
+
+
+def echo_of(mode: str) -> str:
+    """The echo floor of a tmn-serve mode (the same loop mode)."""
+    return "echo-spin" if mode.endswith("-spin") else "echo"
+
+
+def naive_command(script: Path | None) -> list[str]:
+    """How to start the naive server: ``python SCRIPT`` when a script is given,
+    else the packaged module. A given script that is not a file raises ValueError."""
+    if script is None:
+        return [sys.executable, "-m", NAIVE_MODULE]
+    if not Path(script).is_file():
+        raise ValueError(f"--naive-script {script}: no such file")
+    return [sys.executable, str(script)]
 
 
 class ServerError(RuntimeError):
@@ -358,11 +253,10 @@ class ServerProcess:
         finally:
             sock.close(linger=0)
 
-    def server_latency(self) -> dict[str, Any] | None:
-        """The server's own receive→send histogram (ns) from ``stats``."""
+    def server_latency(self) -> Percentiles | None:
+        """The server's own receive→send histogram (ns) from ``stats`` (None if empty)."""
         s = self.control({"cmd": "stats"}).get("stats", {})
-        lat = s.get("latency_ns", {}).get("server")
-        return _hist(lat)
+        return server_percentiles(s.get("latency_ns", {}).get("server"))
 
     def stop(self) -> int | None:
         """SIGTERM and a bounded wait; kill if it hangs. The exit code."""
@@ -388,54 +282,17 @@ class ServerProcess:
         return self._log.read().decode("utf-8", "replace")[-n:]
 
 
-def _hist(h: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A server histogram dict in the benchutil.percentiles shape ("count" -> "n")."""
+def server_percentiles(h: dict[str, Any] | None) -> Percentiles | None:
+    """A server's histogram from its ``stats`` (count, mean, the percentiles and
+    max, as tmn-serve and the naive server report them); None when empty."""
     if not h or not h.get("count"):
         return None
-    out = {"n": int(h["count"])}
-    for k in ("p50", "p90", "p99", "p99.9", "max", "mean"):
-        if h.get(k) is not None:
-            out[k] = float(h[k])
-    return out
+    return Percentiles(int(h["count"]), {name: float(h[name]) for name, _ in tmn.PERCENTILES},
+                       float(h["max"]), float(h["mean"]))
 
 
 # ---------------------------------------------------------------------------
 # Workload
-
-
-class Motion:
-    """Smooth 2-D motion for ``streams`` streams at 2 kHz (±5 % jitter), made
-    chunk by chunk so a run of any length never restarts a stream: three
-    sinusoids per axis (0.2-3 Hz), in the model's own units."""
-
-    def __init__(self, streams: int, seed: int, scale: tuple[float, float],
-                 offset: tuple[float, float], first_stream: int = 1) -> None:
-        rng = np.random.default_rng(seed)
-        self.streams = streams
-        self.ids = np.arange(first_stream, first_stream + streams, dtype=np.uint64)
-        self.amp = rng.uniform(0.1, 0.5, (streams, 2, 3)) * np.asarray(scale)[None, :, None]
-        self.w = 2 * np.pi * rng.uniform(0.2, 3.0, (streams, 2, 3))
-        self.ph = rng.uniform(0, 2 * np.pi, (streams, 2, 3))
-        self.offset = np.asarray(offset, np.float64)
-        self.t0 = 1.0 + rng.uniform(0, 1, streams)
-        self.rng = rng
-        self.row = 0  # ticks made per stream so far
-
-    def rows(self, n: int) -> np.ndarray:
-        """The next ``n`` ticks of every stream, round-robin (TICK_DTYPE, n × streams)."""
-        i = self.row + np.arange(n, dtype=np.float64)
-        self.row += n
-        jitter = self.rng.uniform(-0.05, 0.05, (n, self.streams))
-        t = self.t0[None, :] + (i[:, None] + jitter) / RATE_HZ           # (n, S)
-        arg = self.w[None] * t[:, :, None, None] + self.ph[None]          # (n, S, 2, 3)
-        pos = self.offset + (self.amp[None] * np.sin(arg)).sum(-1)        # (n, S, 2)
-        vel = (self.amp[None] * self.w[None] * np.cos(arg)).sum(-1)
-        out = np.empty((n, self.streams), TICK_DTYPE)
-        out["stream"] = self.ids[None, :]
-        out["t"] = t
-        out["x"], out["y"] = pos[..., 0], pos[..., 1]
-        out["vx"], out["vy"] = vel[..., 0], vel[..., 1]
-        return out.ravel()
 
 
 class FrameSource:
@@ -453,22 +310,24 @@ class FrameSource:
     def _refill(self) -> None:
         need = self.chunk_ticks - len(self._carry)
         rows = -(-need // self.motion.streams)
-        ticks = np.concatenate([self._carry, self.motion.rows(rows)])
+        ticks = np.concatenate([self._carry, self.motion.next(rows).wire()])
         n = len(ticks) // self.batch
         self._carry = ticks[n * self.batch:]
         body = ticks[:n * self.batch].tobytes()
-        size = self.batch * TICK_DTYPE.itemsize
+        size = self.batch * ticks.dtype.itemsize
         for k in range(n):
             self._seq = (self._seq + 1) & 0xFFFFFFFF
             self._frames.append(HEADER.pack(MAGIC, VERSION, KIND_TICKS, self.batch, self._seq)
                                 + body[k * size:(k + 1) * size])
 
     def next(self) -> bytes:
+        """The next frame."""
         if not self._frames:
             self._refill()
         return self._frames.popleft()
 
     def take(self, n: int) -> list[bytes]:
+        """The next ``n`` frames."""
         return [self.next() for _ in range(n)]
 
 
@@ -492,26 +351,23 @@ def _dealer(ctx: zmq.Context, endpoint: str) -> Iterator[zmq.Socket]:
         sock.close(linger=0)
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+@dataclass(frozen=True)
+class RoundTrips:
+    requests: int
+    warmup: int
+    bad_replies: int
+    round_trip_ns: Percentiles
 
 
 def measure_round_trips(sock: zmq.Socket, frames: list[bytes], warmup: int,
-                        reply_bytes: int | None) -> dict[str, Any]:
+                        reply_bytes: int | None) -> RoundTrips:
     """Synchronous single-request round trips: perf_counter_ns around send+recv.
     ``reply_bytes`` is the expected reply length (None: the request's own, echo)."""
     pc = time.perf_counter_ns
     send, n = sock.send, len(frames)
     ns = [0] * n
     bad = 0
-    with _gc_paused():
+    with gc_paused():
         for i, f in enumerate(frames):
             t0 = pc()
             send(f)
@@ -519,13 +375,20 @@ def measure_round_trips(sock: zmq.Socket, frames: list[bytes], warmup: int,
             t1 = pc()
             ns[i] = t1 - t0
             bad += len(r) != (len(f) if reply_bytes is None else reply_bytes)
-    timed = np.asarray(ns[warmup:], np.int64)
-    return {"requests": n - warmup, "warmup": warmup, "bad_replies": int(bad),
-            "round_trip_ns": bu.percentiles(timed)}
+    return RoundTrips(n - warmup, warmup, int(bad), Percentiles.of(ns[warmup:]))
+
+
+@dataclass(frozen=True)
+class Throughput:
+    requests: int
+    ticks: int
+    error_replies: int
+    seconds: float
+    ticks_per_s: float | None
 
 
 def measure_throughput(sock: zmq.Socket, source: FrameSource, seconds: float, in_flight: int,
-                       echo: bool) -> dict[str, Any]:
+                       echo: bool) -> Throughput:
     """Keep ``in_flight`` requests outstanding for ``seconds``, then drain: answered
     ticks per second of wall clock (first send to last reply)."""
     pc = time.perf_counter_ns
@@ -536,7 +399,7 @@ def measure_throughput(sock: zmq.Socket, source: FrameSource, seconds: float, in
         send(f)
         _recv(sock)
     frames = source.take(in_flight)
-    with _gc_paused():
+    with gc_paused():
         t_start = pc()
         deadline = t_start + int(seconds * 1e9)
         for f in frames:
@@ -556,290 +419,229 @@ def measure_throughput(sock: zmq.Socket, source: FrameSource, seconds: float, in
                 sent += 1
         t_end = pc()
     seconds_run = (t_end - t_start) / 1e9
-    return {"requests": received, "ticks": ticks, "error_replies": errors,
-            "seconds": seconds_run, "ticks_per_s": ticks / seconds_run if seconds_run else None}
+    return Throughput(received, ticks, errors, seconds_run,
+                      ticks / seconds_run if seconds_run else None)
 
 
 # ---------------------------------------------------------------------------
 # The run
 
 
-def throughput_cases(batch: int) -> list[tuple[int, int]]:
-    """(streams, ticks per request): 1 and 10 streams with one tick of each per
-    request, 100 streams in requests of ``batch`` ticks cycling over the streams,
-    and 100 streams with one tick of each per request."""
-    cases = [(1, 1), (10, 10), (100, batch), (100, 100)]
-    out: list[tuple[int, int]] = []
-    for c in cases:
-        if c not in out:
-            out.append(c)
+def throughput_cases(batch: int) -> list[ThroughputCase]:
+    """1 and 10 streams with one tick of each per request, 100 streams in
+    requests of ``batch`` ticks cycling over the streams, and 100 streams with
+    one tick of each per request."""
+    out: list[ThroughputCase] = []
+    for streams, b in ((1, 1), (10, 10), (100, batch), (100, 100)):
+        if ThroughputCase(streams, b) not in out:
+            out.append(ThroughputCase(streams, b))
     return out
+
+
+def headline_case(cases: list[ThroughputCase]) -> ThroughputCase:
+    """The 100-stream case the throughput targets are stated for (the smaller batch)."""
+    return min((c for c in cases if c.streams == 100), key=lambda c: c.ticks_per_request)
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    """What each server is put through (the options of ``tmn-bench serve``)."""
+
+    model_dir: Path
+    layout: CoreLayout
+    naive: list[str]          # the naive server's command, before its options
+    requests: int
+    warmup: int
+    throughput_s: float
+    in_flight: int
+    cases: list[ThroughputCase]
+    reply_bytes: int          # a prediction reply to one tick
+    scale: dict[str, tuple[float, float]]
+    seed: int
+
+
+def _not_run(spec: ServerSpec, plan: ServePlan) -> ServerNotRun | None:
+    """Why ``spec`` cannot run here, or None."""
+    if spec.spin and not plan.layout.spin_allowed:
+        return ServerNotRun("skipped", spec.description, "the server core is the client's "
+                            "core: a spinning loop would starve the client")
+    if (spec.kind == "naive" and plan.naive[1:2] == ["-m"]
+            and importlib.util.find_spec("onnxruntime") is None):
+        return ServerNotRun("skipped", spec.description,
+                            "onnxruntime is not installed (pip install onnxruntime)")
+    return None
 
 
 def run_serve_bench(model_dir: Path, source: str, *, layout: CoreLayout, requests: int = 20_000,
                     warmup: int = 2_000, throughput_s: float = 1.5, in_flight: int = 16,
                     batch: int = 10, naive_script: Path | None = None, seed: int = 0,
-                    log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Every measurement of ``tmn-bench serve``, as one JSON-ready dict."""
+                    log: Log = quiet) -> ServeResult:
+    """Every measurement of ``tmn-bench serve``."""
     model = tmn.load(model_dir)
-    norm = model.config["normalisation"]
-    scale = (float(norm["std"][0]), float(norm["std"][1]))
-    offset = (float(norm["mean"][0]), float(norm["mean"][1]))
     K = len(model.horizons_ms)
-    reply_bytes = HEADER.size + 8 + prediction_dtype(K).itemsize
-    cases = throughput_cases(batch)
-
-    results: dict[str, Any] = {"benchmark": "serve", "schema_version": SCHEMA_VERSION}
-    results["machine"] = bu.machine_info()  # the load average before any server runs
-    results["model"] = {"source": source, "path": str(model.path), "system": model.system,
-                        "hidden": model.hidden, "horizons": K,
-                        "horizons_ms": model.horizons_ms, "precision": "int8"}
-    results["layout"] = layout.as_dict()
-    results["workload"] = {
-        "transport": "ZeroMQ over TCP loopback (127.0.0.1), DEALER client, ROUTER servers",
-        "round_trip": "one tick per request, synchronous (send, wait for the reply), "
-                      "one stream, time.perf_counter_ns around send+recv, GC paused",
-        "requests": requests, "warmup_requests": warmup,
-        "throughput": "pipelined: in_flight requests outstanding, each answered request "
-                      "replaced by the next until the time is up, then drained",
-        "throughput_seconds": throughput_s, "in_flight": in_flight,
-        "throughput_cases": [{"streams": s, "ticks_per_request": b} for s, b in cases],
-        "motion": "smooth 2-D motion per stream, 3 sinusoids per axis (0.2-3 Hz), 2 kHz "
-                  "sensor time with +-5% jitter, in the model's units",
-        "seed": seed,
-    }
-
-    servers: dict[str, Any] = {}
+    plan = ServePlan(model_dir, layout, naive_command(naive_script), requests, warmup,
+                     throughput_s, in_flight, throughput_cases(batch),
+                     HEADER.size + 8 + prediction_dtype(K).itemsize, model_scale(model), seed)
+    machine = machine_info()  # the load average before any server runs
+    servers: dict[str, ServerRun | ServerNotRun] = {}
     ctx = zmq.Context(1)
     with pinned(layout.client):
         ctx.socket(zmq.PAIR).close()  # start the I/O thread now, on the client's core
     try:
         for spec in SERVERS:
-            if spec.spin and not layout.spin_allowed:
-                servers[spec.name] = {"status": "skipped", "description": spec.description,
-                                      "reason": "the server core is the client's core: a "
-                                      "spinning loop would starve the client"}
-                continue
-            if spec.kind == "naive" and naive_script is None:
-                servers[spec.name] = {"status": "skipped", "description": spec.description,
-                                      "reason": f"{NAIVE_SCRIPT} not found (run from the "
-                                      "repository checkout or pass --naive-script)"}
-                continue
-            log(f"{spec.name}: {requests:,} round trips, then throughput runs")
-            try:
-                servers[spec.name] = _bench_server(
-                    spec, ctx, model_dir, layout, naive_script, requests, warmup,
-                    throughput_s, in_flight, cases, reply_bytes, scale, offset, seed)
-            except ServerError as e:
-                log(f"{spec.name} FAILED: {e}")
-                servers[spec.name] = {"status": "failed", "description": spec.description,
-                                      "reason": str(e)}
+            servers[spec.name] = _not_run(spec, plan) or _bench_or_fail(spec, ctx, plan, log)
     finally:
         ctx.destroy(linger=0)
-    results["servers"] = servers
-    served_isa = (servers.get("tmn", {}).get("health_model") or {}).get("isa")
-    if served_isa:  # what tmn-serve reported using (auto: the best this CPU has)
-        results["machine"]["isa"] = served_isa
-    results["machine"]["load_average_end"] = bu.load_average()
-    results["ratios"] = serve_ratios(results)
-    results["targets"] = [t.as_dict() for t in serve_targets(results)]
-    return results
+    run = servers.get("tmn")
+    served_isa = ((run.health_model or {}).get("isa") if isinstance(run, ServerRun) else None)
+    machine = dataclasses.replace(machine, isa=served_isa or machine.isa,  # what tmn-serve used
+                                  load_average_end=load_average())
+    ratios = serve_ratios(servers, headline_case(plan.cases))
+    return ServeResult(
+        machine=machine,
+        model=ServedModel(source, str(model.path), model.system, model.hidden, K,
+                          model.horizons_ms, "int8"),
+        layout=layout.result(), workload=_workload(plan), servers=servers, ratios=ratios,
+        targets=serve_targets(servers, ratios, headline_case(plan.cases)))
 
 
-def _bench_server(spec: ServerSpec, ctx: zmq.Context, model_dir: Path, layout: CoreLayout,
-                  naive_script: Path | None, requests: int, warmup: int, throughput_s: float,
-                  in_flight: int, cases: list[tuple[int, int]], reply_bytes: int,
-                  scale: tuple[float, float], offset: tuple[float, float], seed: int
-                  ) -> dict[str, Any]:
+def _workload(plan: ServePlan) -> ServeWorkload:
+    return ServeWorkload(
+        transport="ZeroMQ over TCP loopback (127.0.0.1), DEALER client, ROUTER servers",
+        round_trip="one tick per request, synchronous (send, wait for the reply), one stream, "
+                   "time.perf_counter_ns around send+recv, GC paused",
+        requests=plan.requests, warmup_requests=plan.warmup,
+        throughput="pipelined: in_flight requests outstanding, each answered request "
+                   "replaced by the next until the time is up, then drained",
+        throughput_seconds=plan.throughput_s, in_flight=plan.in_flight,
+        throughput_cases=plan.cases,
+        motion="smooth 2-D motion per stream (tmn_bench.workload): 3 sinusoids per axis "
+               "(0.2-3 Hz) + drift, 2 kHz sensor time with +-5% jitter, in the model's units",
+        seed=plan.seed)
+
+
+def _bench_or_fail(spec: ServerSpec, ctx: zmq.Context, plan: ServePlan, log: Log
+                   ) -> ServerRun | ServerNotRun:
+    log(f"{spec.name}: {plan.requests:,} round trips, then throughput runs")
+    try:
+        return _bench_server(spec, ctx, plan)
+    except ServerError as e:
+        log(f"{spec.name} FAILED: {e}")
+        return ServerNotRun("failed", spec.description, str(e))
+
+
+def _bench_server(spec: ServerSpec, ctx: zmq.Context, plan: ServePlan) -> ServerRun:
     def argv_for(endpoint: str) -> list[str]:
-        return spec.argv(model_dir, endpoint, layout.server, naive_script)
+        return spec.argv(plan.model_dir, endpoint, plan.layout.server, plan.naive)
 
     echo = spec.kind == "echo"
-    out: dict[str, Any] = {"status": "ok", "description": spec.description}
+    client = plan.layout.client
     # 1. round trips, one fresh server
-    frames = FrameSource(Motion(1, seed, scale, offset), 1).take(warmup + requests)
+    frames = FrameSource(Motion(1, plan.seed, first_stream=1, **plan.scale), 1).take(
+        plan.warmup + plan.requests)
     with ServerProcess(argv_for, ctx) as srv:
-        out["argv"] = [Path(a).name if i == 0 else a for i, a in enumerate(srv.argv)]
-        out["health_model"] = srv.health.get("model")
-        with pinned(layout.client), _dealer(ctx, srv.endpoint) as sock:
-            out.update(measure_round_trips(sock, frames, warmup,
-                                           None if echo else reply_bytes))
-        out["server_side_ns"] = srv.server_latency()
+        argv = [Path(a).name if i == 0 else a for i, a in enumerate(srv.argv)]
+        health_model = srv.health.get("model")
+        with pinned(client), _dealer(ctx, srv.endpoint) as sock:
+            rt = measure_round_trips(sock, frames, plan.warmup,
+                                     None if echo else plan.reply_bytes)
+        server_side = srv.server_latency()
         rc = srv.stop()
-    out["exit_code"] = rc
     # 2. throughput, one fresh server per case
-    out["throughput"] = []
-    for streams, b in cases:
-        src = FrameSource(Motion(streams, seed + streams, scale, offset), b)
+    runs = []
+    for case in plan.cases:
+        motion = Motion(case.streams, plan.seed + case.streams, first_stream=1, **plan.scale)
         with ServerProcess(argv_for, ctx) as srv:
-            with pinned(layout.client), _dealer(ctx, srv.endpoint) as sock:
-                run = measure_throughput(sock, src, throughput_s, in_flight, echo)
-            run = {"streams": streams, "ticks_per_request": b, **run,
-                   "server_side_ns": srv.server_latency()}
-            run["exit_code"] = srv.stop()
-        out["throughput"].append(run)
-    return out
+            with pinned(client), _dealer(ctx, srv.endpoint) as sock:
+                tp = measure_throughput(sock, FrameSource(motion, case.ticks_per_request),
+                                        plan.throughput_s, plan.in_flight, echo)
+            side = srv.server_latency()
+            runs.append(ThroughputRun(case, tp.requests, tp.ticks, tp.error_replies, tp.seconds,
+                                      tp.ticks_per_s, side, srv.stop()))
+    return ServerRun(spec.description, argv, health_model, rt.requests, rt.warmup,
+                     rt.bad_replies, rt.round_trip_ns, server_side, rc, runs)
 
 
 # ---------------------------------------------------------------------------
-# Ratios, targets and the report
+# Ratios and the report
 
 
-def _get(d: Any, *keys: Any) -> float | None:
-    for k in keys:
-        if isinstance(d, dict) and k in d:
-            d = d[k]
-        elif isinstance(d, list) and isinstance(k, tuple):
-            d = next((x for x in d if (x["streams"], x["ticks_per_request"]) == k), None)
-        else:
-            return None
-    return float(d) if isinstance(d, (int, float)) and not isinstance(d, bool) else None
+def _round_trip(s: ServerRun | ServerNotRun | None, q: str) -> float | None:
+    return s.round_trip_ns[q] if isinstance(s, ServerRun) else None
 
 
-def _echo_of(name: str) -> str:
-    return "echo-spin" if name.endswith("-spin") else "echo"
+def _ticks_per_s(s: ServerRun | ServerNotRun | None, case: ThroughputCase) -> float | None:
+    return s.throughput_of(case).ticks_per_s if isinstance(s, ServerRun) else None
 
 
-def _headline_case(r: dict[str, Any]) -> tuple[int, int]:
-    """The 100-stream case the throughput targets are stated for (the smaller batch)."""
-    cases = [(c["streams"], c["ticks_per_request"]) for c in r["workload"]["throughput_cases"]]
-    return min((c for c in cases if c[0] == 100), key=lambda c: c[1])
+def serve_ratios(servers: dict[str, ServerRun | ServerNotRun], case: ThroughputCase
+                 ) -> ServeRatios:
+    """Each tmn mode over naive and over the echo of its mode, at P50 and P99.9,
+    and its throughput over naive's in the headline ``case``."""
+    naive = servers.get("naive")
+    modes = {}
+    for m in MODES:
+        mine, echo = servers.get(m), servers.get(echo_of(m))
+        modes[m] = ModeRatios(
+            ratio(_round_trip(mine, "p50"), _round_trip(naive, "p50")),
+            ratio(_round_trip(mine, "p99.9"), _round_trip(naive, "p99.9")),
+            ratio(_round_trip(mine, "p50"), _round_trip(echo, "p50")),
+            ratio(_round_trip(mine, "p99.9"), _round_trip(echo, "p99.9")),
+            ratio(_ticks_per_s(mine, case), _ticks_per_s(naive, case)))
+    return ServeRatios(modes, {m: echo_of(m) for m in MODES}, case.streams)
 
 
-def serve_ratios(r: dict[str, Any]) -> dict[str, float | None]:
-    """tmn over naive and over echo (same loop mode), at P50 and P99.9, and throughput."""
-    s = r["servers"]
-    case = _headline_case(r)
-    out: dict[str, float | None] = {}
-    for m in ("tmn", "tmn-spin"):
-        for q in ("p50", "p99.9"):
-            mine = _get(s, m, "round_trip_ns", q)
-            out[f"{m}_over_naive_round_trip_{q}"] = bu.ratio(
-                mine, _get(s, "naive", "round_trip_ns", q))
-            out[f"{m}_over_{_echo_of(m)}_round_trip_{q}"] = bu.ratio(
-                mine, _get(s, _echo_of(m), "round_trip_ns", q))
-        out[f"{m}_over_naive_throughput_{case[0]}_streams"] = bu.ratio(
-            _get(s, m, "throughput", case, "ticks_per_s"),
-            _get(s, "naive", "throughput", case, "ticks_per_s"))
-    return out
-
-
-def serve_targets(r: dict[str, Any]) -> list[bu.Target]:
-    """The stated targets for each tmn-serve mode, MET, MISSED or SKIPPED (never dropped)."""
-    s, ra = r["servers"], r["ratios"]
-    case = _headline_case(r)
-    targets: list[bu.Target] = []
-    for m in ("tmn", "tmn-spin"):
-        skip = s.get(m, {}).get("reason", "")
-        e = _echo_of(m)
-        naive_skip = s.get("naive", {}).get("reason", "")
-        targets += [
-            bu.Target(f"{m}: server-side P99.9, single-tick requests",
-                      _get(s, m, "server_side_ns", "p99.9"), 20_000.0, "<=", "ns",
-                      skip or "tmn-serve's own receive->send histogram"),
-            bu.Target(f"{m}: round trip P50 / naive P50",
-                      ra.get(f"{m}_over_naive_round_trip_p50"), 0.6, "<=", "x",
-                      skip or naive_skip),
-            bu.Target(f"{m}: round trip P99.9 / naive P99.9",
-                      ra.get(f"{m}_over_naive_round_trip_p99.9"), 0.6, "<=", "x",
-                      skip or naive_skip),
-            bu.Target(f"{m}: round trip P50 / {e} P50",
-                      ra.get(f"{m}_over_{e}_round_trip_p50"), 1.3, "<=", "x", skip),
-            bu.Target(f"{m}: round trip P99.9 / {e} P99.9",
-                      ra.get(f"{m}_over_{e}_round_trip_p99.9"), 1.3, "<=", "x", skip),
-            bu.Target(f"{m}: throughput, {case[0]} streams x {case[1]} ticks/request",
-                      _get(s, m, "throughput", case, "ticks_per_s"), 200_000.0, ">=",
-                      "ticks/s", skip),
-            bu.Target(f"{m}: server-side P99.9 in that run",
-                      _get(s, m, "throughput", case, "server_side_ns", "p99.9"), 50_000.0,
-                      "<=", "ns", skip or "per request"),
-            bu.Target(f"{m}: throughput / naive throughput, {case[0]} streams",
-                      ra.get(f"{m}_over_naive_throughput_{case[0]}_streams"), 10.0, ">=", "x",
-                      skip or naive_skip),
-        ]
-    return targets
-
-
-def _us(v: float | None) -> str:
-    return "-" if v is None or not math.isfinite(v) else f"{v / 1e3:,.1f}"
-
-
-def _ratio_text(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}x"
-
-
-def format_serve_report(r: dict[str, Any]) -> str:
-    """The human-readable table of ``tmn-bench serve``."""
-    m, mod, w = r["machine"], r["model"], r["workload"]
-    lines = [
+def _report_header(r: ServeResult) -> list[str]:
+    m, mod, w = r.machine, r.model, r.workload
+    return [
         "tmn-bench serve: tmn-serve vs the echo floor and a naive pyzmq+onnxruntime server",
-        f"machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), "
-        f"{m['platform']}, Python {m['python']}, tmn {m.get('tmn_git_sha', '?')}; load average "
-        f"{m.get('load_average')} -> {m.get('load_average_end')}",
-        f"model:   System {mod['system']}, hidden {mod['hidden']}, K={mod['horizons']} "
-        f"({mod['source']}); tmn-serve serves int8 on {m['isa']} kernels",
-        f"layout:  {r['layout']['description']}",
-        f"transport: {w['transport']}",
-        "",
-        f"Round trip, one tick per request, synchronous, {w['requests']:,} requests after "
-        f"{w['warmup_requests']:,} warm-up (us)",
-        f"  {'server':<11}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>10}   "
-        f"{'server-side recv->send: p50':>28}{'p99.9':>9}{'max':>10}",
+        f"machine: {m.cpu}, {m.cores} cores ({m.cores_usable} usable), {m.platform}, Python "
+        f"{m.python}, tmn {m.tmn_git_sha}; load average {load_text(m.load_average)} -> "
+        f"{load_text(m.load_average_end)}",
+        f"model:   System {mod.system}, hidden {mod.hidden}, K={mod.horizons} ({mod.source}); "
+        f"tmn-serve serves int8 on {m.isa} kernels",
+        f"layout:  {r.layout.description}",
+        f"transport: {w.transport}",
     ]
-    for name, s in r["servers"].items():
-        if s.get("status") != "ok":
-            lines.append(f"  {name:<11}{s.get('status', '?').upper()}: {s.get('reason', '')}")
+
+
+def _report_tables(r: ServeResult) -> list[str]:
+    w = r.workload
+    lines = ["", f"Round trip, one tick per request, synchronous, {w.requests:,} requests after "
+             f"{w.warmup_requests:,} warm-up (us)",
+             f"  {'server':<11}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>10}   "
+             f"{'server-side recv->send: p50':>28}{'p99.9':>9}{'max':>10}"]
+    tp_lines = ["", f"Throughput, pipelined ({w.in_flight} requests in flight, "
+                f"{w.throughput_seconds:g} s per run, a fresh server per run)",
+                f"  {'server':<11}{'streams':>8}{'ticks/req':>10}{'ticks/s':>13}"
+                f"{'server-side p50':>17}{'p99.9':>9}{'max':>10} (us)"]
+    for name, s in r.servers.items():
+        if isinstance(s, ServerNotRun):
+            lines.append(f"  {name:<11}{s.status.upper()}: {s.reason}")
             continue
-        rt, ss = s["round_trip_ns"], s.get("server_side_ns") or {}
-        lines.append(f"  {name:<11}" + "".join(f"{_us(rt[k]):>9}" for k in
-                                               ("p50", "p90", "p99", "p99.9")) +
-                     f"{_us(rt['max']):>10}   {_us(ss.get('p50')):>28}{_us(ss.get('p99.9')):>9}"
-                     f"{_us(ss.get('max')):>10}")
-    lines += ["", f"Throughput, pipelined ({w['in_flight']} requests in flight, "
-              f"{w['throughput_seconds']:g} s per run, a fresh server per run)",
-              f"  {'server':<11}{'streams':>8}{'ticks/req':>10}{'ticks/s':>13}"
-              f"{'server-side p50':>17}{'p99.9':>9}{'max':>10} (us)"]
-    for name, s in r["servers"].items():
-        if s.get("status") != "ok":
-            continue
-        for t in s["throughput"]:
-            ss = t.get("server_side_ns") or {}
-            tps = t["ticks_per_s"]
-            lines.append(f"  {name:<11}{t['streams']:>8}{t['ticks_per_request']:>10}"
-                         f"{'-' if tps is None else f'{tps:,.0f}':>13}{_us(ss.get('p50')):>17}"
-                         f"{_us(ss.get('p99.9')):>9}{_us(ss.get('max')):>10}"
-                         + (f"  ({t['error_replies']} error replies!)"
-                            if t["error_replies"] else ""))
-    lines += ["", "Ratios"]
-    for k, v in r["ratios"].items():
-        lines.append(f"  {k:<48}{_ratio_text(v):>10}")
-    lines += ["", "Targets"]
-    for t in r["targets"]:
-        v = t["value"]
-        if v is None:
-            shown = "-"
-        elif t["unit"] == "ns":
-            shown = f"{v / 1e3:,.1f} us"
-        elif t["unit"] == "x":
-            shown = f"{v:.2f}x"
-        else:
-            shown = f"{v:,.0f} {t['unit']}"
-        limit = (f"{t['limit'] / 1e3:g} us" if t["unit"] == "ns" else
-                 f"{t['limit']:g}x" if t["unit"] == "x" else f"{t['limit']:,.0f} {t['unit']}")
-        lines.append(f"  {t['status']:<8}{t['name']:<58}{shown:>14} {t['op']} {limit}"
-                     + (f"  ({t['note']})" if t["note"] and t["status"] == "SKIPPED" else ""))
+        rt, ss = s.round_trip_ns, s.server_side_ns
+        lines.append(f"  {name:<11}" + "".join(f"{format_us(rt[k]):>9}" for k in
+                                               ("p50", "p90", "p99", "p99.9"))
+                     + f"{format_us(rt.max):>10}   " + _side(ss, 28))
+        for t in s.throughput:
+            tps = "-" if t.ticks_per_s is None else f"{t.ticks_per_s:,.0f}"
+            tp_lines.append(f"  {name:<11}{t.case.streams:>8}{t.case.ticks_per_request:>10}"
+                            f"{tps:>13}" + _side(t.server_side_ns, 17)
+                            + (f"  ({t.error_replies} error replies!)" if t.error_replies else ""))
+    return lines + tp_lines
+
+
+def _side(p: Percentiles | None, first: int) -> str:
+    """Server-side P50, P99.9 and max in us (dashes without a histogram)."""
+    v = [None] * 3 if p is None else [p["p50"], p["p99.9"], p.max]
+    return f"{format_us(v[0]):>{first}}{format_us(v[1]):>9}{format_us(v[2]):>10}"
+
+
+def format_serve_report(r: ServeResult) -> str:
+    """The human-readable table of ``tmn-bench serve``."""
+    lines = _report_header(r) + _report_tables(r) + ["", "Ratios"]
+    lines += [f"  {k:<48}{format_value(v, 'x'):>10}" for k, v in to_json(r.ratios).items()]
+    lines += ["", "Targets", *target_lines(r.targets, indent="  ")]
     lines += ["", "Absolute times hold for this machine only; a shared VM's tails are noisy "
               "(see bench/README.md)."]
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tmn.bench_serve ...`` (the same as ``tmn-bench serve ...``)."""
-    p = argparse.ArgumentParser(prog="tmn-bench")
-    add_serve_command(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,7 +20,7 @@ import pytest
 
 import tmn
 from tmn import _core
-from tmn_train.config import from_dict
+from tmn_train.config import from_saved
 from tmn_train.export import export
 from tmn_train.pipeline import split_streams
 from tmn_train.sources import load_sources
@@ -41,7 +41,7 @@ def artifacts(tiny_runs, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tmn.bench", "accuracy", *args],
+    return subprocess.run([sys.executable, "-m", "tmn_bench.cli", "accuracy", *args],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -86,7 +86,7 @@ def test_baselines_match_an_independent_computation(run) -> None:
     """Evaluated ticks, constant velocity and Kalman-only recomputed from the recording."""
     r, _, _ = run
     d = r["datasets"][0]
-    cfg = from_dict(_config(r))
+    cfg = from_saved(_config(r))
     pieces = [s for s in split_streams(load_sources([DATA], cfg), cfg)["test"]
               if len(s) >= cfg.ticks(cfg.window_ms) + cfg.horizon_ticks[-1] + 1]
     nk = np.asarray(cfg.horizon_ticks)
@@ -184,16 +184,16 @@ def test_refuses_what_it_cannot_evaluate(artifacts: dict[str, Path], tmp_path: P
 def test_interleaved_replay_answers_exactly_like_one_replay(artifacts: dict[str, Path]) -> None:
     """replay_all cuts the recording into slices and lets the engines take turns;
     the engines keep their streams between slices, so nothing changes but timing."""
-    from tmn_train import accuracy
+    from tmn_bench.accuracy import evaluate
 
-    entrants = accuracy.load_entrants([artifacts["A"], artifacts["B"]])
-    h = accuracy.held_out(DATA, accuracy.split_config(entrants), "test")
-    runs = accuracy.replay_all(entrants, h, rounds=7)
+    entrants = evaluate.load_entrants([artifacts["A"], artifacts["B"]])
+    h = evaluate.held_out(DATA, evaluate.split_config(entrants), "test")
+    runs = evaluate.replay_all(entrants, h, rounds=7)
     for e in entrants:
         for p in ("fp32", "int8"):
             eng = tmn.Engine(e.model, precision=p, max_streams=len(h.names))
             one = eng.replay(h.t, h.pos[:, 0], h.pos[:, 1], h.vel[:, 0], h.vel[:, 1],
-                             h.piece.astype(np.uint64), candidates=True)
+                             h.tick_piece.astype(np.uint64), candidates=True)
             got = runs[e.label][p]
             assert got.ok == one.ok == len(h.t)
             for name in ("paths", "prior", "proposal", "verdict", "cert", "d2", "work"):

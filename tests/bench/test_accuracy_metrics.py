@@ -1,4 +1,5 @@
-"""tmn_train.metrics against values computed by hand on a few numbers."""
+"""tmn_bench.accuracy.metrics (and the report's curves) against values computed
+by hand on a few numbers."""
 
 from __future__ import annotations
 
@@ -7,28 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from tmn_train import metrics
+import tmn
+from tmn_bench.accuracy import metrics
 
-VERDICTS = {"pass": 0, "fallback_implausible": 1, "fallback_uncertified": 2}
-
-
-def test_errors_are_euclidean_distances_per_horizon() -> None:
-    pred = np.array([[[3.0, 4.0], [1.0, 1.0]]])
-    truth = np.array([[[0.0, 0.0], [1.0, 2.0]]])
-    np.testing.assert_array_equal(metrics.errors(pred, truth), [[5.0, 1.0]])
-
-
-def test_distribution_mse_percentiles_and_max() -> None:
-    e = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 0.0], [4.0, 2.0]])
-    d = metrics.distribution(e)
-    assert d["mse"] == [7.5, 1.0]  # (1 + 4 + 9 + 16) / 4, 4 / 4
-    assert d["rmse"] == [math.sqrt(7.5), 1.0]
-    assert d["p50"] == [2.5, 0.0]  # linear between the order statistics
-    assert d["p90"][0] == pytest.approx(3.7)  # 3 + 0.7 * (4 - 3)
-    assert d["p99"][0] == pytest.approx(3.97)
-    assert d["max"] == [4.0, 2.0]
-    with pytest.raises(ValueError, match="non-empty"):
-        metrics.distribution(np.zeros((0, 2)))
+PASS, IMPLAUSIBLE, UNCERTIFIED = (int(v) for v in (
+    tmn.Verdict.pass_, tmn.Verdict.fallback_implausible, tmn.Verdict.fallback_uncertified))
 
 
 def test_along_and_cross_track_signs_and_the_resting_cut() -> None:
@@ -41,12 +25,12 @@ def test_along_and_cross_track_signs_and_the_resting_cut() -> None:
     np.testing.assert_array_equal(cross[:2, 0], [1.0, -3.0])  # left of +x is +y
     assert np.isnan(along[2:]).all() and np.isnan(cross[2:]).all()
     s = metrics.track_summary(along, cross)
-    assert s["track_ticks"] == [2.0]
-    assert s["along_mean"] == [0.5]
-    assert s["along_rms"] == [math.sqrt(2.5)]
-    assert s["cross_rms"] == [math.sqrt(5.0)]
-    assert s["along_p99"][0] == pytest.approx(1.99)  # of |along| = 1, 2
-    assert s["cross_p99"][0] == pytest.approx(2.98)  # of |cross| = 1, 3
+    assert s.track_ticks == [2.0]
+    assert s.along_mean == [0.5]
+    assert s.along_rms == [math.sqrt(2.5)]
+    assert s.cross_rms == [math.sqrt(5.0)]
+    assert s.along_p99[0] == pytest.approx(1.99)  # of |along| = 1, 2
+    assert s.cross_p99[0] == pytest.approx(2.98)  # of |cross| = 1, 3
 
 
 def test_a_tangent_turned_by_90_degrees_swaps_along_and_cross() -> None:
@@ -54,18 +38,6 @@ def test_a_tangent_turned_by_90_degrees_swaps_along_and_cross() -> None:
     pred = np.array([[[2.0, 1.0]]])
     along, cross = metrics.track_errors(pred, truth, np.array([[[0.0, 3.0]]]))
     assert (along[0, 0], cross[0, 0]) == (1.0, -2.0)  # +y: ahead by 1, right by 2
-
-
-def test_jitter_uses_consecutive_ticks_of_one_piece_only() -> None:
-    idx = np.array([5, 6, 7, 9, 10])
-    piece = np.array([0, 0, 0, 0, 1])  # 9 -> 10 crosses into another piece
-    p = np.array([0.0, 1.0, 3.0, 3.0, 100.0])
-    t = np.array([0.0, 1.0, 1.0, 2.0, -50.0])
-    pred = np.stack([p, np.zeros(5)], axis=1)[:, None, :]
-    truth = np.stack([t, np.zeros(5)], axis=1)[:, None, :]
-    # pairs (5,6): (1-0)-(1-0) = 0 and (6,7): (3-1)-(1-1) = 2 -> RMS sqrt(2)
-    assert metrics.jitter(pred, truth, idx, piece) == [math.sqrt(2.0)]
-    assert math.isnan(metrics.jitter(pred[:1], truth[:1], idx[:1], piece[:1])[0])
 
 
 def test_tangents_are_central_differences_clipped_to_the_piece() -> None:
@@ -77,27 +49,27 @@ def test_tangents_are_central_differences_clipped_to_the_piece() -> None:
 
 
 def test_gate_summary_pass_rate_certificates_and_fallback_wins() -> None:
-    verdict = np.array([0, 0, 1, 2])
+    verdict = np.array([PASS, PASS, IMPLAUSIBLE, UNCERTIFIED])
     cert = np.array([0.01, 0.03, np.nan, np.nan], dtype=np.float32)
     e_prior = np.array([9.0, 9.0, 1.0, 5.0])
     e_net = np.array([0.0, 0.0, 2.0, 4.0])
-    g = metrics.gate_summary(verdict, cert, e_prior, e_net, VERDICTS)
-    assert g["ticks"] == 4 and g["pass_rate"] == 0.5
-    assert g["cert_mean"] == pytest.approx(0.02) and g["cert_max"] == pytest.approx(0.03)
-    assert g["fallbacks"] == {"fallback_implausible": 1, "fallback_uncertified": 1}
-    assert g["fallback_win_rate"] == 0.5  # 1 < 2 won, 5 < 4 lost
-    assert g["fallback_mse_prior"] == 13.0 and g["fallback_mse_network"] == 10.0
+    g = metrics.gate_summary(verdict, cert, e_prior, e_net, 2, 0.5)
+    assert g.ticks == 4 and g.pass_rate == 0.5
+    assert g.cert_mean == pytest.approx(0.02) and g.cert_max == pytest.approx(0.03)
+    assert g.fallbacks == {"fallback_implausible": 1, "fallback_uncertified": 1}
+    assert g.fallback_win_rate == 0.5  # 1 < 2 won, 5 < 4 lost
+    assert g.fallback_mse_prior == 13.0 and g.fallback_mse_network == 10.0
+    assert (g.switches, g.jitter_without_switches) == (2, 0.5)
 
 
 def test_gate_summary_without_fallbacks_has_no_win_rate() -> None:
-    g = metrics.gate_summary(np.zeros(3, int), np.full(3, 0.01), np.ones(3), np.ones(3),
-                             VERDICTS)
-    assert g["pass_rate"] == 1.0 and g["fallback_win_rate"] is None
-    assert g["fallbacks"] == {"fallback_implausible": 0, "fallback_uncertified": 0}
+    g = metrics.gate_summary(np.zeros(3, int), np.full(3, 0.01), np.ones(3), np.ones(3), 0, 0.0)
+    assert g.pass_rate == 1.0 and g.fallback_win_rate is None
+    assert g.fallbacks == {"fallback_implausible": 0, "fallback_uncertified": 0}
 
 
 def test_plot_curves_keep_the_extremes_and_the_shape() -> None:
-    from tmn_train.accuracy_report import cdf_points, exceedance_points
+    from tmn_bench.accuracy.report import cdf_points, exceedance_points
 
     v = np.arange(1.0, 10_001.0)[::-1]  # 1..10000, unsorted
     x, f = cdf_points(v, points=101)

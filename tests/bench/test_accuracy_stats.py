@@ -1,4 +1,4 @@
-"""tmn_train.stats against scipy.stats and hand-computed values on known cases."""
+"""tmn_bench.accuracy.stats against scipy.stats and hand-computed values on known cases."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from tmn_train import stats
+from tmn_bench.accuracy import stats
 
 
 def test_cohens_d_with_the_pooled_standard_deviation() -> None:
@@ -47,30 +47,30 @@ def test_compare_matches_scipy_on_ticks_and_on_block_means() -> None:
     new = base * 0.8 + np.abs(rng.normal(0, 1, 600))
     block = np.repeat(np.arange(30), 20)
     c = stats.compare(base, new, block, resamples=200, seed=3)
-    assert c["per_tick"]["t_test_p"] == sps.ttest_rel(new, base).pvalue
-    assert c["per_tick"]["wilcoxon_p"] == sps.wilcoxon(new, base).pvalue
-    assert c["per_tick"]["mann_whitney_p"] == sps.mannwhitneyu(new, base).pvalue
+    assert c.per_tick.t_test_p == sps.ttest_rel(new, base).pvalue
+    assert c.per_tick.wilcoxon_p == sps.wilcoxon(new, base).pvalue
+    assert c.per_tick.mann_whitney_p == sps.mannwhitneyu(new, base).pvalue
     mb = (base**2).reshape(30, 20).mean(axis=1)
     mn = (new**2).reshape(30, 20).mean(axis=1)
-    assert c["per_block"]["t_test_p"] == pytest.approx(sps.ttest_rel(mn, mb).pvalue, rel=1e-9)
-    assert c["per_block"]["wilcoxon_p"] == pytest.approx(sps.wilcoxon(mn, mb).pvalue, rel=1e-9)
+    assert c.per_block.t_test_p == pytest.approx(sps.ttest_rel(mn, mb).pvalue, rel=1e-9)
+    assert c.per_block.wilcoxon_p == pytest.approx(sps.wilcoxon(mn, mb).pvalue, rel=1e-9)
     # one-sided: new lower; it halves the two-sided p when the mean difference is negative
-    assert c["per_block"]["t_test_p_new_lower"] == pytest.approx(c["per_block"]["t_test_p"] / 2)
-    assert c["blocks"] == 30 and c["ticks"] == 600
-    assert c["p99_ratio"] == np.percentile(new, 99) / np.percentile(base, 99)
-    assert c["mse_ratio"] == pytest.approx(np.mean(new**2) / np.mean(base**2))
-    lo, hi = c["mse_ratio_ci95"]
-    assert lo < c["mse_ratio"] < hi and hi - lo < 0.2
-    assert c["cohens_d"] < 0 and c["cliffs_delta"] < 0  # new is smaller
+    assert c.per_block.t_test_p_new_lower == pytest.approx(c.per_block.t_test_p / 2)
+    assert c.blocks == 30 and c.ticks == 600
+    assert c.p99_ratio == np.percentile(new, 99) / np.percentile(base, 99)
+    assert c.mse_ratio == pytest.approx(np.mean(new**2) / np.mean(base**2))
+    lo, hi = c.mse_ratio_ci95
+    assert lo < c.mse_ratio < hi and hi - lo < 0.2
+    assert c.cohens_d < 0 and c.cliffs_delta < 0  # new is smaller
 
 
 def test_bootstrap_interval_of_an_exact_scaling_is_a_point() -> None:
     rng = np.random.default_rng(2)
     base = np.abs(rng.normal(5, 2, 500))
     c = stats.compare(base, 0.5 * base, np.repeat(np.arange(25), 20), resamples=100)
-    assert c["p99_ratio"] == pytest.approx(0.5)
-    assert c["p99_ratio_ci95"] == pytest.approx([0.5, 0.5])
-    assert c["mse_ratio_ci95"] == pytest.approx([0.25, 0.25])
+    assert c.p99_ratio == pytest.approx(0.5)
+    assert c.p99_ratio_ci95 == pytest.approx([0.5, 0.5])
+    assert c.mse_ratio_ci95 == pytest.approx([0.25, 0.25])
 
 
 def test_block_bootstrap_resamples_whole_blocks() -> None:

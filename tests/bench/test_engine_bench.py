@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 import tmn
-from tmn import bench
 from tmn.testing import random_model
+from tmn_bench import cli
+
+REFERENCE = Path(__file__).resolve().parents[2] / "bench" / "reference" / "latency" / "latency.json"
 
 PCT_KEYS = {"n", "p50", "p90", "p99", "p99.9", "max", "mean"}
 
@@ -31,7 +33,7 @@ def _check_percentiles(p: dict, n: int | None = None) -> None:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "engine.json"
-    rc = bench.main(["engine", "--ticks", "20000", "--steps", "2000", "--torch-steps", "1000",
+    rc = cli.main(["engine", "--ticks", "20000", "--steps", "2000", "--torch-steps", "1000",
                      "--json", str(out)])
     assert rc == 0
     return json.loads(out.read_text(encoding="utf-8"))
@@ -94,7 +96,7 @@ def test_every_target_has_a_verdict(report: dict) -> None:
 def test_an_explicit_model_folder_is_used(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     folder = random_model(tmp_path / "m", system="A", hidden=8, seed=1)
     out = tmp_path / "a.json"
-    assert bench.main(["engine", "--model", str(folder), "--ticks", "4000", "--steps", "300",
+    assert cli.main(["engine", "--model", str(folder), "--ticks", "4000", "--steps", "300",
                        "--torch-steps", "300", "--json", str(out)]) == 0
     r = json.loads(out.read_text(encoding="utf-8"))
     assert r["model"]["system"] == "A" and r["model"]["hidden"] == 8
@@ -107,49 +109,51 @@ def test_missing_baseline_packages_are_skipped_with_the_reason(
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     out = tmp_path / "s.json"
-    assert bench.main(["engine", "--ticks", "4000", "--steps", "300", "--json", str(out)]) == 0
+    assert cli.main(["engine", "--ticks", "4000", "--steps", "300", "--json", str(out)]) == 0
     r = json.loads(out.read_text(encoding="utf-8"))
     for name in ("torch", "onnxruntime"):
         assert r[name]["status"] == "skipped" and name in r[name]["reason"]
     targets = {t["name"]: t for t in r["targets"]}
     assert targets["onnxruntime P50 / INT8 tick P50"]["status"] == "SKIPPED"
+    assert "onnxruntime" in targets["onnxruntime P50 / INT8 tick P50"]["note"]
     assert r["ratios"]["torch_p50_over_int8_tick_p50"] is None
+    # --strict fails on a SKIPPED target as on a MISSED one
+    assert cli.main(["engine", "--ticks", "4000", "--steps", "300", "--strict"]) == 1
+
+
+def test_every_figure_keeps_the_documented_json_keys(report: dict) -> None:
+    """The typed results write the keys bench/README.md documents: those of the
+    checked-in reference run (bench/reference/latency), plus each target's source."""
+    def keys(d: object, at: str = "") -> set[str]:
+        if isinstance(d, dict):
+            return {f"{at}/{k}" for k in d} | {x for k, v in d.items()
+                                                for x in keys(v, f"{at}/{k}")}
+        if isinstance(d, list) and d and isinstance(d[0], dict):
+            return keys(d[0], f"{at}[]")
+        return set()
+
+    old = keys(json.loads(REFERENCE.read_text(encoding="utf-8"))["engine"])
+    assert keys(report) - old == {"/targets[]/source"}
+    assert old - keys(report) == set()
+    assert all(t["source"].startswith("issue ") for t in report["targets"])
 
 
 def test_bad_model_folder_or_isa_is_a_clean_error(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture) -> None:
-    assert bench.main(["engine", "--model", str(tmp_path / "nope"), "--ticks", "10"]) == 2
+    assert cli.main(["engine", "--model", str(tmp_path / "nope"), "--ticks", "10"]) == 2
     assert "model folder not found" in capsys.readouterr().err
     missing = [i for i in ("scalar", "avx2", "avx512")
                if not tmn._core.isa_available(tmn.Isa.__members__[i])]
     if missing:
-        assert bench.main(["engine", "--isa", missing[0], "--ticks", "10"]) == 2
+        assert cli.main(["engine", "--isa", missing[0], "--ticks", "10"]) == 2
         assert "not available" in capsys.readouterr().err
 
 
-def test_bench_module_does_not_import_torch_or_onnxruntime() -> None:
-    code = ("import sys, tmn.bench, tmn.benchutil, tmn.onnx_graph; "
+def test_bench_modules_do_not_import_torch_or_onnxruntime() -> None:
+    code = ("import sys, tmn_bench.cli, tmn_bench.engine, tmn_bench.serve, tmn_bench.latency, "
+            "tmn_bench.baselines.torch_eager, tmn_bench.baselines.onnxruntime_step, "
+            "tmn.onnx_graph; "
             "bad = [m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), timeout=60)
     assert proc.returncode == 0
-
-
-def test_git_sha_names_only_a_tmn_checkout(tmp_path: Path) -> None:
-    """An installed package may sit inside another repository (pyenv is one): its
-    commit is not tmn's. The checkout this test runs from is."""
-    from tmn.benchutil import git_sha
-
-    other = tmp_path / "other"
-    other.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    for cmd in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
-        subprocess.run(["git", "-C", str(other), *cmd], check=True, env=env)
-    assert git_sha(other) == "unknown"
-    assert git_sha(tmp_path) == "unknown"  # no repository at all
-    repo = Path(__file__).resolve().parents[2]
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
-    if head:  # running from a git checkout of tmn
-        assert git_sha(repo / "tests").split("-")[0] == head

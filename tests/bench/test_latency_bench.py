@@ -1,8 +1,8 @@
 """``tmn-bench latency`` runs the engine and serve benchmarks end to end and
 gathers them into one JSON, one markdown report and two plots.
 
-Tiny sizes (``--quick`` with the smallest sizes of test_bench_cli.py and
-test_bench_serve.py; client and servers on one core, so the spin modes are
+Tiny sizes (``--quick`` with the smallest sizes of test_engine_bench.py and
+test_serve_bench.py; client and servers on one core, so the spin modes are
 skipped). No timing assertions: only that the numbers exist, come from the
 right places and hang together.
 """
@@ -21,10 +21,9 @@ from pathlib import Path
 import pytest
 
 import tmn
-from tmn import bench, bench_latency
 from tmn.testing import random_model
+from tmn_bench import cli, latency
 
-NAIVE = Path(__file__).resolve().parents[2] / "bench" / "naive_server.py"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TICKS, REQUESTS = 4000, 100
 PLAN = "full tick INT8 P99.9 <= 0.9 ms (plan budget)"
@@ -52,9 +51,9 @@ def run(model: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
     core = str(min(os.sched_getaffinity(0)))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        rc = bench.main(["latency", "--model", str(model), "--quick", "--ticks", str(TICKS),
+        rc = cli.main(["latency", "--model", str(model), "--quick", "--ticks", str(TICKS),
                          "--requests", str(REQUESTS), "--server-core", core, "--client-core",
-                         core, "--naive-script", str(NAIVE), "--json",
+                         core, "--json",
                          str(base / "latency.json"), "--report", str(base / "report")])
     results = json.loads((base / "latency.json").read_text(encoding="utf-8"))
     return Run(rc, results, base / "report", out.getvalue())
@@ -78,11 +77,11 @@ def test_one_json_holds_both_benchmarks_on_the_same_model(run: Run, model: Path)
     assert r["model"] == e["model"]
     # --ticks and --requests pass through; --quick sets the other sizes
     assert e["workload"]["ticks"] == TICKS and e["workload"]["bare_gru_steps"] == TICKS
-    assert e["workload"]["python_calls"] == bench_latency.QUICK_ENGINE["steps"]
-    assert e["workload"]["torch_steps"] == bench_latency.QUICK_ENGINE["torch_steps"]
+    assert e["workload"]["python_calls"] == latency.QUICK_ENGINE["steps"]
+    assert e["workload"]["torch_steps"] == latency.QUICK_ENGINE["torch_steps"]
     assert s["workload"]["requests"] == REQUESTS
-    assert s["workload"]["warmup_requests"] == bench_latency.QUICK_SERVE["warmup"]
-    assert s["workload"]["throughput_seconds"] == bench_latency.QUICK_SERVE["throughput_s"]
+    assert s["workload"]["warmup_requests"] == latency.QUICK_SERVE["warmup"]
+    assert s["workload"]["throughput_seconds"] == latency.QUICK_SERVE["throughput_s"]
     for name in ("tmn", "echo", "naive"):
         assert s["servers"][name]["status"] == "ok", s["servers"][name]
         assert s["servers"][name]["round_trip_ns"]["n"] == REQUESTS
@@ -161,7 +160,7 @@ def test_markdown_report_links_valid_plots_and_states_every_target(run: Run) -> 
 
 def test_stdout_has_the_engine_and_serve_tables_and_the_quick_label(run: Run) -> None:
     assert "tmn-bench engine" in run.stdout and "tmn-bench serve:" in run.stdout
-    assert bench_latency.QUICK_NOTE in run.stdout
+    assert latency.QUICK_NOTE in run.stdout
     assert PLAN in run.stdout
 
 
@@ -169,7 +168,7 @@ def test_skip_serve_runs_the_engine_only_and_says_so(run: Run, model: Path,
                                                       tmp_path: Path) -> None:
     out, rep = tmp_path / "engine_only.json", tmp_path / "report"
     with contextlib.redirect_stdout(io.StringIO()) as stdout:
-        rc = bench.main(["latency", "--model", str(model), "--quick", "--ticks", str(TICKS),
+        rc = cli.main(["latency", "--model", str(model), "--quick", "--ticks", str(TICKS),
                          "--skip-serve", "--strict", "--json", str(out), "--report", str(rep)])
     r = json.loads(out.read_text(encoding="utf-8"))
     assert rc == (1 if any(t["status"] == "MISSED" for t in r["targets"]) else 0)  # --strict
@@ -193,19 +192,19 @@ def test_skip_serve_runs_the_engine_only_and_says_so(run: Run, model: Path,
 def test_a_bad_model_folder_is_a_clear_error_before_any_measuring(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "never.json"
-    assert bench.main(["latency", "--model", str(tmp_path / "nope"), "--json", str(out)]) == 2
+    assert cli.main(["latency", "--model", str(tmp_path / "nope"), "--json", str(out)]) == 2
     assert "--model: model folder not found" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert bench.main(["latency", "--model", str(tmp_path / "empty"), "--json", str(out)]) == 2
+    assert cli.main(["latency", "--model", str(tmp_path / "empty"), "--json", str(out)]) == 2
     assert "config.json: missing" in capsys.readouterr().err
-    assert bench.main(["latency", "--server-core", "999", "--json", str(out)]) == 2
+    assert cli.main(["latency", "--server-core", "999", "--json", str(out)]) == 2
     assert "--server-core 999 is not usable" in capsys.readouterr().err
     assert not out.exists()
 
 
-def test_bench_latency_imports_alone_without_torch_onnxruntime_or_matplotlib() -> None:
-    code = ("import sys, tmn.bench_latency, tmn.bench; "
-            "assert tmn.bench_latency.add_latency_command in tmn.bench.COMMANDS; "
+def test_the_latency_bench_imports_without_torch_onnxruntime_or_matplotlib() -> None:
+    code = ("import sys, tmn_bench.latency, tmn_bench.cli; "
+            "assert tmn_bench.cli.add_latency_command in tmn_bench.cli.COMMANDS; "
             "bad = [m for m in ('torch', 'onnxruntime', 'matplotlib') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), timeout=60)

@@ -1,6 +1,7 @@
 """``tmn-bench serve`` runs end to end and writes every number it promises, and
-its naive baseline (bench/naive_server.py) speaks the protocol and runs the
-same network as the engine.
+its naive baseline (tmn_bench.baselines.naive_server) speaks the protocol and
+runs the same network as the engine. These tests start server processes on
+loopback.
 
 No timing assertions: only that the numbers exist and hang together.
 """
@@ -19,14 +20,15 @@ import pytest
 import zmq
 
 import tmn
-from tmn import bench, bench_serve
-from tmn import benchutil as bu
 from tmn.client import Client
-from tmn.protocol import ProtocolError, decode_reply, make_ticks
+from tmn.protocol import ProtocolError, decode_reply
 from tmn.testing import random_model
+from tmn_bench import cli, serve
+from tmn_bench.results import ServerNotRun, ServeResult, to_json
+from tmn_bench.workload import synthetic_ticks
 
 PCT_KEYS = {"n", "p50", "p90", "p99", "p99.9", "max"}
-NAIVE = Path(__file__).resolve().parents[2] / "bench" / "naive_server.py"
+NAIVE = [sys.executable, "-m", "tmn_bench.baselines.naive_server"]
 REQUESTS, WARMUP = 200, 20
 
 
@@ -44,18 +46,20 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def report(model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def result(model: Path) -> ServeResult:
     """A tiny run, client and servers on one core (so the spin modes are skipped)."""
-    out = tmp_path_factory.mktemp("bench") / "serve.json"
     core = min(os.sched_getaffinity(0))
     before = os.sched_getaffinity(0)
-    rc = bench.main(["serve", "--model", str(model), "--requests", str(REQUESTS), "--warmup",
-                     str(WARMUP), "--throughput-seconds", "0.1", "--in-flight", "4",
-                     "--server-core", str(core), "--client-core", str(core),
-                     "--naive-script", str(NAIVE), "--json", str(out)])
-    assert rc == 0
+    r = serve.run_serve_bench(model, f"given: {model}", layout=serve.core_layout(core, core),
+                              requests=REQUESTS, warmup=WARMUP, throughput_s=0.1, in_flight=4)
     assert os.sched_getaffinity(0) == before, "the benchmark must unpin the caller"
-    return json.loads(out.read_text(encoding="utf-8"))
+    return r
+
+
+@pytest.fixture(scope="module")
+def report(result: ServeResult) -> dict:
+    """The run's JSON, as --json writes it."""
+    return json.loads(json.dumps(to_json(result)))
 
 
 def test_serve_json_has_every_section(report: dict) -> None:
@@ -114,20 +118,38 @@ def test_ratios_and_targets_are_reported(report: dict) -> None:
         assert t["status"] in ("MET", "MISSED") and t["value"] is not None
 
 
-def test_a_missing_naive_server_makes_its_comparisons_skipped(report: dict) -> None:
-    assert bench_serve.find_naive_script(Path("/nonexistent/naive_server.py")) is None
-    r = json.loads(json.dumps(report))
-    r["servers"]["naive"] = {"status": "skipped", "reason": "not found"}
-    r["ratios"] = bench_serve.serve_ratios(r)
-    targets = {t.name: t for t in bench_serve.serve_targets(r)}
-    assert targets["tmn: round trip P50 / naive P50"].status == "SKIPPED"
-    assert targets["tmn: throughput / naive throughput, 100 streams"].status == "SKIPPED"
+def test_a_missing_naive_server_makes_its_comparisons_skipped_with_the_reason(
+        result: ServeResult) -> None:
+    servers = {**result.servers, "naive": ServerNotRun("skipped", "naive", "not installed")}
+    case = serve.headline_case(result.workload.throughput_cases)
+    ratios = serve.serve_ratios(servers, case)
+    targets = {t.name: t for t in serve.serve_targets(servers, ratios, case)}
+    for name in ("tmn: round trip P50 / naive P50",
+                 "tmn: throughput / naive throughput, 100 streams"):
+        assert targets[name].status == "SKIPPED" and targets[name].note == "not installed"
     assert targets["tmn: round trip P50 / echo P50"].status in ("MET", "MISSED")
-    assert "naive" in bench_serve.format_serve_report(r)
+    assert "naive" in serve.format_serve_report(result)
 
 
-def test_an_unusable_core_is_refused() -> None:
-    assert bench.main(["serve", "--server-core", "999"]) == 2
+def test_a_renamed_or_missing_figure_is_an_error_not_a_skipped_target(
+        result: ServeResult) -> None:
+    """The issue's failure: a figure read by a key that no longer exists turned
+    MET targets into SKIPPED with an empty note. Typed results fail loudly."""
+    run = result.servers["tmn"]
+    with pytest.raises(KeyError):
+        run.round_trip_ns["p99_9"]  # a misspelt percentile
+    with pytest.raises(KeyError, match="no throughput run"):
+        run.throughput_of(serve.ThroughputCase(100, 7))
+    with pytest.raises(AttributeError):
+        result.ratios.modes["tmn"].over_naive_round_trip_p999  # type: ignore[attr-defined]
+
+
+def test_a_bad_core_or_naive_script_is_refused_before_measuring(
+        capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["serve", "--server-core", "999"]) == 2
+    assert "--server-core 999 is not usable" in capsys.readouterr().err
+    assert cli.main(["serve", "--naive-script", "/nonexistent/naive.py"]) == 2
+    assert "no such file" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------
@@ -147,12 +169,12 @@ def test_naive_server_speaks_the_protocol_and_runs_the_same_network(tmp_path: Pa
     endpoint = _free_endpoint()
     log = tmp_path / "naive.log"
     with open(log, "wb") as err:
-        proc = subprocess.Popen([sys.executable, str(NAIVE), "--model", str(model),
-                                 "--endpoint", endpoint], stderr=err,
+        proc = subprocess.Popen([*NAIVE, "--model", str(model), "--endpoint", endpoint],
+                                stderr=err,
                                 stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
-        w = bu.synthetic_ticks(1200, streams=3, seed=5)
-        ticks = make_ticks(w.t, w.x, w.y, w.vx, w.vy, w.stream)
+        w = synthetic_ticks(1200, streams=3, seed=5)
+        ticks = w.wire()
         with Client(endpoint, timeout_s=30.0) as c:
             h = c.health()  # waits (bounded) until the server is up
             assert h["ok"] and "NETWORK ONLY" in h["server"]

@@ -30,8 +30,9 @@ import pytest
 
 import tmn
 from tmn.testing import random_model
+from tmn_bench.targets import PLAN_BUDGET
 
-BUDGET_NS = 900_000  # the plan's P99.9 per tick
+BUDGET_NS = PLAN_BUDGET.limit  # the plan's P99.9 per tick (stated in tmn_bench.targets)
 
 
 @pytest.fixture(scope="module")

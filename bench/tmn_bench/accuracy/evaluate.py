@@ -4,24 +4,25 @@ and how sure are we (bench/README.md, "The accuracy benchmark").
 It trains nothing. For each ``--data`` source it rebuilds the held-out split
 the models were trained with (from the first model's ``provenance.config``),
 replays every piece through the C++ engine as its own stream, once per model
-and precision, and scores every predictor on the same ticks: those where no
-model is warming and every horizon lies inside the piece.
+and precision, and scores every predictor on the same ticks with the
+held-out scoring path training uses too (``tmn_train.scoring``): those where
+no model is warming and every horizon lies inside the piece.
 
 Predictors: constant velocity (``p + v h`` from the measured tick, no engine),
 Kalman-only (the engine's prior, from the replay's candidates), and every model
-in FP32 and INT8. Metrics: tmn_train.metrics. Statistics (B against A and B
-against its own Kalman prior, at the headline horizon, in ``--precision``):
-tmn_train.stats. Targets: the issue's and the plan's, MET or MISSED, per seed.
+in FP32 and INT8. Metrics: tmn_train.scoring and tmn_bench.accuracy.metrics.
+Statistics (B against A and B against its own Kalman prior, at the headline
+horizon, in ``--precision``): tmn_bench.accuracy.stats. Targets:
+tmn_bench.targets, MET or MISSED, per seed.
 
 Several artifacts of one system are seeds. B artifacts are paired with A
 artifacts in the order given (B_i with A_i); with a single A every B is
-compared with it.
+compared with it. It needs the training package (its data loaders).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,25 +30,27 @@ from typing import Any
 import numpy as np
 
 import tmn
-from tmn import benchutil as bu
-from tmn_train import metrics, stats
-from tmn_train.config import Config, from_dict
-from tmn_train.pipeline import split_streams
+from tmn_bench import targets as tg
+from tmn_bench.accuracy import metrics, stats
+from tmn_bench.common import Log, load_average, machine_info
+from tmn_bench.report import target_lines
+from tmn_bench.results import (AccuracyResult, AccuracySettings, Comparison, DatasetResult,
+                               ErrorDistribution, GateSummary, LatencySummary, ModelEntry,
+                               MseRatio, Percentiles, PredictorMetrics, SeedSummary, SeedTarget,
+                               ratio)
+from tmn_train import scoring
+from tmn_train.config import Config, from_saved
+from tmn_train.pipeline import Pieces, split_streams
 from tmn_train.sources import load_sources
 
-SCHEMA_VERSION = 1
 PRECISIONS = ("fp32", "int8")
-VERDICTS = {v.name.rstrip("_"): int(v.value) for v in tmn.Verdict.__members__.values()}
-NO_PREDICTION = 255
+WARMING = int(tmn.Verdict.warming)
 TANGENT_HALF_WIDTH_MS = 5.0  # central difference of the true direction of motion
 EXAMPLE_SECONDS = 1.5        # the example-trajectory plot's stretch
 REPLAY_ROUNDS = 10           # slices in which the engines take turns (replay_all)
 # fields that must agree between models for one held-out split to serve them all
 SPLIT_FIELDS = ("sample_rate_hz", "window_ms", "horizon_ms", "horizon_step_ms", "max_gap_ms",
                 "data.split", "data.split_mode", "data.interpolation", "data.velocity_window")
-# targets (issue 5 and the plan's success criteria)
-P99_RATIO_MAX, P_MAX, KALMAN_MSE_RATIO_MAX = 0.85, 0.01, 0.7
-PASS_RATE_MIN, CERT_MEAN_MAX, INT8_MSE_RATIO_MAX, LATENCY_RATIO_MAX = 0.9, 0.02, 1.02, 0.8
 
 
 class AccuracyError(ValueError):
@@ -65,21 +68,11 @@ class Entrant:
 
 
 @dataclass
-class HeldOut:
-    """The pieces of one split of one source, concatenated like SplitArrays."""
+class HeldOut(Pieces):
+    """The pieces of one split of one source."""
 
-    data: str
-    split: str
-    names: list[str]
-    offsets: np.ndarray
-    t: np.ndarray
-    pos: np.ndarray
-    vel: np.ndarray
-
-    @property
-    def piece(self) -> np.ndarray:
-        """Piece number of every tick."""
-        return np.repeat(np.arange(len(self.names)), np.diff(self.offsets))
+    data: str = ""
+    split: str = ""
 
 
 @dataclass
@@ -117,20 +110,13 @@ def load_entrants(paths: list[Path]) -> list[Entrant]:
 def split_config(entrants: list[Entrant]) -> Config:
     """The first model's training config, after checking every model agrees on
     what shapes the held-out split and the horizons."""
-    cfgs = [from_dict(e.model.config["provenance"]["config"], where=f"{e.path} provenance")
+    cfgs = [from_saved(e.model.config["provenance"]["config"], where=f"{e.path} provenance")
             for e in entrants]
-
-    def get(c: Config, dotted: str) -> Any:
-        v: Any = c
-        for part in dotted.split("."):
-            v = getattr(v, part)
-        return v
-
     for e, c in zip(entrants[1:], cfgs[1:]):
         for f in SPLIT_FIELDS:
-            if get(c, f) != get(cfgs[0], f):
-                raise AccuracyError(f"{e.path}: {f} = {get(c, f)!r} but {entrants[0].path} has "
-                                    f"{get(cfgs[0], f)!r}; models compared on one held-out "
+            if c.get(f) != cfgs[0].get(f):
+                raise AccuracyError(f"{e.path}: {f} = {c.get(f)!r} but {entrants[0].path} has "
+                                    f"{cfgs[0].get(f)!r}; models compared on one held-out "
                                     "split must agree on it")
     return cfgs[0]
 
@@ -145,22 +131,19 @@ def held_out(spec: str, cfg: Config, split: str) -> HeldOut:
     if not pieces:
         raise AccuracyError(f"--data {spec}: no {split} piece is longer than a window plus "
                             f"the farthest horizon ({min_len} ticks)")
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in pieces])]).astype(np.int64)
-    return HeldOut(spec, split, [s.name for s in pieces], offsets,
-                   np.concatenate([s.t for s in pieces]), np.concatenate([s.pos for s in pieces]),
-                   np.concatenate([s.vel for s in pieces]))
+    return HeldOut(**vars(Pieces.of(pieces)), data=spec, split=split)
 
 
 def replay_all(entrants: list[Entrant], h: HeldOut, rounds: int = REPLAY_ROUNDS,
-               step: Callable[[str], None] = lambda _: None) -> dict[str, dict[str, tmn.Replay]]:
+               step: Log = lambda _: None) -> dict[str, dict[str, tmn.Replay]]:
     """Every model in every precision replays every piece as its own engine stream,
     with the candidate paths. The recording is cut into ``rounds`` consecutive
     slices and the engines take turns slice by slice (each keeps its streams
     between slices), so a burst of load on a shared machine slows every model
     alike and the latency ratios stay fair; the answers are those of one replay."""
-    engines = {(e.label, p): tmn.Engine(e.model, precision=p, max_streams=len(h.names))
+    engines = {(e.label, p): scoring.engine_for(e.model, h, p)
                for e in entrants for p in PRECISIONS}
-    ids = h.piece.astype(np.uint64)
+    ids = h.tick_piece.astype(np.uint64)
     cuts = np.linspace(0, len(h.t), rounds + 1).astype(int)
     parts: dict[tuple[str, str], list[tmn.Replay]] = {k: [] for k in engines}
     for r in range(rounds):
@@ -193,122 +176,166 @@ def pairs(entrants: list[Entrant]) -> list[tuple[Entrant, Entrant]]:
     return list(zip(a, b))
 
 
+def first_b(entrants: list[Entrant]) -> Entrant:
+    """The first System B model (else the first model): Kalman-only's source."""
+    return next((e for e in entrants if e.model.system == "B"), entrants[0])
+
+
 # -- one data set ---------------------------------------------------------------------
+
+@dataclass
+class Scored:
+    """One data set replayed and scored: what every part of its result reads."""
+
+    h: HeldOut
+    cfg: Config
+    entrants: list[Entrant]
+    runs: dict[str, dict[str, tmn.Replay]]
+    ev: scoring.Evaluated
+    errors: dict[str, np.ndarray]          # predictor -> [m, K]
+    predictors: dict[str, PredictorMetrics]
+
+
+def score(h: HeldOut, cfg: Config, entrants: list[Entrant], precision: str,
+          step: Log) -> Scored:
+    """Replay ``h`` with every model and score every predictor on the same ticks."""
+    runs = replay_all(entrants, h, step=step)
+    ev = scoring.evaluated_ticks(h, cfg.horizon_ticks,
+                                 [r for rr in runs.values() for r in rr.values()])
+    if len(ev.idx) < 2:
+        raise AccuracyError(f"--data {h.data}: fewer than 2 ticks to evaluate")
+    paths = {"constant velocity": scoring.constant_velocity(h, ev, cfg.horizons_ms),
+             "Kalman only": runs[first_b(entrants).label][precision].prior[ev.idx]}
+    for e in entrants:
+        for p in PRECISIONS:
+            paths[f"{e.label} {p}"] = runs[e.label][p].paths[ev.idx]
+    tangent = metrics.tangents(h.pos, h.offsets, ev.idx[:, None] + np.asarray(cfg.horizon_ticks),
+                               cfg.ticks(TANGENT_HALF_WIDTH_MS))
+    errs, out = {}, {}
+    for name, pred in paths.items():
+        errs[name] = scoring.errors(pred, ev.truth)
+        out[name] = PredictorMetrics(
+            ErrorDistribution.of(scoring.distribution(errs[name])),
+            metrics.track_summary(*metrics.track_errors(pred, ev.truth, tangent)),
+            scoring.jitter(pred, ev.truth, ev.idx, ev.piece))
+    step(f"{h.data}: metrics of {len(paths)} predictors")
+    return Scored(h, cfg, entrants, runs, ev, errs, out)
+
+
+def _timed(r: tmn.Replay) -> np.ndarray:
+    """Ticks past warming (a warming tick skips the gate): the ones latency counts."""
+    return (r.status == int(tmn.Status.ok)) & (r.verdict != WARMING)
+
+
+def latency(sc: Scored) -> dict[str, LatencySummary]:
+    """Total and per-stage tick latency of every replay (C++ timing)."""
+    out = {}
+    for label, rr in sc.runs.items():
+        for p, r in rr.items():
+            good = _timed(r)
+            out[f"{label} {p}"] = LatencySummary(
+                Percentiles.of(r.total_ns[good]),
+                {s: Percentiles.of(r.stage_ns[good, i]) for i, s in enumerate(tmn.STAGES)})
+    return out
+
+
+def gates(sc: Scored) -> dict[str, GateSummary]:
+    """System B's gate in every replay, with the jitter that its switches add."""
+    out = {}
+    idx, piece, truth = sc.ev.idx, sc.ev.piece, sc.ev.truth
+    for e in sc.entrants:
+        if e.model.system != "B":
+            continue
+        for p, r in sc.runs[e.label].items():
+            sw = metrics.gate_switches(r.verdict[idx], idx, piece)
+            keep = ~(sw | np.r_[sw[1:], False])  # the pairs around a switch left out
+            out[f"{e.label} {p}"] = metrics.gate_summary(
+                r.verdict[idx], r.cert[idx], scoring.errors(r.prior[idx], truth)[:, -1],
+                scoring.errors(r.proposal[idx], truth)[:, -1], int(sw.sum()),
+                scoring.jitter(r.paths[idx[keep]], truth[keep], idx[keep], piece[keep])[-1])
+    return out
+
+
+def comparisons(sc: Scored, precision: str, resamples: int, block_s: float, resample_by: str,
+                seed: int, lat: dict[str, LatencySummary], step: Log) -> list[Comparison]:
+    """B against its A, and B against its own Kalman prior, at the headline."""
+    h, idx = sc.h, sc.ev.idx
+    block = (stats.blocks(idx, h.offsets, sc.cfg.ticks(block_s * 1000.0))
+             if resample_by == "block" else np.unique(sc.ev.piece, return_inverse=True)[1].ravel())
+    out = []
+    for a, b in pairs(sc.entrants):
+        new = sc.errors[f"{b.label} {precision}"][:, -1]
+        prior = scoring.errors(sc.runs[b.label][precision].prior[idx], sc.ev.truth)[:, -1]
+        for base_label, base in ((a.label, sc.errors[f"{a.label} {precision}"][:, -1]),
+                                 (f"Kalman only ({b.label}'s prior)", prior)):
+            c = dataclasses.replace(stats.compare(base, new, block, resamples, seed,
+                                                  unit=resample_by), new=b.label, base=base_label)
+            if base_label == a.label:
+                c = dataclasses.replace(c, latency_p999_ratio=ratio(
+                    lat[f"{b.label} {precision}"].total_ns["p99.9"],
+                    lat[f"{a.label} {precision}"].total_ns["p99.9"]))
+            out.append(c)
+            step(f"{h.data}: {b.label} vs {base_label}")
+    return out
+
+
+def dataset_targets(sc: Scored, d: DatasetResult) -> list[SeedTarget]:
+    """The accuracy targets of one data set, per seed (tmn_bench.targets)."""
+    hl, prec = f"{d.headline_ms:g} ms", d.precision
+    out: list[SeedTarget] = []
+    for c in d.comparisons:
+        out += tg.comparison_targets(c, prec, hl)
+    for e in sc.entrants:
+        g = d.gate.get(f"{e.label} {prec}")
+        if g is not None:
+            out += tg.gate_targets(e.label, g, prec)
+    out += [tg.int8_target(e.label, d.int8_over_fp32_mse[e.label].headline, hl)
+            for e in sc.entrants]
+    return out
+
 
 def evaluate_dataset(spec: str, entrants: list[Entrant], cfg: Config, *, split: str = "test",
                      precision: str = "int8", resamples: int = 1000, block_s: float = 1.0,
                      resample_by: str = "block", seed: int = 0,
-                     step: Callable[[str], None] = lambda _: None
-                     ) -> tuple[dict[str, Any], PlotData]:
+                     step: Log = lambda _: None) -> tuple[DatasetResult, PlotData]:
     """Every metric, statistic and target of one ``--data`` source."""
     h = held_out(spec, cfg, split)
     step(f"{spec}: {len(h.t):,} {split} ticks in {len(h.names)} pieces")
-    runs = replay_all(entrants, h, step=step)
-
-    # the evaluated ticks: every model answering and warm, every horizon inside the piece
-    nk = np.asarray(cfg.horizon_ticks)
-    piece = h.piece
-    ok = np.arange(len(h.t)) + nk[-1] < h.offsets[piece + 1]
-    for rr in runs.values():
-        for r in rr.values():
-            ok &= (r.verdict != VERDICTS["warming"]) & (r.verdict != NO_PREDICTION)
-    idx = np.flatnonzero(ok)
-    if len(idx) < 2:
-        raise AccuracyError(f"--data {spec}: fewer than 2 ticks to evaluate")
-    target = idx[:, None] + nk[None, :]
-    truth = h.pos[target]
-    tangent = metrics.tangents(h.pos, h.offsets, target, cfg.ticks(TANGENT_HALF_WIDTH_MS))
-    hs = np.asarray(cfg.horizons_ms) / 1000.0
-
-    predictors: dict[str, np.ndarray] = {
-        "constant velocity": h.pos[idx, None, :] + h.vel[idx, None, :] * hs[None, :, None]}
-    ref = next((e for e in entrants if e.model.system == "B"), entrants[0])
-    prior_of = {e.label: runs[e.label][precision].prior[idx] for e in entrants}
-    predictors["Kalman only"] = prior_of[ref.label]
+    sc = score(h, cfg, entrants, precision, step)
+    lat, gate = latency(sc), gates(sc)
+    ratios = {}
     for e in entrants:
-        for p in PRECISIONS:
-            predictors[f"{e.label} {p}"] = runs[e.label][p].paths[idx]
-
-    result: dict[str, Any] = {
-        "data": spec, "split": split, "pieces": len(h.names), "ticks": int(len(h.t)),
-        "evaluated_ticks": int(len(idx)), "horizons_ms": cfg.horizons_ms,
-        "headline_ms": cfg.horizons_ms[-1], "precision": precision,
-        "kalman_only_from": ref.label, "predictors": {}, "gate": {}, "latency": {},
-        "int8_over_fp32_mse": {}, "comparisons": [],
-    }
-    errs: dict[str, np.ndarray] = {}
-    for name, pred in predictors.items():
-        e = metrics.errors(pred, truth)
-        errs[name] = e
-        along, cross = metrics.track_errors(pred, truth, tangent)
-        result["predictors"][name] = {**metrics.distribution(e),
-                                      **metrics.track_summary(along, cross),
-                                      "jitter": metrics.jitter(pred, truth, idx, piece[idx])}
-    step(f"{spec}: metrics of {len(predictors)} predictors")
-
-    for e in entrants:
-        for p in PRECISIONS:
-            r = runs[e.label][p]  # latency past warming (a warming tick skips the gate)
-            good = (r.status == int(tmn.Status.ok)) & (r.verdict != VERDICTS["warming"])
-            result["latency"][f"{e.label} {p}"] = {
-                "total_ns": bu.percentiles(r.total_ns[good]),
-                "stage_ns": {s: bu.percentiles(r.stage_ns[good, i])
-                             for i, s in enumerate(tmn.STAGES)}}
-            if e.model.system == "B":
-                e_prior = metrics.errors(r.prior[idx], truth)[:, -1]
-                e_net = metrics.errors(r.proposal[idx], truth)[:, -1]
-                g = metrics.gate_summary(r.verdict[idx], r.cert[idx], e_prior, e_net, VERDICTS)
-                # jitter with the pairs around a switch left out: what the switches add
-                sw = metrics.gate_switches(r.verdict[idx], idx, piece[idx])
-                keep = ~(sw | np.r_[sw[1:], False])
-                g["switches"] = int(sw.sum())
-                g["jitter_without_switches"] = metrics.jitter(
-                    r.paths[idx[keep]], truth[keep], idx[keep], piece[idx[keep]])[-1]
-                result["gate"][f"{e.label} {p}"] = g
-        mse = {p: np.asarray(result["predictors"][f"{e.label} {p}"]["mse"]) for p in PRECISIONS}
-        result["int8_over_fp32_mse"][e.label] = {
-            "headline": float(mse["int8"][-1] / mse["fp32"][-1]),
-            "all_horizons": float(mse["int8"].mean() / mse["fp32"].mean())}
-
-    block = (stats.blocks(idx, h.offsets, cfg.ticks(block_s * 1000.0)) if resample_by == "block"
-             else np.unique(piece[idx], return_inverse=True)[1].ravel())
-    for a, b in pairs(entrants):
-        new = errs[f"{b.label} {precision}"][:, -1]
-        for base_label, base in ((a.label, errs[f"{a.label} {precision}"][:, -1]),
-                                 (f"Kalman only ({b.label}'s prior)",
-                                  metrics.errors(prior_of[b.label], truth)[:, -1])):
-            c = stats.compare(base, new, block, resamples, seed, unit=resample_by)
-            c.update({"new": b.label, "base": base_label})
-            if base_label == a.label:
-                la = result["latency"][f"{a.label} {precision}"]["total_ns"]["p99.9"]
-                lb = result["latency"][f"{b.label} {precision}"]["total_ns"]["p99.9"]
-                c["latency_p999_ratio"] = bu.ratio(lb, la)
-            result["comparisons"].append(c)
-            step(f"{spec}: {b.label} vs {base_label}")
-    result["targets"] = targets(result, entrants)
-    result["plan_criteria"] = plan_criteria(result)
-
-    ok_code, warming = int(tmn.Status.ok), VERDICTS["warming"]
-    plot = PlotData(spec, cfg.horizons_ms, {k: v[:, -1] for k, v in errs.items()},
-                    {f"{e.label} {p}": r.stage_ns[(r.status == ok_code) & (r.verdict != warming)]
-                     for e in entrants for p, r in runs[e.label].items()})
-    plot.example = example_stretch(h, idx, truth, runs, entrants, precision, cfg)
-    return result, plot
+        dist = {p: scoring.distribution(sc.errors[f"{e.label} {p}"]) for p in PRECISIONS}
+        ratios[e.label] = MseRatio(**scoring.mse_ratio(dist["int8"], dist["fp32"]))
+    d = DatasetResult(
+        data=spec, split=split, pieces=len(h.names), ticks=int(len(h.t)),
+        evaluated_ticks=int(len(sc.ev.idx)), horizons_ms=cfg.horizons_ms,
+        headline_ms=cfg.horizons_ms[-1], precision=precision,
+        kalman_only_from=first_b(entrants).label, predictors=sc.predictors, gate=gate,
+        latency=lat, int8_over_fp32_mse=ratios,
+        comparisons=comparisons(sc, precision, resamples, block_s, resample_by, seed, lat, step),
+        targets=[], plan_criteria=[])
+    d = dataclasses.replace(d, targets=dataset_targets(sc, d), plan_criteria=[
+        tg.plan_criteria(c, d.gate[f"{c.new} {precision}"]) for c in d.comparisons
+        if not c.base.startswith("Kalman only")])
+    plot = PlotData(spec, cfg.horizons_ms, {k: v[:, -1] for k, v in sc.errors.items()},
+                    {f"{label} {p}": r.stage_ns[_timed(r)]
+                     for label, rr in sc.runs.items() for p, r in rr.items()},
+                    example_stretch(sc, precision))
+    return d, plot
 
 
-def example_stretch(h: HeldOut, idx: np.ndarray, truth: np.ndarray,
-                    runs: dict[str, dict[str, tmn.Replay]], entrants: list[Entrant],
-                    precision: str, cfg: Config) -> dict[str, Any]:
+def example_stretch(sc: Scored, precision: str) -> dict[str, Any]:
     """A stretch of ``EXAMPLE_SECONDS`` of one piece for the trajectory plot: the one
     with the most B fallbacks, else the one where the first B's headline error peaks."""
-    b = next((e for e in entrants if e.model.system == "B"), entrants[0])
-    r = runs[b.label][precision]
+    h, idx, truth, cfg = sc.h, sc.ev.idx, sc.ev.truth, sc.cfg
+    b = first_b(sc.entrants)
+    r = sc.runs[b.label][precision]
     n = cfg.ticks(EXAMPLE_SECONDS * 1000.0)
-    fell = np.isin(r.verdict[idx], [VERDICTS["fallback_implausible"],
-                                    VERDICTS["fallback_uncertified"]])
-    score = fell.astype(float) if fell.any() else np.linalg.norm(
+    fell = np.isin(r.verdict[idx], metrics.FALLBACKS)
+    weight = fell.astype(float) if fell.any() else np.linalg.norm(
         r.paths[idx, -1] - truth[:, -1], axis=-1)
-    centre = int(idx[int(np.argmax(np.convolve(score, np.ones(min(n, len(score))), "same")))])
+    centre = int(idx[int(np.argmax(np.convolve(weight, np.ones(min(n, len(weight))), "same")))])
     p = int(np.searchsorted(h.offsets, centre, side="right") - 1)
     lo = max(int(h.offsets[p]), centre - n // 2)
     hi = min(int(h.offsets[p + 1]), lo + n + cfg.horizon_ticks[-1])
@@ -316,100 +343,28 @@ def example_stretch(h: HeldOut, idx: np.ndarray, truth: np.ndarray,
     return {
         "piece": h.names[p], "t0": float(h.t[lo]),
         "truth": h.pos[lo:hi], "ticks": sel - lo,
-        "paths": {e.label: runs[e.label][precision].paths[sel] for e in entrants},
-        "fallback": np.isin(r.verdict[sel], [VERDICTS["fallback_implausible"],
-                                             VERDICTS["fallback_uncertified"]]),
+        "paths": {e.label: sc.runs[e.label][precision].paths[sel] for e in sc.entrants},
+        "fallback": np.isin(r.verdict[sel], metrics.FALLBACKS),
         "b_label": b.label,
     }
 
 
-# -- targets --------------------------------------------------------------------------
-
-def targets(r: dict[str, Any], entrants: list[Entrant]) -> list[dict[str, Any]]:
-    """Issue 5's accuracy targets for one data set, per seed, MET or MISSED. Each is a
-    :class:`tmn.benchutil.Target` dict plus ``kind`` (the target) and ``who`` (the
-    model or pair), so seeds can be summarised per kind."""
-    prec, hl = r["precision"], f"@{r['headline_ms']:g} ms"
-    out: list[dict[str, Any]] = []
-
-    def add(kind: str, who: str, value: float | None, limit: float, op: str, unit: str = "",
-            note: str = "") -> None:
-        t = bu.Target(f"{kind} [{who}]", value, limit, op, unit, note)
-        out.append({**t.as_dict(), "kind": kind, "who": who})
-
-    for c in r["comparisons"]:
-        who = f"{c['new']} vs {c['base']}"
-        if c["base"].startswith("Kalman only"):
-            add(f"B / Kalman-only MSE {hl}", c["new"], c["mse_ratio"], KALMAN_MSE_RATIO_MAX,
-                "<=", "x", f"{prec}; CI95 {format_ci(c['mse_ratio_ci95'])}")
-            continue
-        add(f"B / A P99 error {hl}", who, c["p99_ratio"], P99_RATIO_MAX, "<=", "x",
-            f"{prec}; CI95 {format_ci(c['p99_ratio_ci95'])}")
-        add("B better than A: paired p (block t-test)", who,
-            c["per_block"]["t_test_p_new_lower"], P_MAX, "<=", "",
-            f"one-sided, {c['blocks']} blocks; two-sided per-tick p "
-            f"{c['per_tick']['t_test_p']:.2g}")
-    for e in entrants:
-        g = r["gate"].get(f"{e.label} {prec}")
-        if g is not None:
-            add("gate pass rate", e.label, g["pass_rate"], PASS_RATE_MIN, ">=", "", prec)
-            add("mean certificate error", e.label, g["cert_mean"], CERT_MEAN_MAX, "<=",
-                "output units", prec)
-    for e in entrants:
-        add(f"INT8 / FP32 MSE {hl}", e.label, r["int8_over_fp32_mse"][e.label]["headline"],
-            INT8_MSE_RATIO_MAX, "<=", "x")
-    return out
-
-
-def plan_criteria(r: dict[str, Any]) -> list[dict[str, Any]]:
-    """The plan's success criteria per (A, B) pair, each with a plain MET/MISSED:
-
-    1. B's P99 error <= 0.85x A's, or B's P99.9 tick latency <= 0.8x A's;
-    2. gate pass rate >= 90 % with mean certificate error <= 0.02.
-    """
-    out = []
-    prec = r["precision"]
-    for c in r["comparisons"]:
-        if c["base"].startswith("Kalman only"):
-            continue
-        lat = c.get("latency_p999_ratio")
-        acc_ok = c["p99_ratio"] <= P99_RATIO_MAX
-        lat_ok = lat is not None and lat <= LATENCY_RATIO_MAX
-        g = r["gate"][f"{c['new']} {prec}"]
-        gate_ok = g["pass_rate"] >= PASS_RATE_MIN and g["cert_mean"] <= CERT_MEAN_MAX
-        out.append({
-            "pair": f"{c['new']} vs {c['base']}",
-            "criterion_1": {"status": "MET" if (acc_ok or lat_ok) else "MISSED",
-                            "p99_ratio": c["p99_ratio"], "latency_p999_ratio": lat},
-            "criterion_2": {"status": "MET" if gate_ok else "MISSED",
-                            "pass_rate": g["pass_rate"], "cert_mean": g["cert_mean"]},
-        })
-    return out
-
-
-def seed_summary(datasets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def seed_summary(datasets: list[DatasetResult]) -> list[SeedSummary]:
     """Per data set and target kind, the values over seeds: min, mean, max, and
     how many seeds met it."""
     out = []
     for d in datasets:
-        kinds: dict[str, list[dict[str, Any]]] = {}
-        for t in d["targets"]:
-            kinds.setdefault(t["kind"], []).append(t)
+        kinds: dict[str, list[SeedTarget]] = {}
+        for t in d.targets:
+            kinds.setdefault(t.kind, []).append(t)
         for kind, ts in kinds.items():
-            v = np.array([t["value"] for t in ts if t["value"] is not None], dtype=float)
+            v = np.array([t.value for t in ts if t.value is not None], dtype=float)
             v = v[np.isfinite(v)]
-            out.append({"data": d["data"], "target": kind, "limit": ts[0]["limit"],
-                        "op": ts[0]["op"], "seeds": len(ts),
-                        "met": sum(t["status"] == "MET" for t in ts),
-                        "min": float(v.min()) if len(v) else None,
-                        "mean": float(v.mean()) if len(v) else None,
-                        "max": float(v.max()) if len(v) else None})
+            out.append(SeedSummary(
+                d.data, kind, ts[0].limit, ts[0].op, len(ts), sum(t.status == "MET" for t in ts),
+                float(v.min()) if len(v) else None, float(v.mean()) if len(v) else None,
+                float(v.max()) if len(v) else None))
     return out
-
-
-def format_ci(ci: list[float] | None) -> str:
-    """A 95 % interval as "lo-hi" (n/a without one)."""
-    return "n/a" if not ci else f"{ci[0]:.3f}-{ci[1]:.3f}"
 
 
 # -- the whole run --------------------------------------------------------------------
@@ -417,29 +372,17 @@ def format_ci(ci: list[float] | None) -> str:
 def run(model_paths: list[Path], data: list[str], *, split: str = "test",
         precision: str = "int8", resamples: int = 1000, block_s: float = 1.0,
         resample_by: str = "block", seed: int = 0,
-        log: Callable[[str], None] = print) -> tuple[dict[str, Any], list[PlotData]]:
-    """``tmn-bench accuracy``: every data set, as one JSON-ready dict, plus plot data."""
+        log: Log = print) -> tuple[AccuracyResult, list[PlotData]]:
+    """``tmn-bench accuracy``: every data set, plus plot data."""
     from tqdm import tqdm
 
     entrants = load_entrants(model_paths)
     cfg = split_config(entrants)
-    pairs(entrants)  # refuse an unpairable set before any work
-    n_pairs = len(pairs(entrants))
-    steps = len(data) * (1 + REPLAY_ROUNDS + 1 + 2 * n_pairs)
-    result: dict[str, Any] = {
-        "benchmark": "accuracy", "schema_version": SCHEMA_VERSION,
-        "machine": bu.machine_info(),
-        "settings": {"split": split, "precision": precision, "bootstrap_resamples": resamples,
-                     "resample_by": resample_by, "block_s": block_s, "seed": seed,
-                     "tangent_half_width_ms": TANGENT_HALF_WIDTH_MS},
-        "models": [{"label": e.label, "path": str(e.path), "system": e.model.system,
-                    "seed": e.seed, "trained_on": e.model.config["provenance"].get("data"),
-                    "git_sha": e.model.config["provenance"].get("git_sha")}
-                   for e in entrants],
-        "datasets": [],
-    }
-    plots = []
-    with tqdm(total=steps, desc="tmn-bench accuracy", unit="step", disable=None) as bar:
+    n_pairs = len(pairs(entrants))  # refuses an unpairable set before any work
+    machine = machine_info()
+    datasets, plots = [], []
+    with tqdm(total=len(data) * (2 + REPLAY_ROUNDS + 2 * n_pairs), desc="tmn-bench accuracy",
+              unit="step", disable=None) as bar:
         def step(msg: str) -> None:
             bar.update(1)
             bar.set_postfix_str(msg[-60:])
@@ -449,48 +392,56 @@ def run(model_paths: list[Path], data: list[str], *, split: str = "test",
             d, p = evaluate_dataset(spec, entrants, cfg, split=split, precision=precision,
                                     resamples=resamples, block_s=block_s,
                                     resample_by=resample_by, seed=seed, step=step)
-            result["datasets"].append(d)
+            datasets.append(d)
             plots.append(p)
-    result["seed_summary"] = seed_summary(result["datasets"])
-    result["machine"]["load_average_end"] = bu.load_average()
+    result = AccuracyResult(
+        machine=dataclasses.replace(machine, load_average_end=load_average()),
+        settings=AccuracySettings(split, precision, resamples, resample_by, block_s, seed,
+                                  TANGENT_HALF_WIDTH_MS),
+        models=[ModelEntry(e.label, str(e.path), e.model.system, e.seed,
+                           e.model.config["provenance"].get("data"),
+                           e.model.config["provenance"].get("git_sha")) for e in entrants],
+        datasets=datasets, seed_summary=seed_summary(datasets))
     return result, plots
 
 
-def format_summary(result: dict[str, Any]) -> str:
-    """The terminal summary of ``tmn-bench accuracy`` (the report has everything)."""
-    m = result["machine"]
-    out = ["tmn-bench accuracy",
-           f"  machine : {m['cpu']}, {m['cores']} cores; tmn {m['tmn_version']} "
-           f"({m['tmn_git_sha']})",
-           "  models  : " + ", ".join(f"{x['label']}={x['path']}" for x in result["models"])]
-    for d in result["datasets"]:
-        hl = d["headline_ms"]
-        out += ["", f"  {d['data']} ({d['split']}): {d['evaluated_ticks']:,} evaluated ticks of "
-                f"{d['ticks']:,}, {d['pieces']} pieces; at {hl:g} ms, data units",
-                f"    {'predictor':<20}{'MSE':>12}{'P50':>10}{'P90':>10}{'P99':>10}"
-                f"{'P99.9':>10}{'jitter':>10}"]
-        for name, x in d["predictors"].items():
-            out.append(f"    {name:<20}{x['mse'][-1]:>12.5g}{x['p50'][-1]:>10.4g}"
-                       f"{x['p90'][-1]:>10.4g}{x['p99'][-1]:>10.4g}{x['p99.9'][-1]:>10.4g}"
-                       f"{x['jitter'][-1]:>10.4g}")
-        for k, g in d["gate"].items():
-            win = g["fallback_win_rate"]
-            out.append(f"    gate {k}: pass rate {g['pass_rate']:.4f}, cert mean "
-                       f"{g['cert_mean']:.4g} max {g['cert_max']:.4g}, fallbacks "
-                       f"{sum(g['fallbacks'].values())}, fallback win rate "
-                       f"{'n/a' if win is None else f'{win:.3f}'}")
-        for c in d["comparisons"]:
-            out.append(f"    {c['new']} vs {c['base']}: P99 ratio {c['p99_ratio']:.3f} "
-                       f"(CI95 {format_ci(c['p99_ratio_ci95'])}), MSE ratio "
-                       f"{c['mse_ratio']:.3f} (CI95 {format_ci(c['mse_ratio_ci95'])}), "
-                       f"block t-test p {_p(c['per_block']['t_test_p'])}, Cliff's delta "
-                       f"{c['cliffs_delta']:.3f}")
-        out.append("    targets")
-        for t in d["targets"]:
-            v = "n/a" if t["value"] is None else f"{t['value']:.4g}"
-            out.append(f"      [{t['status']:<7}] {t['name']}: {v} {t['op']} {t['limit']:g}")
-    return "\n".join(out)
+def format_ci(ci: list[float] | None) -> str:
+    """A 95 % interval as "lo-hi" (n/a without one)."""
+    return "n/a" if not ci else f"{ci[0]:.3f}-{ci[1]:.3f}"
 
 
 def _p(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2g}"
+
+
+def _dataset_lines(d: DatasetResult) -> list[str]:
+    out = ["", f"  {d.data} ({d.split}): {d.evaluated_ticks:,} evaluated ticks of "
+           f"{d.ticks:,}, {d.pieces} pieces; at {d.headline_ms:g} ms, data units",
+           f"    {'predictor':<20}{'MSE':>12}{'P50':>10}{'P90':>10}{'P99':>10}"
+           f"{'P99.9':>10}{'jitter':>10}"]
+    for name, x in d.predictors.items():
+        e = x.errors
+        out.append(f"    {name:<20}{e.mse[-1]:>12.5g}{e['p50'][-1]:>10.4g}{e['p90'][-1]:>10.4g}"
+                   f"{e['p99'][-1]:>10.4g}{e['p99.9'][-1]:>10.4g}{x.jitter[-1]:>10.4g}")
+    for k, g in d.gate.items():
+        win = "n/a" if g.fallback_win_rate is None else f"{g.fallback_win_rate:.3f}"
+        out.append(f"    gate {k}: pass rate {g.pass_rate:.4f}, cert mean {g.cert_mean:.4g} "
+                   f"max {g.cert_max:.4g}, fallbacks {sum(g.fallbacks.values())}, fallback "
+                   f"win rate {win}")
+    for c in d.comparisons:
+        out.append(f"    {c.new} vs {c.base}: P99 ratio {c.p99_ratio:.3f} (CI95 "
+                   f"{format_ci(c.p99_ratio_ci95)}), MSE ratio {c.mse_ratio:.3f} (CI95 "
+                   f"{format_ci(c.mse_ratio_ci95)}), block t-test p "
+                   f"{_p(c.per_block.t_test_p)}, Cliff's delta {c.cliffs_delta:.3f}")
+    return out + ["    targets", *target_lines(d.targets, indent="      ")]
+
+
+def format_summary(result: AccuracyResult) -> str:
+    """The terminal summary of ``tmn-bench accuracy`` (the report has everything)."""
+    m = result.machine
+    out = ["tmn-bench accuracy",
+           f"  machine : {m.cpu}, {m.cores} cores; tmn {m.tmn_version} ({m.tmn_git_sha})",
+           "  models  : " + ", ".join(f"{x.label}={x.path}" for x in result.models)]
+    for d in result.datasets:
+        out += _dataset_lines(d)
+    return "\n".join(out)

@@ -1,53 +1,30 @@
-"""Accuracy metrics of predicted paths, per horizon (numpy only).
+"""The accuracy benchmark's own metrics of predicted paths, per horizon (numpy only),
+beside the held-out scoring that training shares (``tmn_train.scoring``: errors,
+their distribution, jitter, the gate's pass rate).
 
 Every function takes plain arrays, so each metric can be checked by hand on a
-few numbers (tests/training/test_metrics.py). Conventions:
+few numbers (tests/bench/test_accuracy_metrics.py). ``pred`` and ``truth`` are
+``[m, K, 2]`` as in ``tmn_train.scoring``.
 
-* ``pred`` and ``truth`` are ``[m, K, 2]``: at m evaluated ticks, the
-  predicted point and the measured position at each of the K horizons, in
-  data units. ``truth[i, k]`` is the recording's position ``h_k`` after tick i.
-* **error**: the Euclidean distance ``|pred - truth|``, ``[m, K]``.
 * **along-track / cross-track**: the error split along the true direction of
   motion at the target time and across it. ``tangent[i, k]`` is that
   direction (any length; :func:`tangents` computes it from the recording).
   ``along > 0`` means the prediction is ahead of the truth, ``< 0`` behind
   (lag). Ticks whose tangent is shorter than ``min_speed_fraction`` of the
   median tangent length are left out: at rest the direction is noise.
-* **jitter**: the tick-to-tick change of the predicted point beyond the true
-  motion, RMS over consecutive evaluated ticks of one stream,
-  ``|(P_i - P_{i-1}) - (T_i - T_{i-1})|``.
+* **gate summary** (System B): the gate's rates, its fallbacks and whether the
+  fallback was right where it fired.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-#: Error percentiles every report gives (name, percentile).
-PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0),
-                                              ("p99.9", 99.9))
+import tmn
+from tmn_bench.results import GateSummary, TrackSummary
+from tmn_train.scoring import gate_rates
 
-
-def errors(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """``[m, K]`` Euclidean errors of ``pred`` against ``truth`` (both ``[m, K, 2]``)."""
-    return np.linalg.norm(np.asarray(pred) - np.asarray(truth), axis=-1)
-
-
-def distribution(e: np.ndarray) -> dict[str, list[float]]:
-    """Per horizon (columns of ``e``, ``[m, K]``): ``mse`` (mean squared error),
-    ``rmse``, the error percentiles of :data:`PERCENTILES` and ``max``."""
-    e = np.asarray(e, dtype=np.float64)
-    if e.ndim != 2 or e.shape[0] == 0:
-        raise ValueError(f"need a non-empty [m, K] error array, got shape {e.shape}")
-    mse = np.mean(e * e, axis=0)
-    out: dict[str, list[float]] = {"mse": mse.tolist(), "rmse": np.sqrt(mse).tolist()}
-    qs = np.percentile(e, [q for _, q in PERCENTILES], axis=0)
-    for (name, _), row in zip(PERCENTILES, qs):
-        out[name] = row.tolist()
-    out["max"] = e.max(axis=0).tolist()
-    return out
-
+FALLBACKS = (int(tmn.Verdict.fallback_implausible), int(tmn.Verdict.fallback_uncertified))
 
 def track_errors(pred: np.ndarray, truth: np.ndarray, tangent: np.ndarray,
                  min_speed_fraction: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +43,7 @@ def track_errors(pred: np.ndarray, truth: np.ndarray, tangent: np.ndarray,
     return along, cross
 
 
-def track_summary(along: np.ndarray, cross: np.ndarray) -> dict[str, list[float]]:
+def track_summary(along: np.ndarray, cross: np.ndarray) -> TrackSummary:
     """Per horizon, over the ticks with a direction: ``along_mean`` (bias; < 0 is
     lag), ``along_rms``, ``cross_rms``, ``along_p99`` and ``cross_p99`` (of the
     absolute values), and ``track_ticks`` (how many ticks had a direction)."""
@@ -82,20 +59,7 @@ def track_summary(along: np.ndarray, cross: np.ndarray) -> dict[str, list[float]
                     ("cross_p99", lambda a: float(np.percentile(np.abs(a), 99)))):
         out[name] = [f(cross[ok[:, k], k]) if n[k] else float("nan")
                      for k in range(cross.shape[1])]
-    return out
-
-
-def jitter(pred: np.ndarray, truth: np.ndarray, idx: np.ndarray,
-           piece: np.ndarray) -> list[float]:
-    """Per horizon, the RMS over pairs of evaluated ticks that are consecutive
-    (``idx`` differs by 1) in the same piece (``piece[i]`` of each evaluated tick)
-    of ``|(pred_i - pred_{i-1}) - (truth_i - truth_{i-1})|``; NaN without pairs."""
-    idx, piece = np.asarray(idx), np.asarray(piece)
-    pair = np.flatnonzero((np.diff(idx) == 1) & (np.diff(piece) == 0)) + 1
-    if len(pair) == 0:
-        return [float("nan")] * np.asarray(pred).shape[1]
-    d = (pred[pair] - pred[pair - 1]) - (truth[pair] - truth[pair - 1])
-    return np.sqrt(np.mean(np.sum(d * d, axis=-1), axis=0)).tolist()
+    return TrackSummary(**out)
 
 
 def gate_switches(verdict: np.ndarray, idx: np.ndarray, piece: np.ndarray) -> np.ndarray:
@@ -120,39 +84,31 @@ def tangents(pos: np.ndarray, offsets: np.ndarray, target: np.ndarray,
 
 
 def gate_summary(verdict: np.ndarray, cert: np.ndarray, e_prior: np.ndarray,
-                 e_network: np.ndarray, verdicts: dict[str, int]) -> dict[str, Any]:
+                 e_network: np.ndarray, switches: int, jitter_without_switches: float
+                 ) -> GateSummary:
     """System B's gate over the evaluated ticks.
 
     ``verdict`` and ``cert`` are per tick; ``e_prior`` and ``e_network`` the
     headline-horizon errors of the Kalman prior and of the network's own path
-    (before the gate). ``verdicts`` maps names to codes (``pass``,
-    ``fallback_implausible``, ``fallback_uncertified``).
+    (before the gate); ``switches`` and ``jitter_without_switches`` are
+    computed by the caller (:func:`gate_switches`).
 
-    * ``pass_rate``: share of ticks whose verdict is pass;
-    * ``cert_mean``, ``cert_max``: the certificate (output units) over passes;
-    * ``fallbacks``: ticks per fallback verdict;
+    * ``pass_rate``, ``cert_mean``, ``cert_max``: ``tmn_train.scoring.gate_rates``;
+    * ``fallbacks``: ticks per fallback verdict, by name;
     * ``fallback_win_rate``: among fallbacks, the share where the prior's
       error is smaller than the network's (the fallback was right), with
       ``fallback_mse_prior`` and ``fallback_mse_network`` over the same
       ticks; None when the gate never fell back.
     """
     verdict = np.asarray(verdict)
-    passed = verdict == verdicts["pass"]
-    fell = (verdict == verdicts["fallback_implausible"]) | (
-        verdict == verdicts["fallback_uncertified"])
-    certs = np.asarray(cert, dtype=np.float64)[passed]
-    out: dict[str, Any] = {
-        "ticks": int(len(verdict)),
-        "pass_rate": float(passed.mean()) if len(verdict) else float("nan"),
-        "cert_mean": float(certs.mean()) if len(certs) else float("nan"),
-        "cert_max": float(certs.max()) if len(certs) else float("nan"),
-        "fallbacks": {name: int((verdict == verdicts[name]).sum())
-                      for name in ("fallback_implausible", "fallback_uncertified")},
-        "fallback_win_rate": None, "fallback_mse_prior": None, "fallback_mse_network": None,
-    }
+    fell = np.isin(verdict, FALLBACKS)
+    win = mse_prior = mse_net = None
     if fell.any():
         ep, en = np.asarray(e_prior)[fell], np.asarray(e_network)[fell]
-        out["fallback_win_rate"] = float(np.mean(ep < en))
-        out["fallback_mse_prior"] = float(np.mean(ep * ep))
-        out["fallback_mse_network"] = float(np.mean(en * en))
-    return out
+        win = float(np.mean(ep < en))
+        mse_prior, mse_net = float(np.mean(ep * ep)), float(np.mean(en * en))
+    return GateSummary(
+        ticks=int(len(verdict)), **gate_rates(verdict, cert),
+        fallbacks={tmn.VERDICT_NAMES[v]: int((verdict == v).sum()) for v in FALLBACKS},
+        fallback_win_rate=win, fallback_mse_prior=mse_prior, fallback_mse_network=mse_net,
+        switches=switches, jitter_without_switches=jitter_without_switches)

@@ -21,9 +21,10 @@ ratio below 1 means the new predictor is better. :func:`compare` gives:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+
+from tmn_bench.results import Bootstrap, Comparison, PerBlockTests, PerTickTests
 
 
 def cohens_d(x: np.ndarray, y: np.ndarray) -> float:
@@ -98,9 +99,10 @@ def mse_ratio(base: np.ndarray, new: np.ndarray) -> float:
 
 def compare(base: np.ndarray, new: np.ndarray, block: np.ndarray, resamples: int = 1000,
             seed: int = 0, unit: str = "block",
-            progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+            progress: Callable[[int], None] | None = None) -> Comparison:
     """Everything of the module docstring for one pair of error vectors; ``block``
-    holds ids 0..B-1 of the resampling unit (``unit``: "block" or "stream")."""
+    holds ids 0..B-1 of the resampling unit (``unit``: "block" or "stream"). The
+    caller names the pair (``Comparison.new``, ``.base``)."""
     from scipy import stats
 
     base, new = np.asarray(base, np.float64), np.asarray(new, np.float64)
@@ -111,32 +113,23 @@ def compare(base: np.ndarray, new: np.ndarray, block: np.ndarray, resamples: int
     cnt = np.bincount(block, minlength=nb)
     mb = np.bincount(block, base**2, nb) / cnt
     mn = np.bincount(block, new**2, nb) / cnt
-    out: dict[str, Any] = {
-        "ticks": int(len(base)), "blocks": nb,
-        "mse_base": float(np.mean(base**2)), "mse_new": float(np.mean(new**2)),
-        "p99_base": float(np.percentile(base, 99)), "p99_new": float(np.percentile(new, 99)),
-        "p99_ratio": p99_ratio(base, new), "mse_ratio": mse_ratio(base, new),
-        "per_tick": {
-            "t_test_p": float(stats.ttest_rel(new, base).pvalue),
-            "wilcoxon_p": float(stats.wilcoxon(new, base).pvalue),
-            "mann_whitney_p": float(stats.mannwhitneyu(new, base,
-                                                       alternative="two-sided").pvalue),
-        },
-        "cohens_d": cohens_d(new, base),
-        "cohens_dz": cohens_dz(new, base),
-        "cliffs_delta": cliffs_delta(new, base),
-        "per_block": {"t_test_p": None, "t_test_p_new_lower": None, "wilcoxon_p": None,
-                      "cohens_dz": None},
-    }
+    per_block = PerBlockTests(None, None, None, None)
     if nb >= 3 and np.any(mn != mb):
-        out["per_block"] = {"t_test_p": float(stats.ttest_rel(mn, mb).pvalue),
-                            "t_test_p_new_lower": float(
-                                stats.ttest_rel(mn, mb, alternative="less").pvalue),
-                            "wilcoxon_p": float(stats.wilcoxon(mn, mb).pvalue),
-                            "cohens_dz": cohens_dz(mn, mb)}
+        per_block = PerBlockTests(
+            float(stats.ttest_rel(mn, mb).pvalue),
+            float(stats.ttest_rel(mn, mb, alternative="less").pvalue),
+            float(stats.wilcoxon(mn, mb).pvalue), cohens_dz(mn, mb))
     ci = block_bootstrap(base, new, block, {"p99_ratio": p99_ratio, "mse_ratio": mse_ratio},
                          resamples, seed, progress) if nb >= 2 and resamples > 0 else {}
-    out["p99_ratio_ci95"] = ci.get("p99_ratio")
-    out["mse_ratio_ci95"] = ci.get("mse_ratio")
-    out["bootstrap"] = {"resamples": resamples if ci else 0, "unit": unit, "seed": seed}
-    return out
+    return Comparison(
+        ticks=int(len(base)), blocks=nb,
+        mse_base=float(np.mean(base**2)), mse_new=float(np.mean(new**2)),
+        p99_base=float(np.percentile(base, 99)), p99_new=float(np.percentile(new, 99)),
+        p99_ratio=p99_ratio(base, new), mse_ratio=mse_ratio(base, new),
+        per_tick=PerTickTests(
+            float(stats.ttest_rel(new, base).pvalue), float(stats.wilcoxon(new, base).pvalue),
+            float(stats.mannwhitneyu(new, base, alternative="two-sided").pvalue)),
+        cohens_d=cohens_d(new, base), cohens_dz=cohens_dz(new, base),
+        cliffs_delta=cliffs_delta(new, base), per_block=per_block,
+        p99_ratio_ci95=ci.get("p99_ratio"), mse_ratio_ci95=ci.get("mse_ratio"),
+        bootstrap=Bootstrap(resamples if ci else 0, unit, seed))

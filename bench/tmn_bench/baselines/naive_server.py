@@ -1,6 +1,6 @@
 """The naive baseline for ``tmn-bench serve``: a plain pyzmq + onnxruntime server.
 
-    python bench/naive_server.py --model DIR [--endpoint EP] [--core C]
+    python -m tmn_bench.baselines.naive_server --model DIR [--endpoint EP] [--core C]
 
 What a competent engineer writes in an afternoon: a ZeroMQ ROUTER socket in
 Python speaking the SAME wire protocol as tmn-serve (docs/protocol.md, frames
@@ -29,6 +29,7 @@ import os
 import signal
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,17 @@ import numpy as np
 import zmq
 
 import tmn
+from tmn.engine import DEFAULT_MAX_STREAMS, NO_PREDICTION
 from tmn.protocol import (ERROR_BODY, HEADER, KIND_ERROR, KIND_PREDICTIONS, KIND_TICKS, MAGIC,
                           MAX_BATCH, PREDICTION_INFO, TICK_DTYPE, VERSION, prediction_dtype)
 
 DESCRIPTION = ("naive server (NETWORK ONLY: pyzmq ROUTER + onnxruntime GRU step per tick, "
                "1 thread; no Kalman prior, no gate, no warm-up; verdict 'ungated')")
-UNGATED, NO_PREDICTION = 4, 255
-OK, NON_FINITE, TIME_NOT_INCREASING, CAPACITY_EXCEEDED = 0, 1, 2, 3
+UNGATED = int(tmn.Verdict.ungated)
+OK, NON_FINITE, TIME_NOT_INCREASING, CAPACITY_EXCEEDED = (int(s) for s in (
+    tmn.Status.ok, tmn.Status.non_finite, tmn.Status.time_not_increasing,
+    tmn.Status.capacity_exceeded))
+E = tmn._core.FrameError  # frame error codes
 LATENCY_SAMPLES = 1 << 20  # ring of recv->send times (ns) for stats
 TICK_RECORD = struct.Struct("<Qddddd")  # protocol.TICK_DTYPE
 assert TICK_RECORD.size == TICK_DTYPE.itemsize
@@ -52,10 +57,12 @@ assert TICK_RECORD.size == TICK_DTYPE.itemsize
 class NaiveServer:
     """One ROUTER socket, one onnxruntime session, a dict of streams."""
 
-    def __init__(self, model_dir: Path, endpoint: str, max_streams: int = 1024) -> None:
+    def __init__(self, model_dir: Path, endpoint: str,
+                 max_streams: int = DEFAULT_MAX_STREAMS) -> None:
         import onnxruntime as ort
 
         from tmn.onnx_graph import build_step_graph
+        from tmn_bench.baselines.onnxruntime_step import session_options
 
         self.model = tmn.load(model_dir)
         cfg = self.model.config
@@ -68,15 +75,11 @@ class NaiveServer:
         self.H = self.model.hidden
         self.max_streams = max_streams
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(build_step_graph(self.model).SerializeToString(), so,
+        self.session = ort.InferenceSession(build_step_graph(self.model).SerializeToString(),
+                                            session_options(ort),
                                             providers=["CPUExecutionProvider"])
         # bound once; each tick copies its stream's h in and h_next out
-        self.x = np.zeros((1, 4), np.float32)
+        self.x = np.zeros((1, len(self.mean)), np.float32)
         self.h = np.zeros((1, self.H), np.float32)
         self.y = np.zeros((1, 2 * self.K), np.float32)
         self.h_next = np.zeros((1, self.H), np.float32)
@@ -111,29 +114,31 @@ class NaiveServer:
 
     # -- one request of ticks -----------------------------------------------
 
-    def error(self, code: int, seq: int, message: str) -> bytes:
+    def error(self, code: tmn._core.FrameError, seq: int, message: str) -> bytes:
+        """An error frame, counted in stats."""
         self.counts["frame_errors"] += 1
         msg = message.encode()
         return HEADER.pack(MAGIC, VERSION, KIND_ERROR, 0, seq) + ERROR_BODY.pack(
-            code, len(msg), 0) + msg
+            int(code), len(msg), 0) + msg
 
     def ticks(self, frame: bytes) -> bytes:
         """A tick-batch frame in, a prediction (or error) frame out."""
         if len(frame) < HEADER.size:
-            return self.error(1, 0, "frame shorter than the 16-byte header")
+            return self.error(E.bad_magic, 0, "frame shorter than the 16-byte header")
         magic, version, kind, count, seq = HEADER.unpack_from(frame)
         if magic != MAGIC:
-            return self.error(1, 0, "not a tmn frame: bad magic (and not JSON)")
+            return self.error(E.bad_magic, 0, "not a tmn frame: bad magic (and not JSON)")
         if version != VERSION:
-            return self.error(2, seq, "unsupported frame version; this server speaks 1")
+            return self.error(E.bad_version, seq,
+                              f"unsupported frame version; this server speaks {VERSION}")
         if kind != KIND_TICKS:
-            return self.error(3, seq, "only tick batches (kind 1) are accepted")
+            return self.error(E.bad_kind, seq, "only tick batches (kind 1) are accepted")
         if count == 0:
-            return self.error(6, seq, "a tick batch needs at least one tick")
+            return self.error(E.empty_batch, seq, "a tick batch needs at least one tick")
         if count > MAX_BATCH:
-            return self.error(5, seq, "more than 4096 ticks in one frame")
+            return self.error(E.batch_too_large, seq, f"more than {MAX_BATCH} ticks in one frame")
         if len(frame) != HEADER.size + count * TICK_DTYPE.itemsize:
-            return self.error(4, seq, "frame length != 16 + 48 * count")
+            return self.error(E.bad_size, seq, "frame length != 16 + 48 * count")
         self.counts["batches"] += 1
         # Plain Python per tick (struct in, struct out): for the small requests a
         # latency-bound client sends, this beats numpy's per-call overhead.
@@ -192,11 +197,9 @@ class NaiveServer:
         elif cmd == "stats":
             n = min(self.n_latency, LATENCY_SAMPLES)
             lat: dict[str, Any] = {"count": n}
-            if n:
+            if n:  # the shape of tmn-serve's histogram stats
                 a = self.latency[:n]
-                lat.update({"mean": float(a.mean()), "max": float(a.max())})
-                for name, q in (("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9)):
-                    lat[name] = float(np.percentile(a, q))
+                lat.update({"mean": float(a.mean()), **tmn.percentiles(a)})
             reply = {"ok": True, "stats": {**self.counts, "streams": len(self.streams),
                                            "server": DESCRIPTION,
                                            "latency_ns": {"server": lat}}}
@@ -205,10 +208,10 @@ class NaiveServer:
                      "message": f"the naive server knows health and stats, not {cmd!r}"}
         return json.dumps(reply).encode()
 
-    def serve(self, stop: dict[str, bool]) -> None:
-        """Answer requests until ``stop["now"]`` (checked every 100 ms when idle)."""
+    def serve(self, stop: threading.Event) -> None:
+        """Answer requests until ``stop`` is set (checked every 100 ms when idle)."""
         sock, pc = self.sock, time.perf_counter_ns
-        while not stop["now"]:
+        while not stop.is_set():
             if not sock.poll(100, zmq.POLLIN):
                 continue
             parts = sock.recv_multipart(copy=True)
@@ -220,7 +223,7 @@ class NaiveServer:
             elif len(parts) == 3 and parts[1] == b"" and parts[2]:
                 envelope, payload = parts[:2], parts[2]
             if payload is None:
-                reply = self.error(10, 0, "expected [identity, (empty,) payload]")
+                reply = self.error(E.bad_envelope, 0, "expected [identity, (empty,) payload]")
             elif payload[:1] == b"{":
                 reply = self.control(payload)
             else:
@@ -235,11 +238,12 @@ class NaiveServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="naive_server.py", description=DESCRIPTION)
+    p = argparse.ArgumentParser(prog="python -m tmn_bench.baselines.naive_server",
+                                description=DESCRIPTION)
     p.add_argument("--model", type=Path, required=True, help="model folder")
     p.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
     p.add_argument("--core", type=int, default=None, help="pin the process to this CPU")
-    p.add_argument("--max-streams", type=int, default=1024)
+    p.add_argument("--max-streams", type=int, default=DEFAULT_MAX_STREAMS)
     args = p.parse_args(argv)
     if args.core is not None:
         try:
@@ -252,13 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     except (tmn.ModelFormatError, FileNotFoundError, zmq.ZMQError) as e:
         print(f"naive_server: cannot start: {e}", file=sys.stderr)
         return 2
-    stop = {"now": False}
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        stop["now"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: stop.set())
     print(f"{DESCRIPTION}: model {args.model} (System {server.model.system}) on "
           f"{args.endpoint}", file=sys.stderr, flush=True)
     try:

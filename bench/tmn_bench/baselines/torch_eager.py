@@ -1,20 +1,19 @@
 """PyTorch eager single step: the baseline ``tmn-bench engine`` times.
 
-It lives here, in the package that depends on torch, so that the runtime
-package ``tmn`` never imports torch. ``tmn.bench`` loads it only when the
-engine benchmark runs.
+torch is imported when the bench is built, never at import time, so
+``tmn-bench`` runs without it and reports this baseline as skipped.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 
-from tmn import benchutil as bu
-from tmn.bench import WARMUP, _agreement, _gc_paused, _round_slice
 from tmn.model import Model
+from tmn_bench.baselines import Reference
+from tmn_bench.common import WARMUP, gc_paused, round_slice
+from tmn_bench.results import BaselineStep, Percentiles
 
 
 class TorchBench:
@@ -22,7 +21,7 @@ class TorchBench:
     thread, ``inference_mode``, timed per step. Raises ImportError (the bench
     is then skipped) without torch."""
 
-    def __init__(self, model: Model, z: np.ndarray, ref: dict[str, Any]) -> None:
+    def __init__(self, model: Model, z: np.ndarray, ref: Reference) -> None:
         import torch
 
         self.torch, self.ref = torch, ref
@@ -33,7 +32,7 @@ class TorchBench:
             pass
         t = model.tensors
         H, O = model.hidden, 2 * len(model.horizons_ms)
-        self.cell, self.head = torch.nn.GRUCell(4, H), torch.nn.Linear(H, O)
+        self.cell, self.head = torch.nn.GRUCell(z.shape[1], H), torch.nn.Linear(H, O)
         with torch.no_grad():
             for param, name in ((self.cell.weight_ih, "gru.weight_ih"),
                                 (self.cell.weight_hh, "gru.weight_hh"),
@@ -55,10 +54,11 @@ class TorchBench:
         self.checksum = 0.0
 
     def run_round(self, r: int, rounds: int) -> None:
-        lo, hi = _round_slice(len(self.rows), r, rounds)
+        """Run and time this round's slice of the steps (h carried across rounds)."""
+        lo, hi = round_slice(len(self.rows), r, rounds)
         pc, cell, head, rows, ns = time.perf_counter_ns, self.cell, self.head, self.rows, self.ns
         acc = 0.0
-        with self.torch.inference_mode(), _gc_paused():
+        with self.torch.inference_mode(), gc_paused():
             h = self.h
             for i in range(lo, hi):
                 xi = rows[i]
@@ -71,11 +71,12 @@ class TorchBench:
             self.h = h
         self.checksum += acc
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> BaselineStep:
         torch, n = self.torch, len(self.rows)
-        return {"status": "ok", "version": torch.__version__, "steps": n,
-                "config": {"num_threads": torch.get_num_threads(),
-                           "num_interop_threads": torch.get_num_interop_threads(),
-                           "inference_mode": True},
-                "step_ns": bu.percentiles(self.ns), "checksum": self.checksum,
-                **_agreement(self.ref, n, self.h[0].numpy().copy(), self.checksum)}
+        return BaselineStep(
+            version=torch.__version__, steps=n,
+            config={"num_threads": torch.get_num_threads(),
+                    "num_interop_threads": torch.get_num_interop_threads(),
+                    "inference_mode": True},
+            step_ns=Percentiles.of(self.ns), checksum=self.checksum,
+            **self.ref.agreement(n, self.h[0].numpy().copy(), self.checksum))

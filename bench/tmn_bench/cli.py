@@ -1,0 +1,400 @@
+"""``tmn-bench``: the benchmark command line (bench/README.md explains every number).
+
+    tmn-bench engine   [--model DIR] [--ticks N] [--json OUT] [--isa auto] [--strict]
+    tmn-bench serve    [--model DIR] [--requests N] [--json OUT] [--server-core C ...]
+    tmn-bench latency  [--model DIR] [--json OUT] [--report DIR] [--quick] [--skip-serve]
+    tmn-bench accuracy --data SOURCE ... --models DIR ... [--json OUT] [--report DIR]
+
+This module only parses the command line and prints; the benchmarks are
+``tmn_bench.engine``, ``.serve``, ``.latency`` and ``.accuracy``. Nothing
+imports it. Each subcommand is an ``add_*`` function in :data:`COMMANDS`. A
+user's mistake (a bad model folder, an unusable core, ``--report`` without
+matplotlib) exits with status 2 before anything is measured; ``--strict``
+exits 1 if any target is MISSED or SKIPPED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import tmn
+from tmn.protocol import MAX_BATCH
+from tmn_bench.common import ROUNDS, resolved_model, write_json
+from tmn_bench.results import Target, not_met
+
+
+# ---------------------------------------------------------------------------
+# Value types and shared options
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``1_000_000`` allowed)."""
+    v = int(text.replace("_", ""))
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    v = int(text.replace("_", ""))
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return v
+
+
+MODEL_HELP = ("model folder (default: the built-in model, else a random System B model "
+              "written to a temporary folder)")
+
+
+def _add_common(p: argparse.ArgumentParser, json_help: str = "also write every number to "
+                "this JSON file") -> None:
+    p.add_argument("--json", type=Path, default=None, metavar="OUT", help=json_help)
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 if any target is MISSED or SKIPPED")
+
+
+def _add_cores(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    p.add_argument("--server-core", type=int, default=None,
+                   help=f"{prefix}CPU of the servers' loops (default: the last usable CPU)")
+    p.add_argument("--client-core", type=int, default=None,
+                   help=f"{prefix}CPU of the benchmark client (default: the first usable CPU)")
+    p.add_argument("--naive-script", type=Path, default=None,
+                   help=f"{prefix}a naive server script to run instead of the packaged "
+                   "tmn_bench.baselines.naive_server")
+
+
+def _fail(command: str, msg: str) -> int:
+    print(f"tmn-bench {command}: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _logger(command: str) -> Callable[[str], None]:
+    def log(msg: str) -> None:
+        print(f"[tmn-bench {command}] {msg}", file=sys.stderr, flush=True)
+    return log
+
+
+def _finish(result: Any, targets: list[Target], args: argparse.Namespace) -> int:
+    """Write the JSON if asked; the exit status of ``--strict``."""
+    if args.json is not None:
+        write_json(result, args.json)
+        print(f"\nwrote {args.json}")
+    return 1 if (args.strict and not_met(targets)) else 0
+
+
+def _refuse_report_without_matplotlib(command: str, folder: Path | None) -> int | None:
+    if folder is None:
+        return None
+    from tmn_bench import report
+
+    try:  # refuse now, not after minutes of measuring
+        report.pyplot()
+    except ImportError as e:
+        return _fail(command, f"--report: {e}")
+    return None
+
+
+# ---------------------------------------------------------------------------
+# tmn-bench engine
+
+
+def add_engine_command(sub: Any) -> None:
+    """Register ``tmn-bench engine``."""
+    p = sub.add_parser(
+        "engine", help="full tick latency vs bare GRU, onnxruntime and PyTorch eager",
+        description="Latency of the full five-stage tick (fp32 and int8), of Engine.tick "
+        "from Python and of the bare GRU step, against onnxruntime and PyTorch eager on "
+        "the same model; ratios and targets.")
+    p.add_argument("--model", type=Path, default=None, help=MODEL_HELP)
+    p.add_argument("--ticks", type=positive_int, default=1_000_000,
+                   help="ticks replayed per precision, and bare GRU steps (default 1000000)")
+    p.add_argument("--streams", type=positive_int, default=8,
+                   help="interleaved streams in the replayed recording (default 8)")
+    p.add_argument("--steps", type=positive_int, default=100_000,
+                   help="Python Engine.tick calls and onnxruntime steps (default 100000)")
+    p.add_argument("--torch-steps", type=positive_int, default=50_000,
+                   help="PyTorch eager steps (default 50000)")
+    p.add_argument("--isa", default="auto", choices=["auto", "scalar", "avx2", "avx512"],
+                   help="GRU kernel instruction set (default: the best this CPU has)")
+    p.add_argument("--rounds", type=positive_int, default=ROUNDS,
+                   help=f"interleaved rounds the measurements are split into (default {ROUNDS})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic recording")
+    _add_common(p)
+    p.set_defaults(func=engine_command)
+
+
+def engine_command(args: argparse.Namespace) -> int:
+    """Run ``tmn-bench engine``: measure, print the table, write the JSON."""
+    from tmn_bench.engine import format_engine_report, run_engine_bench
+
+    if args.isa != "auto" and not tmn._core.isa_available(tmn.Isa.__members__[args.isa]):
+        return _fail("engine", f"--isa {args.isa} is not available on this CPU or in this "
+                     f"build (best available: {tmn._core.best_isa().name})")
+    with ExitStack() as stack:
+        try:
+            choice = stack.enter_context(resolved_model(args.model))
+        except (FileNotFoundError, tmn.ModelFormatError) as e:
+            return _fail("engine", f"--model: {e}")
+        r = run_engine_bench(choice.model, choice.source, ticks=args.ticks,
+                             streams=args.streams, steps=args.steps,
+                             torch_steps=args.torch_steps, isa=args.isa, seed=args.seed,
+                             rounds=args.rounds, log=_logger("engine"))
+    print(format_engine_report(r))
+    return _finish(r, r.targets, args)
+
+
+# ---------------------------------------------------------------------------
+# tmn-bench serve
+
+
+def add_serve_command(sub: Any) -> None:
+    """Register ``tmn-bench serve``."""
+    p = sub.add_parser(
+        "serve", help="tmn-serve round trips and throughput vs the echo floor and a naive "
+        "pyzmq+onnxruntime server",
+        description="Round-trip latency of single-tick requests, server-side receive-to-send "
+        "latency and pipelined throughput (1, 10, 100 streams) of tmn-serve (blocking and "
+        "--spin), tmn-serve --echo (the floor) and the naive server, each a separate "
+        "process pinned to a core; ratios and targets.")
+    p.add_argument("--model", type=Path, default=None, help=MODEL_HELP)
+    p.add_argument("--requests", type=positive_int, default=20_000,
+                   help="timed single-tick round trips per server (default 20000)")
+    p.add_argument("--warmup", type=non_negative_int, default=2_000,
+                   help="untimed round trips before them (default 2000)")
+    p.add_argument("--throughput-seconds", type=positive_float, default=1.5,
+                   help="length of each throughput run (default 1.5 s)")
+    p.add_argument("--in-flight", type=positive_int, default=16,
+                   help="requests kept in flight in the throughput runs (default 16)")
+    p.add_argument("--batch", type=positive_int, default=10,
+                   help="ticks per request in the throughput runs with more streams than "
+                   "this; requests cycle over the streams (default 10)")
+    _add_cores(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic motion")
+    _add_common(p)
+    p.set_defaults(func=serve_command)
+
+
+def _serve_setup(command: str, args: argparse.Namespace) -> tuple[Any, list[str]] | int:
+    """The core layout and the naive server's command, or an exit status."""
+    from tmn_bench import serve
+
+    try:
+        layout = serve.core_layout(args.server_core, args.client_core)
+        naive = serve.naive_command(args.naive_script)
+    except ValueError as e:
+        return _fail(command, str(e))
+    return layout, naive
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Run ``tmn-bench serve``: measure, print the table, write the JSON."""
+    from tmn_bench import serve
+
+    setup = _serve_setup("serve", args)
+    if isinstance(setup, int):
+        return setup
+    if args.batch > MAX_BATCH:
+        return _fail("serve", f"--batch must be <= {MAX_BATCH}, got {args.batch}")
+    with ExitStack() as stack:
+        try:
+            choice = stack.enter_context(resolved_model(args.model))
+        except (FileNotFoundError, tmn.ModelFormatError) as e:
+            return _fail("serve", f"--model: {e}")
+        r = serve.run_serve_bench(
+            choice.folder, choice.source, layout=setup[0], requests=args.requests,
+            warmup=args.warmup, throughput_s=args.throughput_seconds, in_flight=args.in_flight,
+            batch=args.batch, naive_script=args.naive_script, seed=args.seed,
+            log=_logger("serve"))
+    print(serve.format_serve_report(r))
+    rc = _finish(r, r.targets, args)
+    if r.failed():
+        print(f"tmn-bench serve: FAILED servers: {', '.join(r.failed())}", file=sys.stderr)
+        return 1
+    return rc
+
+
+# ---------------------------------------------------------------------------
+# tmn-bench latency
+
+
+def add_latency_command(sub: Any) -> None:
+    """Register ``tmn-bench latency``."""
+    from tmn_bench.latency import QUICK_ENGINE, QUICK_SERVE
+
+    p = sub.add_parser(
+        "latency", help="engine and serve benchmarks in one run: one JSON, one markdown "
+        "report with plots",
+        description="Runs the engine benchmark and then the serve benchmark on the same "
+        "model, prints both tables, and gathers them into one JSON and one markdown report: "
+        "same-run ratios against onnxruntime, PyTorch eager and the naive pyzmq server, and "
+        "every target (plus the plan's 0.9 ms per-tick budget) as MET, MISSED or SKIPPED.")
+    p.add_argument("--model", type=Path, default=None, help=MODEL_HELP)
+    p.add_argument("--report", type=Path, default=None, metavar="DIR",
+                   help="write DIR/latency.md, DIR/latency_stages.png and DIR/serve_rtt.png")
+    p.add_argument("--quick", action="store_true",
+                   help=f"small samples for a smoke run (engine {QUICK_ENGINE}, serve "
+                   f"{QUICK_SERVE}); every output is labelled QUICK RUN")
+    p.add_argument("--skip-serve", action="store_true",
+                   help="run the engine benchmark only (the serve targets are SKIPPED)")
+    p.add_argument("--ticks", type=positive_int, default=None,
+                   help="engine: ticks replayed per precision and bare GRU steps (default: "
+                   "that of tmn-bench engine, or the --quick size)")
+    p.add_argument("--requests", type=positive_int, default=None,
+                   help="serve: timed round trips per server (default: that of tmn-bench "
+                   "serve, or the --quick size)")
+    _add_cores(p, prefix="serve: ")
+    _add_common(p)
+    p.set_defaults(func=latency_command)
+
+
+def latency_command(args: argparse.Namespace) -> int:
+    """Run ``tmn-bench latency``: measure, print the tables, write the JSON and report."""
+    from tmn_bench import latency, serve
+    from tmn_bench.engine import format_engine_report
+
+    layout = None
+    if not args.skip_serve:
+        setup = _serve_setup("latency", args)
+        if isinstance(setup, int):
+            return setup
+        layout = setup[0]
+    refused = _refuse_report_without_matplotlib("latency", args.report)
+    if refused is not None:
+        return refused
+    serve_options: dict[str, Any] = {"naive_script": args.naive_script}
+    if args.requests is not None:
+        serve_options["requests"] = args.requests
+    with ExitStack() as stack:
+        try:  # one folder for both: tmn-serve loads the model from a folder
+            choice = stack.enter_context(resolved_model(args.model))
+        except (FileNotFoundError, tmn.ModelFormatError) as e:
+            return _fail("latency", f"--model: {e}")
+        r = latency.run_latency_bench(
+            choice.folder, choice.source, quick=args.quick,
+            engine_options={} if args.ticks is None else {"ticks": args.ticks},
+            serve_options=serve_options, layout=layout,
+            skip_serve=latency.SKIP_SERVE_REASON if args.skip_serve else None,
+            log=_logger("latency"))
+    if r.quick:
+        print(latency.QUICK_NOTE + "\n")
+    print(format_engine_report(r.engine) + "\n")
+    if isinstance(r.serve, serve.ServeResult):
+        print(serve.format_serve_report(r.serve) + "\n")
+    else:
+        print(f"tmn-bench serve: SKIPPED ({r.serve.reason})\n")
+    print(latency.format_latency_summary(r))
+    rc = _finish(r, r.targets, args)
+    for path in latency.write_report(r, args.report) if args.report is not None else []:
+        print(f"wrote {path}")
+    failed = r.serve.failed() if isinstance(r.serve, serve.ServeResult) else []
+    if failed:
+        print(f"tmn-bench latency: FAILED servers: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return rc
+
+
+# ---------------------------------------------------------------------------
+# tmn-bench accuracy
+
+
+def add_accuracy_command(sub: Any) -> None:
+    """Register ``tmn-bench accuracy``."""
+    p = sub.add_parser(
+        "accuracy", help="accuracy of A, B, Kalman-only and constant velocity on held-out data",
+        description="Replay held-out recordings through the engine with every model (FP32 and "
+        "INT8) and the baselines; per-horizon metrics, B-vs-A and B-vs-Kalman statistics, "
+        "targets MET/MISSED. Trains nothing. See bench/README.md.")
+    p.add_argument("--data", nargs="+", required=True, metavar="SOURCE",
+                   help="each is evaluated on its own: synth:MINUTES[:SEED], lasa[:SHAPE,...], "
+                   "eyelink, or a CSV/NPZ recording (training/README.md, 'Data')")
+    p.add_argument("--models", nargs="+", required=True, type=Path, metavar="DIR",
+                   help="model artifacts from tmn-train; several of one system are seeds, "
+                   "B_i is paired with A_i (or every B with a single A)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="the part of each source to evaluate, split as the first model was "
+                   "trained (default test; all: every stream whole)")
+    p.add_argument("--precision", default="int8", choices=["int8", "fp32"],
+                   help="precision of the statistics and targets (both are always reported)")
+    p.add_argument("--bootstrap", type=non_negative_int, default=1000, metavar="N",
+                   help="bootstrap resamples for the confidence intervals (default 1000)")
+    p.add_argument("--resample-by", default="block", choices=["block", "stream"],
+                   help="bootstrap unit: contiguous blocks of --block-seconds, or whole streams")
+    p.add_argument("--block-seconds", type=positive_float, default=1.0,
+                   help="block length for block tests and the bootstrap (default 1 s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--report", type=Path, default=None, metavar="DIR",
+                   help="write DIR/accuracy.md and PNG plots")
+    _add_common(p, json_help="write all results")
+    p.set_defaults(func=accuracy_command)
+
+
+def accuracy_command(args: argparse.Namespace) -> int:
+    """Run ``tmn-bench accuracy``."""
+    try:
+        from tmn_bench.accuracy import evaluate
+        from tmn_train.config import ConfigError
+        from tmn_train.data import DataError
+    except ImportError as e:
+        return _fail("accuracy", "needs the training package (its data loaders): "
+                     f"pip install torch==2.13.0 ./training ({e})")
+    refused = _refuse_report_without_matplotlib("accuracy", args.report)
+    if refused is not None:
+        return refused
+    try:
+        r, plots = evaluate.run(
+            args.models, args.data, split=args.split, precision=args.precision,
+            resamples=args.bootstrap, block_s=args.block_seconds, resample_by=args.resample_by,
+            seed=args.seed, log=_logger("accuracy"))
+    except (evaluate.AccuracyError, ConfigError, DataError, tmn.ModelFormatError,
+            FileNotFoundError) as e:
+        return _fail("accuracy", str(e))
+    print(evaluate.format_summary(r))
+    rc = _finish(r, r.targets(), args)
+    if args.report is not None:
+        from tmn_bench.accuracy.report import write_report
+
+        print(f"wrote {write_report(r, plots, args.report)}")
+    return rc
+
+
+# ---------------------------------------------------------------------------
+# The entry point
+
+# Subcommands, in the order `tmn-bench --help` lists them.
+COMMANDS: tuple[Callable[[Any], None], ...] = (add_engine_command, add_serve_command,
+                                               add_latency_command, add_accuracy_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``tmn-bench`` parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="tmn-bench", description="Benchmarks of the tmn engine against baselines, "
+        "in the same run. See bench/README.md.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tmn-bench``; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,655 @@
+"""Typed results: every figure of every ``tmn-bench`` JSON is a field of one of
+these dataclasses (bench/README.md explains each figure).
+
+The benchmarks build them, the targets (:mod:`tmn_bench.targets`) and the
+reports read their attributes, and :func:`to_json` writes them. A figure that
+is renamed or missing is therefore an ``AttributeError`` or a ``TypeError``
+where it is made or read, not a silent SKIPPED. JSON keys are the field names
+except where a field says otherwise (``metadata={"json": "p99.9"}``); a field
+with ``metadata={"flatten": True}`` writes its own keys into its parent's, and
+a result with a ``json()`` method writes what that returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import tmn
+
+SCHEMA_VERSION = 1
+
+
+def key(name: str) -> dict[str, Any]:
+    """Field metadata: the JSON key of a field whose name cannot be an identifier."""
+    return {"json": name}
+
+
+FLAT: dict[str, Any] = {"flatten": True}
+
+
+def to_json(obj: Any) -> Any:
+    """JSON-ready data (dicts, lists, numbers, strings) of a result."""
+    if hasattr(obj, "json") and dataclasses.is_dataclass(obj):
+        return to_json(obj.json())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            v = to_json(getattr(obj, f.name))
+            if f.metadata.get("flatten"):
+                out.update(v)
+            else:
+                out[f.metadata.get("json", f.name)] = v
+        if isinstance(obj, Target):
+            out["status"] = obj.status
+        return out
+    if isinstance(obj, dict):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"not a result: {type(obj).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# Shared pieces
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """``n``, the :data:`tmn.PERCENTILES` (``p["p99.9"]``), ``max`` and ``mean`` of
+    some samples (nanoseconds, unless said otherwise)."""
+
+    n: int
+    at: dict[str, float] = field(metadata=FLAT)
+    max: float
+    mean: float
+
+    @classmethod
+    def of(cls, samples: Any) -> Percentiles:
+        """Of ``samples`` (any numeric array); an empty one raises ``ValueError``."""
+        a = np.asarray(samples, dtype=np.float64).ravel()
+        q = tmn.percentiles(a)
+        return cls(int(a.size), {name: q[name] for name, _ in tmn.PERCENTILES}, q["max"],
+                   float(a.mean()))
+
+    def __getitem__(self, name: str) -> float:
+        """A percentile by its report name (``"p50"`` ... ``"p99.9"``) or ``"max"``."""
+        return self.max if name == "max" else self.at[name]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A measurement that did not run, and why."""
+
+    reason: str
+    status: str = "skipped"
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Everything needed to name the machine a number was measured on."""
+
+    cpu: str
+    cores: int | None
+    cores_usable: int | None
+    cpu_avx2: bool
+    cpu_avx512f: bool
+    isa: str
+    clock_uses_tsc: bool
+    load_average: list[float] | None
+    platform: str
+    python: str
+    python_implementation: str
+    versions: dict[str, str | None]
+    tmn_version: str
+    tmn_git_sha: str
+    date: str
+    argv: list[str]
+    load_average_end: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model a benchmark ran."""
+
+    source: str       # where it came from: given, built-in, or a random model and why
+    path: str
+    system: str
+    hidden: int
+    horizons: int
+    horizons_ms: list[float]
+
+
+@dataclass(frozen=True)
+class EngineModel(ModelInfo):
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServedModel(ModelInfo):
+    precision: str = "int8"
+
+
+STATUSES = ("MET", "MISSED", "SKIPPED")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A stated target and whether this run met it. ``value`` None means it
+    could not be measured (SKIPPED): then ``note`` must say why."""
+
+    name: str
+    value: float | None
+    limit: float
+    op: str               # "<=" or ">="
+    unit: str
+    note: str             # what was compared, or why it was skipped
+    source: str           # where the target is stated (tmn_bench.targets)
+
+    def __post_init__(self) -> None:
+        if self.op not in ("<=", ">="):
+            raise ValueError(f"target {self.name!r}: op must be <= or >=, got {self.op!r}")
+        if self.status == "SKIPPED" and not self.note:
+            raise ValueError(f"target {self.name!r} is SKIPPED without a reason")
+
+    @property
+    def status(self) -> str:
+        """``MET``, ``MISSED`` or ``SKIPPED``."""
+        if self.value is None or not math.isfinite(self.value):
+            return "SKIPPED"
+        ok = self.value <= self.limit if self.op == "<=" else self.value >= self.limit
+        return "MET" if ok else "MISSED"
+
+
+@dataclass(frozen=True)
+class SeedTarget(Target):
+    """An accuracy target of one model or pair: ``kind`` is the target, ``who``
+    the seed (so seeds can be summarised per kind)."""
+
+    kind: str = ""
+    who: str = ""
+
+
+def ratio(num: float | None, den: float | None) -> float | None:
+    """``num / den``, or None when either is missing or ``den`` is not positive."""
+    if num is None or den is None or not den > 0:
+        return None
+    return float(num) / float(den)
+
+
+def not_met(targets: list[Target]) -> list[Target]:
+    """The targets that are MISSED or SKIPPED (what ``--strict`` fails on)."""
+    return [t for t in targets if t.status != "MET"]
+
+
+# ---------------------------------------------------------------------------
+# tmn-bench engine
+
+
+@dataclass(frozen=True)
+class EngineWorkload:
+    ticks: int
+    streams: int
+    rate_hz: float
+    seed: int
+    python_calls: int
+    onnxruntime_steps: int
+    torch_steps: int
+    bare_gru_steps: int
+    rounds: int
+    description: str
+
+
+@dataclass(frozen=True)
+class TickLatency:
+    """The full tick of one precision, timed inside C++ by Engine.replay."""
+
+    precision: str
+    isa: str
+    ticks: int
+    ok: int
+    timed_ticks: int
+    verdicts: dict[str, int]
+    total_ns: Percentiles
+    stage_ns: dict[str, Percentiles]
+    gate_work: Percentiles        # touched nonzeros per tick
+    replay_wall_s: float
+    replay_ticks_per_s: float
+    checksum: float
+
+
+@dataclass(frozen=True)
+class PythonTick:
+    precision: str
+    calls: int
+    call_ns: Percentiles
+    timer_floor_ns: Percentiles
+    checksum: float
+
+
+@dataclass(frozen=True)
+class BareGru:
+    precision: str
+    isa: str
+    steps: int
+    step_ns: Percentiles
+    checksum: float
+
+
+@dataclass(frozen=True)
+class BaselineStep:
+    """A baseline's single step, called from Python, and how far its result is
+    from the engine's FP32 network over the same steps."""
+
+    version: str
+    steps: int
+    config: dict[str, Any]
+    step_ns: Percentiles
+    checksum: float
+    max_abs_h_diff_vs_engine_fp32: float
+    mean_abs_y0_diff_vs_engine_fp32: float
+    status: str = "ok"
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeStep(BaselineStep):
+    providers: list[str] = field(default_factory=list)
+    run_floor_ns: Percentiles | None = None  # the per-call floor (Identity graph)
+
+
+@dataclass(frozen=True)
+class EngineRatios:
+    """The same-run ratios of bench/README.md (None where a baseline was skipped)."""
+
+    onnxruntime_p50_over_int8_tick_p50: float | None
+    onnxruntime_p50_over_python_tick_p50: float | None
+    torch_p50_over_int8_tick_p50: float | None
+    torch_p50_over_fp32_tick_p50: float | None
+    torch_p50_over_python_tick_p50: float | None
+    int8_tick_p50_over_bare_fp32_gru_p50: float | None
+    int8_tick_p50_over_bare_int8_gru_p50: float | None
+    int8_over_fp32_tick_p50: float | None
+    int8_over_fp32_tick_p99_9: float | None = field(metadata=key("int8_over_fp32_tick_p99.9"))
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    machine: Machine
+    model: EngineModel
+    workload: EngineWorkload
+    engine: dict[str, TickLatency]         # by precision
+    python_tick: PythonTick
+    bare_gru: dict[str, BareGru]           # by precision
+    onnxruntime: OnnxRuntimeStep | Skipped
+    torch: BaselineStep | Skipped
+    ratios: EngineRatios
+    targets: list[Target]
+    benchmark: str = "engine"
+    schema_version: int = SCHEMA_VERSION
+
+
+# ---------------------------------------------------------------------------
+# tmn-bench serve
+
+
+@dataclass(frozen=True)
+class Layout:
+    client_core: int
+    server_core: int
+    usable_cores: list[int]
+    spin_allowed: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class ThroughputCase:
+    streams: int
+    ticks_per_request: int
+
+
+@dataclass(frozen=True)
+class ServeWorkload:
+    transport: str
+    round_trip: str
+    requests: int
+    warmup_requests: int
+    throughput: str
+    throughput_seconds: float
+    in_flight: int
+    throughput_cases: list[ThroughputCase]
+    motion: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class ThroughputRun:
+    case: ThroughputCase = field(metadata=FLAT)
+    requests: int
+    ticks: int
+    error_replies: int
+    seconds: float
+    ticks_per_s: float | None
+    server_side_ns: Percentiles | None
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class ServerRun:
+    """One server that ran: round trips, its own latency, throughput."""
+
+    description: str
+    argv: list[str]
+    health_model: dict[str, Any] | None
+    requests: int
+    warmup: int
+    bad_replies: int
+    round_trip_ns: Percentiles
+    server_side_ns: Percentiles | None
+    exit_code: int | None
+    throughput: list[ThroughputRun]
+    status: str = "ok"
+
+    def throughput_of(self, case: ThroughputCase) -> ThroughputRun:
+        """The throughput run of one case (KeyError if it did not run)."""
+        for t in self.throughput:
+            if t.case == case:
+                return t
+        raise KeyError(f"no throughput run for {case}")
+
+
+@dataclass(frozen=True)
+class ServerNotRun:
+    """A server that was skipped (and why) or failed (with its log tail)."""
+
+    status: str           # "skipped" or "failed"
+    description: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ModeRatios:
+    """One tmn-serve mode against the naive server and the echo floor of its mode."""
+
+    over_naive_round_trip_p50: float | None
+    over_naive_round_trip_p99_9: float | None
+    over_echo_round_trip_p50: float | None
+    over_echo_round_trip_p99_9: float | None
+    over_naive_throughput: float | None
+
+
+@dataclass(frozen=True)
+class ServeRatios:
+    """Per tmn mode; written as ``<mode>_over_naive_round_trip_p50``,
+    ``<mode>_over_<echo>_round_trip_p99.9``, ``<mode>_over_naive_throughput_<S>_streams``."""
+
+    modes: dict[str, ModeRatios]
+    echo_of: dict[str, str]
+    headline_streams: int
+
+    def json(self) -> dict[str, float | None]:
+        """The flat ``{key: ratio}`` of the docstring (also the latency report's keys)."""
+        out: dict[str, float | None] = {}
+        for m, r in self.modes.items():
+            for q, naive, echo in (("p50", r.over_naive_round_trip_p50, r.over_echo_round_trip_p50),
+                                   ("p99.9", r.over_naive_round_trip_p99_9,
+                                    r.over_echo_round_trip_p99_9)):
+                out[f"{m}_over_naive_round_trip_{q}"] = naive
+                out[f"{m}_over_{self.echo_of[m]}_round_trip_{q}"] = echo
+            out[f"{m}_over_naive_throughput_{self.headline_streams}_streams"] = (
+                r.over_naive_throughput)
+        return out
+
+
+@dataclass(frozen=True)
+class ServeResult:
+    machine: Machine
+    model: ServedModel
+    layout: Layout
+    workload: ServeWorkload
+    servers: dict[str, ServerRun | ServerNotRun]
+    ratios: ServeRatios
+    targets: list[Target]
+    benchmark: str = "serve"
+    schema_version: int = SCHEMA_VERSION
+
+    def failed(self) -> list[str]:
+        """Names of the servers that did not start, stalled or were refused."""
+        return [n for n, s in self.servers.items() if s.status == "failed"]
+
+
+# ---------------------------------------------------------------------------
+# tmn-bench latency
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    quick: bool
+    machine: Machine
+    model: EngineModel
+    engine: EngineResult
+    serve: ServeResult | Skipped
+    ratios: dict[str, float | None]   # engine/<key> and serve/<key>
+    targets: list[Target]
+    benchmark: str = "latency"
+    schema_version: int = SCHEMA_VERSION
+
+
+# ---------------------------------------------------------------------------
+# tmn-bench accuracy
+
+
+@dataclass(frozen=True)
+class ErrorDistribution:
+    """Per horizon: MSE, RMSE, the :data:`tmn.PERCENTILES` and max of the error."""
+
+    mse: list[float]
+    rmse: list[float]
+    at: dict[str, list[float]] = field(metadata=FLAT)
+    max: list[float]
+
+    @classmethod
+    def of(cls, d: dict[str, list[float]]) -> ErrorDistribution:
+        """From ``tmn_train.scoring.distribution``'s dict (every key used)."""
+        names = [n for n, _ in tmn.PERCENTILES]
+        if set(d) != {"mse", "rmse", "max", *names}:
+            raise KeyError(f"unexpected distribution keys {sorted(d)}")
+        return cls(d["mse"], d["rmse"], {n: d[n] for n in names}, d["max"])
+
+    def __getitem__(self, name: str) -> list[float]:
+        """A percentile row by its report name (``"p99"``), or ``"max"``."""
+        return self.max if name == "max" else self.at[name]
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """Per horizon, over the ticks with a direction of motion (tmn_bench.accuracy.metrics)."""
+
+    track_ticks: list[float]
+    along_mean: list[float]
+    along_rms: list[float]
+    along_p99: list[float]
+    cross_rms: list[float]
+    cross_p99: list[float]
+
+
+@dataclass(frozen=True)
+class PredictorMetrics:
+    errors: ErrorDistribution = field(metadata=FLAT)
+    track: TrackSummary = field(metadata=FLAT)
+    jitter: list[float]
+
+
+@dataclass(frozen=True)
+class GateSummary:
+    ticks: int
+    pass_rate: float
+    cert_mean: float
+    cert_max: float
+    fallbacks: dict[str, int]              # by fallback verdict name
+    fallback_win_rate: float | None
+    fallback_mse_prior: float | None
+    fallback_mse_network: float | None
+    switches: int
+    jitter_without_switches: float
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    total_ns: Percentiles
+    stage_ns: dict[str, Percentiles]
+
+
+@dataclass(frozen=True)
+class MseRatio:
+    headline: float
+    all_horizons: float
+
+
+@dataclass(frozen=True)
+class PerTickTests:
+    t_test_p: float
+    wilcoxon_p: float
+    mann_whitney_p: float
+
+
+@dataclass(frozen=True)
+class PerBlockTests:
+    t_test_p: float | None
+    t_test_p_new_lower: float | None
+    wilcoxon_p: float | None
+    cohens_dz: float | None
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    resamples: int
+    unit: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One predictor against another on the same ticks (tmn_bench.accuracy.stats)."""
+
+    ticks: int
+    blocks: int
+    mse_base: float
+    mse_new: float
+    p99_base: float
+    p99_new: float
+    p99_ratio: float
+    mse_ratio: float
+    per_tick: PerTickTests
+    cohens_d: float
+    cohens_dz: float
+    cliffs_delta: float
+    per_block: PerBlockTests
+    p99_ratio_ci95: list[float] | None
+    mse_ratio_ci95: list[float] | None
+    bootstrap: Bootstrap
+    new: str = ""
+    base: str = ""
+    latency_p999_ratio: float | None = None  # B against A only
+
+
+@dataclass(frozen=True)
+class CriterionOne:
+    status: str
+    p99_ratio: float
+    latency_p999_ratio: float | None
+
+
+@dataclass(frozen=True)
+class CriterionTwo:
+    status: str
+    pass_rate: float
+    cert_mean: float
+
+
+@dataclass(frozen=True)
+class PlanCriteria:
+    pair: str
+    criterion_1: CriterionOne
+    criterion_2: CriterionTwo
+
+
+@dataclass(frozen=True)
+class DatasetResult:
+    data: str
+    split: str
+    pieces: int
+    ticks: int
+    evaluated_ticks: int
+    horizons_ms: list[float]
+    headline_ms: float
+    precision: str
+    kalman_only_from: str
+    predictors: dict[str, PredictorMetrics]
+    gate: dict[str, GateSummary]
+    latency: dict[str, LatencySummary]
+    int8_over_fp32_mse: dict[str, MseRatio]
+    comparisons: list[Comparison]
+    targets: list[SeedTarget]
+    plan_criteria: list[PlanCriteria]
+
+
+@dataclass(frozen=True)
+class AccuracySettings:
+    split: str
+    precision: str
+    bootstrap_resamples: int
+    resample_by: str
+    block_s: float
+    seed: int
+    tangent_half_width_ms: float
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    label: str
+    path: str
+    system: str
+    seed: int | None
+    trained_on: list[str] | None
+    git_sha: str | None
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    data: str
+    target: str
+    limit: float
+    op: str
+    seeds: int
+    met: int
+    min: float | None
+    mean: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    machine: Machine
+    settings: AccuracySettings
+    models: list[ModelEntry]
+    datasets: list[DatasetResult]
+    seed_summary: list[SeedSummary]
+    benchmark: str = "accuracy"
+    schema_version: int = SCHEMA_VERSION
+
+    def targets(self) -> list[Target]:
+        """Every target of every data set."""
+        return [t for d in self.datasets for t in d.targets]
