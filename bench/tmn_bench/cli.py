@@ -16,6 +16,7 @@ exits 1 if any target is MISSED or SKIPPED.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -77,6 +78,37 @@ def _add_cores(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    "tmn_bench.baselines.naive_server")
 
 
+def _subparser(sub: Any, name: str, summary: str, module: str,
+               model: bool = True) -> argparse.ArgumentParser:
+    """The parser of one subcommand (with ``--model`` unless told otherwise); its
+    description is the first paragraph of the docstring of ``module``, the
+    benchmark it runs."""
+    doc = (importlib.import_module(module).__doc__ or "").split("\n\n")[0]
+    p = sub.add_parser(name, help=summary, description=" ".join(doc.replace("``", "").split()))
+    if model:
+        p.add_argument("--model", type=Path, default=None, help=MODEL_HELP)
+    return p
+
+
+# (flag, default, what it counts): the sizes of a benchmark, integers >= 1
+ENGINE_COUNTS = (
+    ("--ticks", 1_000_000, "ticks replayed per precision, and bare GRU steps"),
+    ("--streams", 8, "interleaved streams in the replayed recording"),
+    ("--steps", 100_000, "Python Engine.tick calls and onnxruntime steps"),
+    ("--torch-steps", 50_000, "PyTorch eager steps"))
+SERVE_COUNTS = (
+    ("--requests", 20_000, "timed single-tick round trips per server"),
+    ("--in-flight", 16, "requests kept in flight in the throughput runs"),
+    ("--batch", 10, "ticks per request in the throughput runs with more streams than this; "
+     "requests cycle over the streams"))
+
+
+def _add_counts(p: argparse.ArgumentParser, counts: tuple[tuple[str, int, str], ...]) -> None:
+    for flag, default, what in counts:
+        p.add_argument(flag, type=positive_int, default=default,
+                       help=f"{what} (default {default})")
+
+
 def _fail(command: str, msg: str) -> int:
     print(f"tmn-bench {command}: error: {msg}", file=sys.stderr)
     return 2
@@ -94,6 +126,14 @@ def _finish(result: Any, targets: list[Target], args: argparse.Namespace) -> int
         write_json(result, args.json)
         print(f"\nwrote {args.json}")
     return 1 if (args.strict and not_met(targets)) else 0
+
+
+def _unless_failed(command: str, failed: list[str], rc: int) -> int:
+    """Exit status 1 when a server did not start, stalled or was refused."""
+    if failed:
+        print(f"tmn-bench {command}: FAILED servers: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return rc
 
 
 def _refuse_report_without_matplotlib(command: str, folder: Path | None) -> int | None:
@@ -114,20 +154,9 @@ def _refuse_report_without_matplotlib(command: str, folder: Path | None) -> int 
 
 def add_engine_command(sub: Any) -> None:
     """Register ``tmn-bench engine``."""
-    p = sub.add_parser(
-        "engine", help="full tick latency vs bare GRU, onnxruntime and PyTorch eager",
-        description="Latency of the full five-stage tick (fp32 and int8), of Engine.tick "
-        "from Python and of the bare GRU step, against onnxruntime and PyTorch eager on "
-        "the same model; ratios and targets.")
-    p.add_argument("--model", type=Path, default=None, help=MODEL_HELP)
-    p.add_argument("--ticks", type=positive_int, default=1_000_000,
-                   help="ticks replayed per precision, and bare GRU steps (default 1000000)")
-    p.add_argument("--streams", type=positive_int, default=8,
-                   help="interleaved streams in the replayed recording (default 8)")
-    p.add_argument("--steps", type=positive_int, default=100_000,
-                   help="Python Engine.tick calls and onnxruntime steps (default 100000)")
-    p.add_argument("--torch-steps", type=positive_int, default=50_000,
-                   help="PyTorch eager steps (default 50000)")
+    p = _subparser(sub, "engine", "full tick latency vs bare GRU, onnxruntime and PyTorch eager",
+                   "tmn_bench.engine")
+    _add_counts(p, ENGINE_COUNTS)
     p.add_argument("--isa", default="auto", choices=["auto", "scalar", "avx2", "avx512"],
                    help="GRU kernel instruction set (default: the best this CPU has)")
     p.add_argument("--rounds", type=positive_int, default=ROUNDS,
@@ -163,26 +192,14 @@ def engine_command(args: argparse.Namespace) -> int:
 
 def add_serve_command(sub: Any) -> None:
     """Register ``tmn-bench serve``."""
-    p = sub.add_parser(
-        "serve", help="tmn-serve round trips and throughput vs the echo floor and a naive "
-        "pyzmq+onnxruntime server",
-        description="Round-trip latency of single-tick requests, server-side receive-to-send "
-        "latency and pipelined throughput (1, 10, 100 streams) of tmn-serve (blocking and "
-        "--spin), tmn-serve --echo (the floor) and the naive server, each a separate "
-        "process pinned to a core; ratios and targets.")
-    p.add_argument("--model", type=Path, default=None, help=MODEL_HELP)
-    p.add_argument("--requests", type=positive_int, default=20_000,
-                   help="timed single-tick round trips per server (default 20000)")
-    p.add_argument("--warmup", type=non_negative_int, default=2_000,
-                   help="untimed round trips before them (default 2000)")
+    p = _subparser(sub, "serve", "tmn-serve round trips and throughput vs the echo floor and a "
+                   "naive pyzmq+onnxruntime server", "tmn_bench.serve")
+    _add_counts(p, SERVE_COUNTS)
     p.add_argument("--throughput-seconds", type=positive_float, default=1.5,
                    help="length of each throughput run (default 1.5 s)")
-    p.add_argument("--in-flight", type=positive_int, default=16,
-                   help="requests kept in flight in the throughput runs (default 16)")
-    p.add_argument("--batch", type=positive_int, default=10,
-                   help="ticks per request in the throughput runs with more streams than "
-                   "this; requests cycle over the streams (default 10)")
     _add_cores(p)
+    p.add_argument("--warmup", type=non_negative_int, default=2_000,
+                   help="untimed round trips before the timed ones (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic motion")
     _add_common(p)
     p.set_defaults(func=serve_command)
@@ -220,11 +237,7 @@ def serve_command(args: argparse.Namespace) -> int:
             batch=args.batch, naive_script=args.naive_script, seed=args.seed,
             log=_logger("serve"))
     print(serve.format_serve_report(r))
-    rc = _finish(r, r.targets, args)
-    if r.failed():
-        print(f"tmn-bench serve: FAILED servers: {', '.join(r.failed())}", file=sys.stderr)
-        return 1
-    return rc
+    return _unless_failed("serve", r.failed(), _finish(r, r.targets, args))
 
 
 # ---------------------------------------------------------------------------
@@ -235,14 +248,8 @@ def add_latency_command(sub: Any) -> None:
     """Register ``tmn-bench latency``."""
     from tmn_bench.latency import QUICK_ENGINE, QUICK_SERVE
 
-    p = sub.add_parser(
-        "latency", help="engine and serve benchmarks in one run: one JSON, one markdown "
-        "report with plots",
-        description="Runs the engine benchmark and then the serve benchmark on the same "
-        "model, prints both tables, and gathers them into one JSON and one markdown report: "
-        "same-run ratios against onnxruntime, PyTorch eager and the naive pyzmq server, and "
-        "every target (plus the plan's 0.9 ms per-tick budget) as MET, MISSED or SKIPPED.")
-    p.add_argument("--model", type=Path, default=None, help=MODEL_HELP)
+    p = _subparser(sub, "latency", "engine and serve benchmarks in one run: one JSON, one "
+                   "markdown report with plots", "tmn_bench.latency")
     p.add_argument("--report", type=Path, default=None, metavar="DIR",
                    help="write DIR/latency.md, DIR/latency_stages.png and DIR/serve_rtt.png")
     p.add_argument("--quick", action="store_true",
@@ -300,11 +307,8 @@ def latency_command(args: argparse.Namespace) -> int:
     rc = _finish(r, r.targets, args)
     for path in latency.write_report(r, args.report) if args.report is not None else []:
         print(f"wrote {path}")
-    failed = r.serve.failed() if isinstance(r.serve, serve.ServeResult) else []
-    if failed:
-        print(f"tmn-bench latency: FAILED servers: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return rc
+    return _unless_failed("latency", r.serve.failed() if isinstance(r.serve, serve.ServeResult)
+                          else [], rc)
 
 
 # ---------------------------------------------------------------------------
@@ -313,11 +317,8 @@ def latency_command(args: argparse.Namespace) -> int:
 
 def add_accuracy_command(sub: Any) -> None:
     """Register ``tmn-bench accuracy``."""
-    p = sub.add_parser(
-        "accuracy", help="accuracy of A, B, Kalman-only and constant velocity on held-out data",
-        description="Replay held-out recordings through the engine with every model (FP32 and "
-        "INT8) and the baselines; per-horizon metrics, B-vs-A and B-vs-Kalman statistics, "
-        "targets MET/MISSED. Trains nothing. See bench/README.md.")
+    p = _subparser(sub, "accuracy", "accuracy of A, B, Kalman-only and constant velocity on "
+                   "held-out data", "tmn_bench.accuracy", model=False)
     p.add_argument("--data", nargs="+", required=True, metavar="SOURCE",
                    help="each is evaluated on its own: synth:MINUTES[:SEED], lasa[:SHAPE,...], "
                    "eyelink, or a CSV/NPZ recording (training/README.md, 'Data')")

@@ -135,11 +135,15 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class EngineModel(ModelInfo):
+    """With the artifact's provenance."""
+
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ServedModel(ModelInfo):
+    """With the precision tmn-serve serves."""
+
     precision: str = "int8"
 
 
@@ -201,6 +205,8 @@ def not_met(targets: list[Target]) -> list[Target]:
 
 @dataclass(frozen=True)
 class EngineWorkload:
+    """What ``tmn-bench engine`` replayed and called (tmn_bench.workload)."""
+
     ticks: int
     streams: int
     rate_hz: float
@@ -233,6 +239,8 @@ class TickLatency:
 
 @dataclass(frozen=True)
 class PythonTick:
+    """``Engine.tick`` called from Python, and the timer's own cost."""
+
     precision: str
     calls: int
     call_ns: Percentiles
@@ -242,6 +250,8 @@ class PythonTick:
 
 @dataclass(frozen=True)
 class BareGru:
+    """The bare GRU step and head in C++, timed like a stage."""
+
     precision: str
     isa: str
     steps: int
@@ -287,6 +297,8 @@ class EngineRatios:
 
 @dataclass(frozen=True)
 class EngineResult:
+    """Everything ``tmn-bench engine`` measured."""
+
     machine: Machine
     model: EngineModel
     workload: EngineWorkload
@@ -307,6 +319,8 @@ class EngineResult:
 
 @dataclass(frozen=True)
 class Layout:
+    """Which CPU the client and the servers' loops ran on."""
+
     client_core: int
     server_core: int
     usable_cores: list[int]
@@ -316,12 +330,17 @@ class Layout:
 
 @dataclass(frozen=True)
 class ThroughputCase:
+    """A throughput case: how many streams, and how many ticks each request
+    carries (consecutive ticks of the round-robin stream order)."""
+
     streams: int
-    ticks_per_request: int
+    ticks_per_request: int  # <= tmn.protocol.MAX_BATCH
 
 
 @dataclass(frozen=True)
 class ServeWorkload:
+    """What every server is put through, in words and sizes."""
+
     transport: str
     round_trip: str
     requests: int
@@ -336,6 +355,8 @@ class ServeWorkload:
 
 @dataclass(frozen=True)
 class ThroughputRun:
+    """Pipelined requests of one case for a fixed time, on a fresh server."""
+
     case: ThroughputCase = field(metadata=FLAT)
     requests: int
     ticks: int
@@ -415,6 +436,8 @@ class ServeRatios:
 
 @dataclass(frozen=True)
 class ServeResult:
+    """Everything ``tmn-bench serve`` measured."""
+
     machine: Machine
     model: ServedModel
     layout: Layout
@@ -436,6 +459,8 @@ class ServeResult:
 
 @dataclass(frozen=True)
 class LatencyResult:
+    """``tmn-bench latency``: the engine and serve results of one run, gathered."""
+
     quick: bool
     machine: Machine
     model: EngineModel
@@ -487,6 +512,8 @@ class TrackSummary:
 
 @dataclass(frozen=True)
 class PredictorMetrics:
+    """Every metric of one predictor, per horizon (JSON: one flat object)."""
+
     errors: ErrorDistribution = field(metadata=FLAT)
     track: TrackSummary = field(metadata=FLAT)
     jitter: list[float]
@@ -494,6 +521,8 @@ class PredictorMetrics:
 
 @dataclass(frozen=True)
 class GateSummary:
+    """System B's gate on the evaluated ticks (tmn_bench.accuracy.metrics)."""
+
     ticks: int
     pass_rate: float
     cert_mean: float
@@ -508,25 +537,34 @@ class GateSummary:
 
 @dataclass(frozen=True)
 class LatencySummary:
+    """Tick latency of one replay, past warming (C++ timing)."""
+
     total_ns: Percentiles
     stage_ns: dict[str, Percentiles]
 
 
 @dataclass(frozen=True)
 class MseRatio:
-    headline: float
-    all_horizons: float
+    """INT8 / FP32 MSE of one model: at the headline horizon and averaged over
+    the horizons."""
+
+    headline: float      # at the farthest horizon
+    all_horizons: float  # mean MSE over the horizons, INT8 over FP32
 
 
 @dataclass(frozen=True)
 class PerTickTests:
-    t_test_p: float
-    wilcoxon_p: float
-    mann_whitney_p: float
+    """Paired t, Wilcoxon and Mann-Whitney p-values over the ticks."""
+
+    t_test_p: float        # paired t-test of the errors
+    wilcoxon_p: float      # Wilcoxon signed-rank
+    mann_whitney_p: float  # Mann-Whitney U (unpaired)
 
 
 @dataclass(frozen=True)
 class PerBlockTests:
+    """The paired tests over per-block MSEs (None with fewer than 3 blocks)."""
+
     t_test_p: float | None
     t_test_p_new_lower: float | None
     wilcoxon_p: float | None
@@ -535,8 +573,10 @@ class PerBlockTests:
 
 @dataclass(frozen=True)
 class Bootstrap:
-    resamples: int
-    unit: str
+    """How the confidence intervals were resampled."""
+
+    resamples: int  # 0: no interval (fewer than 2 blocks, or --bootstrap 0)
+    unit: str       # "block" or "stream"
     seed: int
 
 
@@ -567,27 +607,35 @@ class Comparison:
 
 @dataclass(frozen=True)
 class CriterionOne:
-    status: str
-    p99_ratio: float
-    latency_p999_ratio: float | None
+    """B's P99 <= 0.85x A's, or B's P99.9 tick latency <= 0.8x A's."""
+
+    status: str                       # MET or MISSED
+    p99_ratio: float                  # B / A at the headline horizon
+    latency_p999_ratio: float | None  # B / A tick P99.9
 
 
 @dataclass(frozen=True)
 class CriterionTwo:
-    status: str
+    """Gate pass rate >= 90 % with mean certificate <= 0.02."""
+
+    status: str        # MET or MISSED
     pass_rate: float
-    cert_mean: float
+    cert_mean: float   # output units
 
 
 @dataclass(frozen=True)
 class PlanCriteria:
-    pair: str
+    """The plan's success criteria for one (A, B) pair."""
+
+    pair: str  # "B0 vs A0"
     criterion_1: CriterionOne
     criterion_2: CriterionTwo
 
 
 @dataclass(frozen=True)
 class DatasetResult:
+    """Every metric, statistic and target of one ``--data`` source."""
+
     data: str
     split: str
     pieces: int
@@ -608,6 +656,8 @@ class DatasetResult:
 
 @dataclass(frozen=True)
 class AccuracySettings:
+    """The options that shaped the statistics."""
+
     split: str
     precision: str
     bootstrap_resamples: int
@@ -619,6 +669,8 @@ class AccuracySettings:
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """One model under test, labelled by system and training seed."""
+
     label: str
     path: str
     system: str
@@ -629,6 +681,8 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class SeedSummary:
+    """One target kind on one data set, over the seeds."""
+
     data: str
     target: str
     limit: float

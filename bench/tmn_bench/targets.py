@@ -43,14 +43,6 @@ class Stated:
 
 # -- the engine (issue 2) -------------------------------------------------------------
 
-TICK_P50 = Stated("full tick INT8 P50", 500.0, "<=", "ns", ENGINE)
-TICK_P999 = Stated("full tick INT8 P99.9", 2000.0, "<=", "ns", ENGINE)
-VS_ONNXRUNTIME = Stated("onnxruntime P50 / INT8 tick P50", 10.0, ">=", "x", ENGINE)
-VS_BARE_GRU = Stated("INT8 tick P50 / bare FP32 GRU P50", 4.0, "<=", "x", ENGINE)
-INT8_FP32_P50 = Stated("INT8 / FP32 tick P50", 1.25, "<=", "x", ENGINE)
-INT8_FP32_P999 = Stated("INT8 / FP32 tick P99.9", 1.25, "<=", "x", ENGINE)
-PYTHON_TICK_P50 = Stated("Engine.tick from Python P50", 2000.0, "<=", "ns", ENGINE)
-REPLAY_THROUGHPUT = Stated("INT8 replay throughput", 2e6, ">=", "ticks/s", ENGINE)
 PLAN_BUDGET = Stated("full tick INT8 P99.9 <= 0.9 ms (plan budget)", 900_000.0, "<=", "ns",
                      "issue 2 (the plan's per-tick budget)")
 
@@ -60,19 +52,24 @@ def engine_targets(r: EngineResult) -> list[Target]:
     i8, ra = r.engine["int8"], r.ratios
     system = f"model is System {r.model.system}"
     ort = r.onnxruntime.reason if isinstance(r.onnxruntime, Skipped) else ""
+
+    def t(name: str, value: float | None, op: str, limit: float, unit: str,
+          note: str = "") -> Target:
+        return Target(name, value, limit, op, unit, note, ENGINE)
+
     return [
-        TICK_P50.check(i8.total_ns["p50"], system),
-        TICK_P999.check(i8.total_ns["p99.9"], system),
-        VS_ONNXRUNTIME.check(ra.onnxruntime_p50_over_int8_tick_p50,
-                             ort or "engine P50 >= 10x lower than onnxruntime"),
-        VS_BARE_GRU.check(ra.int8_tick_p50_over_bare_fp32_gru_p50,
-                          "full tick within 4x the bare GRU step"),
-        INT8_FP32_P50.check(ra.int8_over_fp32_tick_p50),
-        INT8_FP32_P999.check(ra.int8_over_fp32_tick_p99_9),
-        PYTHON_TICK_P50.check(r.python_tick.call_ns["p50"],
-                              "perf_counter_ns around each call, timer cost included"),
-        REPLAY_THROUGHPUT.check(i8.replay_ticks_per_s,
-                                "wall clock of Engine.replay, output arrays included"),
+        t("full tick INT8 P50", i8.total_ns["p50"], "<=", 500.0, "ns", system),
+        t("full tick INT8 P99.9", i8.total_ns["p99.9"], "<=", 2000.0, "ns", system),
+        t("onnxruntime P50 / INT8 tick P50", ra.onnxruntime_p50_over_int8_tick_p50, ">=", 10.0,
+          "x", ort or "engine P50 >= 10x lower than onnxruntime"),
+        t("INT8 tick P50 / bare FP32 GRU P50", ra.int8_tick_p50_over_bare_fp32_gru_p50, "<=",
+          4.0, "x", "full tick within 4x the bare GRU step"),
+        t("INT8 / FP32 tick P50", ra.int8_over_fp32_tick_p50, "<=", 1.25, "x"),
+        t("INT8 / FP32 tick P99.9", ra.int8_over_fp32_tick_p99_9, "<=", 1.25, "x"),
+        t("Engine.tick from Python P50", r.python_tick.call_ns["p50"], "<=", 2000.0, "ns",
+          "perf_counter_ns around each call, timer cost included"),
+        t("INT8 replay throughput", i8.replay_ticks_per_s, ">=", 2e6, "ticks/s",
+          "wall clock of Engine.replay, output arrays included"),
     ]
 
 
@@ -136,15 +133,11 @@ def serve_targets(servers: dict[str, ServerRun | ServerNotRun], ratios: ServeRat
 # -- accuracy (issue 5) -----------------------------------------------------------------
 
 B_OVER_A_P99 = Stated("B / A P99 error @{headline}", 0.85, "<=", "x", ACCURACY)
-B_BETTER_P = Stated("B better than A: paired p (block t-test)", 0.01, "<=", "", ACCURACY)
-B_OVER_KALMAN_MSE = Stated("B / Kalman-only MSE @{headline}", 0.7, "<=", "x", ACCURACY)
 PASS_RATE = Stated("gate pass rate", 0.9, ">=", "", ACCURACY)
 CERT_MEAN = Stated("mean certificate error", 0.02, "<=", "output units", ACCURACY)
-INT8_MSE = Stated("INT8 / FP32 MSE @{headline}", 1.02, "<=", "x", ACCURACY)
 # the plan's success criteria (issue 5): 1. B's P99 error <= 0.85x A's, or B's
 # P99.9 tick latency <= 0.8x A's; 2. the gate's pass rate and certificate
-PLAN_LATENCY_RATIO = Stated("B / A P99.9 tick latency", 0.8, "<=", "x",
-                            "issue 5 (the plan's success criteria)")
+PLAN_LATENCY_RATIO = 0.8
 
 
 def seed_target(stated: Stated, who: str, value: float | None, note: str = "",
@@ -162,13 +155,15 @@ def _ci(ci: list[float] | None) -> str:
 def comparison_targets(c: Comparison, precision: str, headline: str) -> list[SeedTarget]:
     """The targets of one comparison: B against its A, or against its Kalman prior."""
     if c.base.startswith("Kalman only"):
-        return [seed_target(B_OVER_KALMAN_MSE, c.new, c.mse_ratio,
+        kalman = Stated("B / Kalman-only MSE @{headline}", 0.7, "<=", "x", ACCURACY)
+        return [seed_target(kalman, c.new, c.mse_ratio,
                             f"{precision}; CI95 {_ci(c.mse_ratio_ci95)}", headline=headline)]
     who = f"{c.new} vs {c.base}"
+    better = Stated("B better than A: paired p (block t-test)", 0.01, "<=", "", ACCURACY)
     return [
         seed_target(B_OVER_A_P99, who, c.p99_ratio, f"{precision}; CI95 {_ci(c.p99_ratio_ci95)}",
                     headline=headline),
-        seed_target(B_BETTER_P, who, c.per_block.t_test_p_new_lower,
+        seed_target(better, who, c.per_block.t_test_p_new_lower,
                     f"one-sided, {c.blocks} blocks; two-sided per-tick p "
                     f"{c.per_tick.t_test_p:.2g}"),
     ]
@@ -182,14 +177,15 @@ def gate_targets(label: str, g: GateSummary, precision: str) -> list[SeedTarget]
 
 def int8_target(label: str, ratio: float, headline: str) -> SeedTarget:
     """INT8 against FP32 MSE at the headline horizon."""
-    return seed_target(INT8_MSE, label, ratio, headline=headline)
+    return seed_target(Stated("INT8 / FP32 MSE @{headline}", 1.02, "<=", "x", ACCURACY), label,
+                       ratio, headline=headline)
 
 
 def plan_criteria(c: Comparison, g: GateSummary) -> PlanCriteria:
     """The plan's two success criteria for one (A, B) comparison and B's gate."""
     lat = c.latency_p999_ratio
     acc_ok = c.p99_ratio <= B_OVER_A_P99.limit
-    lat_ok = lat is not None and lat <= PLAN_LATENCY_RATIO.limit
+    lat_ok = lat is not None and lat <= PLAN_LATENCY_RATIO
     gate_ok = g.pass_rate >= PASS_RATE.limit and g.cert_mean <= CERT_MEAN.limit
     return PlanCriteria(
         f"{c.new} vs {c.base}",

@@ -24,9 +24,9 @@ std::string attribute_name(const char* name) {
   return keyword ? std::string(name) + "_" : std::string(name);
 }
 
-template <class E, std::size_t N, class Name>
+template <class E, class Values, class Name>
 void bind_listed_enum(py::module_& m, const char* py_name, const char* doc,
-                      const E (&values)[N], Name name_of) {
+                      const Values& values, Name name_of) {
   py::enum_<E> e(m, py_name, doc);
   for (E v : values) e.value(attribute_name(name_of(v)).c_str(), v);
 }
@@ -41,12 +41,13 @@ py::tuple names_tuple(const char* const (&names)[N]) {
 }  // namespace
 
 void bind_constants(py::module_& m) {
-  bind_listed_enum(m, "Status", "Error codes of the tick path (append-only).", kStatuses,
-                   status_name);
-  bind_listed_enum(m, "Verdict", "What the gate decided for a prediction.", kVerdicts,
-                   verdict_name);
-  bind_listed_enum(m, "FrameError", "Frame-level error codes of the wire protocol.",
-                   wire::kFrameErrors, wire::frame_error_name);
+  bind_listed_enum<Status>(m, "Status", "Error codes of the tick path (append-only).",
+                           kStatuses, status_name);
+  bind_listed_enum<Verdict>(m, "Verdict", "What the gate decided for a prediction.", kVerdicts,
+                            verdict_name);
+  bind_listed_enum<wire::FrameError>(m, "FrameError",
+                                     "Frame-level error codes of the wire protocol.",
+                                     wire::kFrameErrors, wire::frame_error_name);
   py::enum_<wire::Kind>(m, "FrameKind", "What a binary frame carries.")
       .value("ticks", wire::Kind::ticks)
       .value("predictions", wire::Kind::predictions)

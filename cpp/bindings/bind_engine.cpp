@@ -17,12 +17,36 @@ py::array_t<T> buffer_to_array(const Buf& b, std::size_t n) {
   return a;
 }
 
-// Bind a std::vector<T> member of ModelSpec as a numpy-array property.
-template <class T>
-void vector_property(py::class_<ModelSpec>& c, const char* name, std::vector<T> ModelSpec::*field) {
-  c.def_property(
-      name, [field](const ModelSpec& s) { return to_array<T>(s.*field); },
-      [field](ModelSpec& s, const carray<T>& a) { s.*field = to_vector<T>(a); });
+// ModelSpec's weight arrays by name: FP32, the per-row scales, and INT8.
+using M = ModelSpec;
+const std::pair<const char*, std::vector<float> M::*> kFloatArrays[] = {
+    {"w_ih", &M::w_ih}, {"w_hh", &M::w_hh}, {"b_ih", &M::b_ih}, {"b_hh", &M::b_hh},
+    {"w_out", &M::w_out}, {"b_out", &M::b_out}, {"s_ih", &M::s_ih}, {"s_hh", &M::s_hh},
+    {"s_out", &M::s_out}};
+const std::pair<const char*, std::vector<std::int8_t> M::*> kInt8Arrays[] = {
+    {"q_ih", &M::q_ih}, {"q_hh", &M::q_hh}, {"q_out", &M::q_out}};
+
+py::dict get_tensors(const ModelSpec& s) {
+  py::dict d;
+  for (const auto& [name, field] : kFloatArrays) d[name] = to_array(s.*field);
+  for (const auto& [name, field] : kInt8Arrays) d[name] = to_array(s.*field);
+  return d;
+}
+
+// Every array of kFloatArrays and kInt8Arrays, by name, and nothing else.
+void set_tensors(ModelSpec& s, const py::dict& d) {
+  std::size_t found = 0;
+  const auto take = [&](const char* name, auto& field) {
+    if (!d.contains(name)) return;
+    using T = typename std::decay_t<decltype(field)>::value_type;
+    field = to_vector(d[name].cast<carray<T>>());
+    ++found;
+  };
+  for (const auto& [name, field] : kFloatArrays) take(name, s.*field);
+  for (const auto& [name, field] : kInt8Arrays) take(name, s.*field);
+  if (found != d.size() || found != std::size(kFloatArrays) + std::size(kInt8Arrays))
+    throw py::value_error("tensors must hold exactly w_ih, w_hh, b_ih, b_hh, w_out, b_out, "
+                          "s_ih, s_hh, s_out (float32) and q_ih, q_hh, q_out (int8)");
 }
 
 // tmn.TickError (a ValueError with a `status` attribute), created at import.
@@ -126,43 +150,26 @@ py::tuple time_network_steps(Engine& e, std::uint64_t n) {
 }
 
 void bind_model_spec(py::module_& m) {
-  py::class_<ModelSpec> spec(m, "ModelSpec", "Plain arrays for Engine; built by tmn.load().");
-  spec.def(py::init<>())
-      .def_readwrite("system", &ModelSpec::system)
-      .def_readwrite("hidden", &ModelSpec::hidden)
-      .def_readwrite("horizons_s", &ModelSpec::horizons_s)
-      .def_readwrite("feature_mean", &ModelSpec::feature_mean)
-      .def_readwrite("feature_std", &ModelSpec::feature_std)
-      .def_readwrite("output_scale", &ModelSpec::output_scale)
-      .def_readwrite("window_s", &ModelSpec::window_s)
-      .def_readwrite("max_gap_s", &ModelSpec::max_gap_s)
-      .def_readwrite("kalman", &ModelSpec::kalman)
-      .def_readwrite("gate", &ModelSpec::gate);
-  vector_property<float>(spec, "w_ih", &ModelSpec::w_ih);
-  vector_property<float>(spec, "w_hh", &ModelSpec::w_hh);
-  vector_property<float>(spec, "b_ih", &ModelSpec::b_ih);
-  vector_property<float>(spec, "b_hh", &ModelSpec::b_hh);
-  vector_property<float>(spec, "w_out", &ModelSpec::w_out);
-  vector_property<float>(spec, "b_out", &ModelSpec::b_out);
-  vector_property<std::int8_t>(spec, "q_ih", &ModelSpec::q_ih);
-  vector_property<std::int8_t>(spec, "q_hh", &ModelSpec::q_hh);
-  vector_property<std::int8_t>(spec, "q_out", &ModelSpec::q_out);
-  vector_property<float>(spec, "s_ih", &ModelSpec::s_ih);
-  vector_property<float>(spec, "s_hh", &ModelSpec::s_hh);
-  vector_property<float>(spec, "s_out", &ModelSpec::s_out);
+  py::class_<M>(m, "ModelSpec", "Plain arrays for Engine; built by tmn.load().")
+      .def(py::init<>())
+      .def_readwrite("system", &M::system).def_readwrite("hidden", &M::hidden)
+      .def_readwrite("horizons_s", &M::horizons_s)
+      .def_readwrite("feature_mean", &M::feature_mean).def_readwrite("feature_std", &M::feature_std)
+      .def_readwrite("output_scale", &M::output_scale)
+      .def_readwrite("window_s", &M::window_s).def_readwrite("max_gap_s", &M::max_gap_s)
+      .def_readwrite("kalman", &M::kalman).def_readwrite("gate", &M::gate)
+      .def_property("tensors", &get_tensors, &set_tensors,
+                    "The weight arrays by name (w_*, b_*, s_* float32; q_* int8), flat.");
 }
 
 void bind_prediction(py::module_& m) {
-  py::class_<Prediction>(m, "Prediction", "One tick's answer (stage 5, actuation).")
-      .def_readonly("stream", &Prediction::stream)
-      .def_readonly("t", &Prediction::t)
-      .def_readonly("status", &Prediction::status)
-      .def_readonly("verdict", &Prediction::verdict)
-      .def_readonly("restarted", &Prediction::restarted)
-      .def_readonly("d2", &Prediction::d2)
-      .def_readonly("cert_error", &Prediction::cert_error)
-      .def_readonly("work", &Prediction::work)
-      .def_readonly("total_ns", &Prediction::total_ns)
+  using P = Prediction;
+  py::class_<P>(m, "Prediction", "One tick's answer (stage 5, actuation).")
+      .def_readonly("stream", &P::stream).def_readonly("t", &P::t)
+      .def_readonly("status", &P::status).def_readonly("verdict", &P::verdict)
+      .def_readonly("restarted", &P::restarted).def_readonly("d2", &P::d2)
+      .def_readonly("cert_error", &P::cert_error).def_readonly("work", &P::work)
+      .def_readonly("total_ns", &P::total_ns)
       .def_property_readonly("stage_ns",
                              [](const Prediction& p) {
                                py::dict d;
@@ -231,8 +238,7 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("hidden", &Engine::hidden)
       .def_property_readonly("system", &Engine::system)
       .def_property_readonly("precision", &Engine::precision)
-      .def_property_readonly("isa", &Engine::isa)
-      .def_property_readonly("restarts", &Engine::restarts)
+      .def_property_readonly("isa", &Engine::isa).def_property_readonly("restarts", &Engine::restarts)
       .def_property_readonly("stream_count", [](const Engine& e) { return e.streams().size(); })
       .def_property_readonly("max_streams",
                              [](const Engine& e) { return e.streams().capacity(); });

@@ -45,15 +45,13 @@ void bind_kalman(py::module_& m) {
       .def_readwrite("q", &KalmanParams::q)
       .def_readwrite("r_pos", &KalmanParams::r_pos)
       .def_readwrite("r_vel", &KalmanParams::r_vel);
-  py::class_<KalmanState>(m, "KalmanState", "Posterior mean and the per-axis covariance block.")
+  using S = KalmanState;
+  py::class_<S>(m, "KalmanState", "Posterior mean and the per-axis covariance block.")
       .def(py::init<>())
-      .def_readwrite("px", &KalmanState::px)
-      .def_readwrite("py", &KalmanState::py)
-      .def_readwrite("vx", &KalmanState::vx)
-      .def_readwrite("vy", &KalmanState::vy)
-      .def_readwrite("p_pp", &KalmanState::p_pp)
-      .def_readwrite("p_pv", &KalmanState::p_pv)
-      .def_readwrite("p_vv", &KalmanState::p_vv);
+      .def_readwrite("px", &S::px).def_readwrite("py", &S::py)
+      .def_readwrite("vx", &S::vx).def_readwrite("vy", &S::vy)
+      .def_readwrite("p_pp", &S::p_pp).def_readwrite("p_pv", &S::p_pv)
+      .def_readwrite("p_vv", &S::p_vv);
   py::class_<KalmanPrior>(m, "KalmanPrior", "Stage 2 on its own, for tests and training.")
       .def(py::init<const KalmanParams&>(), py::arg("params"))
       .def(

@@ -111,18 +111,15 @@ std::vector<std::uint64_t> scored_streams(const Server& s) {
 }  // namespace
 
 void bind_server(py::module_& m) {
-  py::class_<ServerConfig>(m, "ServerConfig")
+  using C = ServerConfig;
+  py::class_<C>(m, "ServerConfig")
       .def(py::init<>())
-      .def_readwrite("endpoint", &ServerConfig::endpoint)
-      .def_readwrite("pub_endpoint", &ServerConfig::pub_endpoint)
-      .def_readwrite("core", &ServerConfig::core)
-      .def_readwrite("io_core", &ServerConfig::io_core)
-      .def_readwrite("spin", &ServerConfig::spin)
-      .def_readwrite("rt_priority", &ServerConfig::rt_priority)
-      .def_readwrite("lock_memory", &ServerConfig::lock_memory)
-      .def_readwrite("idle_evict_s", &ServerConfig::idle_evict_s)
-      .def_readwrite("score_every_s", &ServerConfig::score_every_s)
-      .def_readwrite("echo", &ServerConfig::echo);
+      .def_readwrite("endpoint", &C::endpoint).def_readwrite("pub_endpoint", &C::pub_endpoint)
+      .def_readwrite("core", &C::core).def_readwrite("io_core", &C::io_core)
+      .def_readwrite("spin", &C::spin).def_readwrite("rt_priority", &C::rt_priority)
+      .def_readwrite("lock_memory", &C::lock_memory)
+      .def_readwrite("idle_evict_s", &C::idle_evict_s)
+      .def_readwrite("score_every_s", &C::score_every_s).def_readwrite("echo", &C::echo);
   py::class_<Server>(m, "Server", "The tmn-serve loop; see cpp/include/tmn/server.hpp.")
       .def(py::init<Engine*, const ServerConfig&>(), py::arg("engine"), py::arg("config"),
            py::keep_alive<1, 2>())

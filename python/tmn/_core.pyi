@@ -129,12 +129,8 @@ class KalmanPrior:
         self, state: KalmanState, horizons_s: npt.ArrayLike
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
     def filter(
-        self,
-        t: npt.ArrayLike,
-        x: npt.ArrayLike,
-        y: npt.ArrayLike,
-        vx: npt.ArrayLike,
-        vy: npt.ArrayLike,
+        self, t: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike, vx: npt.ArrayLike,
+        vy: npt.ArrayLike
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 
 class GateParams:
@@ -166,18 +162,8 @@ class ModelSpec:
     max_gap_s: float
     kalman: KalmanParams
     gate: GateParams
-    w_ih: npt.NDArray[np.float32]
-    w_hh: npt.NDArray[np.float32]
-    b_ih: npt.NDArray[np.float32]
-    b_hh: npt.NDArray[np.float32]
-    w_out: npt.NDArray[np.float32]
-    b_out: npt.NDArray[np.float32]
-    q_ih: npt.NDArray[np.int8]
-    q_hh: npt.NDArray[np.int8]
-    q_out: npt.NDArray[np.int8]
-    s_ih: npt.NDArray[np.float32]
-    s_hh: npt.NDArray[np.float32]
-    s_out: npt.NDArray[np.float32]
+    # w_ih, w_hh, b_ih, b_hh, w_out, b_out, s_ih, s_hh, s_out (float32), q_ih, q_hh, q_out (int8)
+    tensors: dict[str, npt.NDArray[Any]]
     def __init__(self) -> None: ...
 
 class Prediction:
@@ -212,14 +198,8 @@ class Engine:
     def reset(self, stream: int) -> None: ...
     def evict_idle(self, idle_s: float) -> int: ...
     def replay(
-        self,
-        t: npt.ArrayLike,
-        x: npt.ArrayLike,
-        y: npt.ArrayLike,
-        vx: npt.ArrayLike,
-        vy: npt.ArrayLike,
-        stream: npt.ArrayLike | None = None,
-        candidates: bool = False,
+        self, t: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike, vx: npt.ArrayLike,
+        vy: npt.ArrayLike, stream: npt.ArrayLike | None = None, candidates: bool = False
     ) -> dict[str, Any]: ...
     def network_step(
         self, z: npt.ArrayLike, h: npt.ArrayLike

@@ -52,6 +52,15 @@ _TENSORS: dict[str, tuple[str, Any]] = {
 }
 
 
+# ModelSpec.tensors name -> artifact tensor (row-major, flattened)
+_SPEC_TENSORS = {
+    "w_ih": "gru.weight_ih", "w_hh": "gru.weight_hh", "b_ih": "gru.bias_ih",
+    "b_hh": "gru.bias_hh", "w_out": "head.weight", "b_out": "head.bias",
+    "q_ih": "gru.weight_ih.int8", "s_ih": "gru.weight_ih.scale", "q_hh": "gru.weight_hh.int8",
+    "s_hh": "gru.weight_hh.scale", "q_out": "head.weight.int8", "s_out": "head.weight.scale",
+}
+
+
 class ModelFormatError(ValueError):
     """An artifact was refused. The message names the file and the field."""
 
@@ -98,12 +107,7 @@ class Model:
             g = c["gate"]
             s.gate = _core.GateParams(float(g["eps"]), int(g["budget"]), float(g["lambda"]),
                                       float(g["threshold"]))
-        s.w_ih, s.w_hh = t["gru.weight_ih"].ravel(), t["gru.weight_hh"].ravel()
-        s.b_ih, s.b_hh = t["gru.bias_ih"], t["gru.bias_hh"]
-        s.w_out, s.b_out = t["head.weight"].ravel(), t["head.bias"]
-        s.q_ih, s.s_ih = t["gru.weight_ih.int8"].ravel(), t["gru.weight_ih.scale"]
-        s.q_hh, s.s_hh = t["gru.weight_hh.int8"].ravel(), t["gru.weight_hh.scale"]
-        s.q_out, s.s_out = t["head.weight.int8"].ravel(), t["head.weight.scale"]
+        s.tensors = {name: t[tensor].ravel() for name, tensor in _SPEC_TENSORS.items()}
         return s
 
 

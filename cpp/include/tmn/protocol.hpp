@@ -7,8 +7,10 @@
 // and start with '{'. Parsing never allocates: frames are read in place.
 #pragma once
 
+#include <array>
 #include <bit>
 #include <cstdint>
+#include <iterator>
 
 namespace tmn::wire {
 
@@ -37,28 +39,23 @@ enum class FrameError : std::uint16_t {
   internal = 11,      // the request could not be completed (see message)
 };
 
-// Every frame error, in value order, and its name (stats and tmn.protocol use it).
-inline constexpr FrameError kFrameErrors[] = {
-    FrameError::bad_magic,   FrameError::bad_version,     FrameError::bad_kind,
-    FrameError::bad_size,    FrameError::batch_too_large, FrameError::empty_batch,
-    FrameError::bad_json,    FrameError::bad_request,     FrameError::unknown_command,
-    FrameError::bad_envelope, FrameError::internal};
+// The names of the frame errors, in value order from 1 (stats and
+// tmn.protocol use them), and every frame error in that order.
+inline constexpr const char* kFrameErrorNames[] = {
+    "bad_magic", "bad_version", "bad_kind", "bad_size", "batch_too_large", "empty_batch",
+    "bad_json", "bad_request", "unknown_command", "bad_envelope", "internal"};
+inline constexpr int kFrameErrorCount = static_cast<int>(std::size(kFrameErrorNames));
+static_assert(static_cast<int>(FrameError::internal) == kFrameErrorCount,
+              "every frame error needs its name, in value order");
+inline constexpr auto kFrameErrors = [] {
+  std::array<FrameError, kFrameErrorCount> all{};
+  for (int i = 0; i < kFrameErrorCount; ++i) all[i] = static_cast<FrameError>(i + 1);
+  return all;
+}();
 
 constexpr const char* frame_error_name(FrameError e) noexcept {
-  switch (e) {
-    case FrameError::bad_magic: return "bad_magic";
-    case FrameError::bad_version: return "bad_version";
-    case FrameError::bad_kind: return "bad_kind";
-    case FrameError::bad_size: return "bad_size";
-    case FrameError::batch_too_large: return "batch_too_large";
-    case FrameError::empty_batch: return "empty_batch";
-    case FrameError::bad_json: return "bad_json";
-    case FrameError::bad_request: return "bad_request";
-    case FrameError::unknown_command: return "unknown_command";
-    case FrameError::bad_envelope: return "bad_envelope";
-    case FrameError::internal: return "internal";
-  }
-  return "unknown_frame_error";
+  const int i = static_cast<int>(e) - 1;
+  return i >= 0 && i < kFrameErrorCount ? kFrameErrorNames[i] : "unknown_frame_error";
 }
 
 struct Header {
