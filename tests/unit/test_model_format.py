@@ -373,3 +373,16 @@ def test_git_sha_names_only_a_tmn_checkout(tmp_path: Path) -> None:
                           text=True).stdout.strip()
     if head:  # running from a git checkout of tmn
         assert git_sha(repo / "tests").split("-")[0] == head
+
+
+def test_the_model_spec_takes_exactly_the_weight_arrays(base: tmn.Model) -> None:
+    spec = base.spec()
+    t = spec.tensors
+    assert set(t) == {"w_ih", "w_hh", "b_ih", "b_hh", "w_out", "b_out", "q_ih", "q_hh",
+                      "q_out", "s_ih", "s_hh", "s_out"}
+    np.testing.assert_array_equal(t["q_ih"], base.tensors["gru.weight_ih.int8"].ravel())
+    assert t["q_ih"].dtype == np.int8 and t["w_ih"].dtype == np.float32
+    missing = {k: v for k, v in t.items() if k != "q_out"}
+    for bad in (missing, {**t, "w_extra": t["b_ih"]}):
+        with pytest.raises(ValueError, match="exactly"):
+            spec.tensors = bad

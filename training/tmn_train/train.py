@@ -168,10 +168,7 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     best_model = {k: v.clone() for k, v in model.state_dict().items()}
     if resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, weights_only=False)
-        saved = from_saved(ck["config"], where=str(ckpt_path)).to_dict()
-        if _resumable(saved) != _resumable(cfg.to_dict()) or ck["seed"] != seed:
-            raise ValueError(f"{ckpt_path}: --resume with a different config or seed "
-                             "(only epochs and patience may change); use a new --out folder")
+        _check_resumable(ck, cfg, seed, ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         best_model = ck["best_model"]
@@ -225,8 +222,15 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     return {"seed": seed, "best_model": best_model, **state}
 
 
-def _resumable(c: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in c.items() if k not in ("epochs", "patience")}
+def _check_resumable(ck: dict[str, Any], cfg: Config, seed: int, path: Path) -> None:
+    """Refuse to resume a checkpoint of another config or seed (only epochs and
+    patience may change)."""
+    def resumable(c: Config) -> dict[str, Any]:
+        return {k: v for k, v in c.to_dict().items() if k not in ("epochs", "patience")}
+
+    if resumable(from_saved(ck["config"], where=str(path))) != resumable(cfg) or ck["seed"] != seed:
+        raise ValueError(f"{path}: --resume with a different config or seed "
+                         "(only epochs and patience may change); use a new --out folder")
 
 
 def _tensorboard(folder: Path | None, seed: int, log):  # type: ignore[no-untyped-def]
