@@ -238,7 +238,8 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("hidden", &Engine::hidden)
       .def_property_readonly("system", &Engine::system)
       .def_property_readonly("precision", &Engine::precision)
-      .def_property_readonly("isa", &Engine::isa).def_property_readonly("restarts", &Engine::restarts)
+      .def_property_readonly("isa", &Engine::isa)
+      .def_property_readonly("restarts", &Engine::restarts)
       .def_property_readonly("stream_count", [](const Engine& e) { return e.streams().size(); })
       .def_property_readonly("max_streams",
                              [](const Engine& e) { return e.streams().capacity(); });

@@ -13,7 +13,7 @@ import numpy as np
 import zmq
 
 from tmn import _core
-from tmn.engine import VERDICT_NAMES, percentiles
+from tmn.engine import PERCENTILES, VERDICT_NAMES, percentiles
 from tmn.protocol import (MAX_BATCH, Predictions, ProtocolError, decode_reply, encode_ticks,
                           make_ticks)
 
@@ -123,7 +123,7 @@ class Client:
 def percentiles_us(ns: np.ndarray) -> dict[str, float]:
     """P50/P90/P99/P99.9/max of nanosecond samples, in microseconds (NaN without any)."""
     if not len(ns):
-        return dict.fromkeys(percentiles([0.0]), float("nan"))
+        return dict.fromkeys([*(name for name, _ in PERCENTILES), "max"], float("nan"))
     return {k: v / 1e3 for k, v in percentiles(ns).items()}
 
 

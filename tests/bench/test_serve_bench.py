@@ -129,6 +129,12 @@ def test_a_missing_naive_server_makes_its_comparisons_skipped_with_the_reason(
         assert targets[name].status == "SKIPPED" and targets[name].note == "not installed"
     assert targets["tmn: round trip P50 / echo P50"].status in ("MET", "MISSED")
     assert "naive" in serve.format_serve_report(result)
+    # a failed echo floor: the comparisons with it are SKIPPED with its log, not an error
+    servers["echo"] = ServerNotRun("failed", "echo", "server did not start: ...")
+    ratios = serve.serve_ratios(servers, case)
+    targets = {t.name: t for t in serve.serve_targets(servers, ratios, case)}
+    assert targets["tmn: round trip P99.9 / echo P99.9"].status == "SKIPPED"
+    assert targets["tmn: round trip P99.9 / echo P99.9"].note.startswith("server did not start")
 
 
 def test_a_renamed_or_missing_figure_is_an_error_not_a_skipped_target(
