@@ -30,7 +30,7 @@ from tmn_bench import report
 from tmn_bench.baselines import Reference
 from tmn_bench.common import (ROUNDS, WARMUP, Log, gc_paused, load_average, machine_info,
                               model_scale, quiet, round_slice)
-from tmn_bench.report import format_ns, format_value, load_text, target_lines
+from tmn_bench.report import COLUMNS, HEADERS, format_ns, format_value, load_text, target_lines
 from tmn_bench.results import (BareGru, BaselineStep, EngineModel, EngineRatios, EngineResult,
                                EngineWorkload, OnnxRuntimeStep, Percentiles, PythonTick,
                                Skipped, TickLatency, ratio, to_json)
@@ -252,9 +252,6 @@ def engine_ratios(engine: dict[str, TickLatency], python_tick: PythonTick,
 # ---------------------------------------------------------------------------
 # The text report
 
-COLUMNS = ("p50", "p90", "p99", "p99.9", "max")
-
-
 @dataclass(frozen=True)
 class Row:
     """A row of the latency table. ``parent`` names the row a sub-row belongs to
@@ -338,8 +335,7 @@ def _throughput_and_agreement(r: EngineResult) -> list[str]:
 
 def format_engine_report(r: EngineResult) -> str:
     """The human-readable table of ``tmn-bench engine``."""
-    out = _header(r) + [f"  {'latency, ns':<34}{'n':>10}"
-                        + "".join(f"{h.upper():>11}" for h in COLUMNS)]
+    out = _header(r) + [f"  {'latency, ns':<34}{'n':>10}" + "".join(f"{h:>11}" for h in HEADERS)]
     out += [_text_row(row) for row in latency_rows(r)] + _throughput_and_agreement(r)
     out += ["", "  ratios"]
     out += [f"    {k:<42} {format_value(v, 'x')}" for k, v in to_json(r.ratios).items()]

@@ -31,7 +31,7 @@ from tmn_bench import report
 from tmn_bench import serve as bs
 from tmn_bench.common import Log, quiet
 from tmn_bench.engine import latency_rows, run_engine_bench
-from tmn_bench.report import format_us
+from tmn_bench.report import COLUMNS, HEADERS, QUANTILES, format_us
 from tmn_bench.results import (EngineResult, LatencyResult, Percentiles, ServerNotRun,
                                ServerRun, ServeResult, Skipped, to_json)
 from tmn_bench.targets import plan_budget_target, serve_targets
@@ -120,9 +120,6 @@ def write_report(r: LatencyResult, folder: Path) -> list[Path]:
     return [md, *pngs]
 
 
-PERCENTILE_KEYS = [name for name, _ in tmn.PERCENTILES]
-
-
 def _positive_or_nan(values: list[float]) -> list[float]:
     """A log axis cannot show 0 ns (a stage below one clock quantum): leave it out."""
     return [v if v > 0 else math.nan for v in values]
@@ -138,15 +135,15 @@ def plot_stages(r: LatencyResult, path: Path) -> Path:
     INT8 and FP32 side by side, log y axis."""
     plt = report.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True, layout="constrained")
-    x = np.arange(len(PERCENTILE_KEYS))
+    x = np.arange(len(QUANTILES))
     for ax, precision in zip(axes, ("int8", "fp32")):
         e = r.engine.engine[precision]
         series = [("full tick", e.total_ns)] + [(s, e.stage_ns[s]) for s in tmn.STAGES]
         for name, pct in series:
-            ax.plot(x, _positive_or_nan([pct[k] for k in PERCENTILE_KEYS]), marker="o",
+            ax.plot(x, _positive_or_nan([pct[k] for k in QUANTILES]), marker="o",
                     label=name, linewidth=2.5 if name == "full tick" else 1.2)
         ax.set_yscale("log")
-        ax.set_xticks(x, [k.upper() for k in PERCENTILE_KEYS])
+        ax.set_xticks(x, [k.upper() for k in QUANTILES])
         ax.set_title(f"{precision.upper()} (C++ timing, {e.timed_ticks:,} ticks)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("ns per tick (log)")
@@ -160,13 +157,13 @@ def plot_serve_rtt(s: ServeResult, r: LatencyResult, path: Path) -> Path:
     that ran (tmn-serve modes, echo floors, naive), log y axis."""
     plt = report.pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    x = np.arange(len(PERCENTILE_KEYS))
+    x = np.arange(len(QUANTILES))
     for name, srv in s.servers.items():
         if isinstance(srv, ServerRun):
-            ax.plot(x, [srv.round_trip_ns[k] / 1e3 for k in PERCENTILE_KEYS], marker="o",
+            ax.plot(x, [srv.round_trip_ns[k] / 1e3 for k in QUANTILES], marker="o",
                     label=name, linestyle="--" if name.startswith("echo") else "-")
     ax.set_yscale("log")
-    ax.set_xticks(x, [k.upper() for k in PERCENTILE_KEYS])
+    ax.set_xticks(x, [k.upper() for k in QUANTILES])
     ax.set_ylabel("round trip, us (log)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
@@ -190,9 +187,8 @@ def _engine_table(e: EngineResult) -> str:
         if row.p is None:
             rows.append([label, f"skipped: {_one_line(row.note)}", *[None] * 5])
         else:
-            rows.append([label, row.p.n, *(report.format_ns(row.p[k])
-                                           for k in (*PERCENTILE_KEYS, "max"))])
-    return report.table(["latency, ns", "n", "P50", "P90", "P99", "P99.9", "max"], rows)
+            rows.append([label, row.p.n, *(report.format_ns(row.p[k]) for k in COLUMNS)])
+    return report.table(["latency, ns", "n", *HEADERS], rows)
 
 
 def _engine_notes(e: EngineResult) -> list[str]:
@@ -222,7 +218,7 @@ def _serve_tables(s: ServeResult) -> str:
             rt_rows.append([name, f"{srv.status}: {_one_line(srv.reason)}", *[None] * 8])
             continue
         rt = srv.round_trip_ns
-        rt_rows.append([name, rt.n, *(format_us(rt[k]) for k in (*PERCENTILE_KEYS, "max")),
+        rt_rows.append([name, rt.n, *(format_us(rt[k]) for k in COLUMNS),
                         *_side(srv.server_side_ns)])
         for t in srv.throughput:
             tp_rows.append([name, t.case.streams, t.case.ticks_per_request,
@@ -233,7 +229,7 @@ def _serve_tables(s: ServeResult) -> str:
         f"Round trip of one tick per request, synchronous, {w.requests:,} requests after "
         f"{w.warmup_requests:,} warm-up; the server's own receive-to-send time beside it "
         "(us).", "",
-        report.table(["server", "n", "P50", "P90", "P99", "P99.9", "max", "server-side P50",
+        report.table(["server", "n", *HEADERS, "server-side P50",
                       "server-side P99.9", "server-side max"], rt_rows),
         "", f"Throughput, pipelined ({w.in_flight} requests in flight, "
         f"{w.throughput_seconds:g} s per run, a fresh server per run); server-side "

@@ -14,7 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import tmn
 from tmn_bench.results import STATUSES, Machine, Target
+
+QUANTILES = tuple(name for name, _ in tmn.PERCENTILES)  # "p50", ..., "p99.9" (from C++)
+COLUMNS = (*QUANTILES, "max")                            # a latency table's columns
+HEADERS = tuple(c.upper() if c in QUANTILES else c for c in COLUMNS)  # "P50", ..., "max"
 
 
 def pyplot() -> Any:

@@ -45,7 +45,7 @@ import tmn
 from tmn.protocol import (HEADER, KIND_PREDICTIONS, KIND_TICKS, MAGIC, MAX_BATCH, TICK_DTYPE,
                           VERSION, prediction_dtype)
 from tmn_bench.common import Log, gc_paused, load_average, machine_info, model_scale, quiet
-from tmn_bench.report import format_us, format_value, load_text, target_lines
+from tmn_bench.report import QUANTILES, format_us, format_value, load_text, target_lines
 from tmn_bench.results import (Layout, ModeRatios, Percentiles, ServedModel, ServeRatios,
                                ServerNotRun, ServerRun, ServeResult, ServeWorkload,
                                ThroughputCase, ThroughputRun, ratio, to_json)
@@ -609,7 +609,7 @@ def _report_tables(r: ServeResult) -> list[str]:
     w = r.workload
     lines = ["", f"Round trip, one tick per request, synchronous, {w.requests:,} requests after "
              f"{w.warmup_requests:,} warm-up (us)",
-             f"  {'server':<11}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>10}   "
+             f"  {'server':<11}" + "".join(f"{q:>9}" for q in QUANTILES) + f"{'max':>10}   "
              f"{'server-side recv->send: p50':>28}{'p99.9':>9}{'max':>10}"]
     tp_lines = ["", f"Throughput, pipelined ({w.in_flight} requests in flight, "
                 f"{w.throughput_seconds:g} s per run, a fresh server per run)",
@@ -620,8 +620,7 @@ def _report_tables(r: ServeResult) -> list[str]:
             lines.append(f"  {name:<11}{s.status.upper()}: {s.reason}")
             continue
         rt, ss = s.round_trip_ns, s.server_side_ns
-        lines.append(f"  {name:<11}" + "".join(f"{format_us(rt[k]):>9}" for k in
-                                               ("p50", "p90", "p99", "p99.9"))
+        lines.append(f"  {name:<11}" + "".join(f"{format_us(rt[k]):>9}" for k in QUANTILES)
                      + f"{format_us(rt.max):>10}   " + _side(ss, 28))
         for t in s.throughput:
             tps = "-" if t.ticks_per_s is None else f"{t.ticks_per_s:,.0f}"

@@ -33,7 +33,7 @@ import tmn
 from tmn_bench import targets as tg
 from tmn_bench.accuracy import metrics, stats
 from tmn_bench.common import Log, load_average, machine_info
-from tmn_bench.report import target_lines
+from tmn_bench.report import HEADERS, QUANTILES, target_lines
 from tmn_bench.results import (AccuracyResult, AccuracySettings, Comparison, DatasetResult,
                                ErrorDistribution, GateSummary, LatencySummary, ModelEntry,
                                MseRatio, Percentiles, PredictorMetrics, SeedSummary, SeedTarget,
@@ -417,12 +417,12 @@ def _p(v: float | None) -> str:
 def _dataset_lines(d: DatasetResult) -> list[str]:
     out = ["", f"  {d.data} ({d.split}): {d.evaluated_ticks:,} evaluated ticks of "
            f"{d.ticks:,}, {d.pieces} pieces; at {d.headline_ms:g} ms, data units",
-           f"    {'predictor':<20}{'MSE':>12}{'P50':>10}{'P90':>10}{'P99':>10}"
-           f"{'P99.9':>10}{'jitter':>10}"]
+           f"    {'predictor':<20}{'MSE':>12}" + "".join(f"{h:>10}" for h in HEADERS[:-1])
+           + f"{'jitter':>10}"]
     for name, x in d.predictors.items():
         e = x.errors
-        out.append(f"    {name:<20}{e.mse[-1]:>12.5g}{e['p50'][-1]:>10.4g}{e['p90'][-1]:>10.4g}"
-                   f"{e['p99'][-1]:>10.4g}{e['p99.9'][-1]:>10.4g}{x.jitter[-1]:>10.4g}")
+        out.append(f"    {name:<20}{e.mse[-1]:>12.5g}"
+                   + "".join(f"{e[q][-1]:>10.4g}" for q in QUANTILES) + f"{x.jitter[-1]:>10.4g}")
     for k, g in d.gate.items():
         win = "n/a" if g.fallback_win_rate is None else f"{g.fallback_win_rate:.3f}"
         out.append(f"    gate {k}: pass rate {g.pass_rate:.4f}, cert mean {g.cert_mean:.4g} "

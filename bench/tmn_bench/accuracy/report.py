@@ -147,15 +147,14 @@ def _headline_rows(d: DatasetResult) -> list[list[object]]:
     rows = []
     for name, m in d.predictors.items():
         e, t = m.errors, m.track
-        rows.append([name, e.mse[-1], e["p50"][-1], e["p90"][-1], e["p99"][-1], e["p99.9"][-1],
-                     e.max[-1], t.along_mean[-1], t.along_rms[-1], t.cross_rms[-1],
-                     m.jitter[-1]])
+        rows.append([name, e.mse[-1], *(e[c][-1] for c in report.COLUMNS), t.along_mean[-1],
+                     t.along_rms[-1], t.cross_rms[-1], m.jitter[-1]])
     return rows
 
 
 def _accuracy_tables(d: DatasetResult) -> list[str]:
     return [f"### Accuracy at {d.headline_ms:g} ms (data units)", "",
-            report.table(["predictor", "MSE", "P50", "P90", "P99", "P99.9", "max",
+            report.table(["predictor", "MSE", *report.HEADERS,
                           "along bias", "along RMS", "cross RMS", "jitter"], _headline_rows(d)),
             "", "Along bias < 0: the prediction lags the truth. Jitter: RMS tick-to-tick change "
             "of the predicted point beyond the true motion.", "",
@@ -185,9 +184,8 @@ def _gate_table(d: DatasetResult) -> list[str]:
 
 def _latency_table(d: DatasetResult) -> list[str]:
     return ["### Tick latency in these replays (C++ timing, ns)", "",
-            report.table(["model", "P50", "P90", "P99", "P99.9", "max"] +
-                         [f"{s} P50" for s in STAGES],
-                         [[k, *(v.total_ns[q] for q in ("p50", "p90", "p99", "p99.9", "max")),
+            report.table(["model", *report.HEADERS] + [f"{s} P50" for s in STAGES],
+                         [[k, *(v.total_ns[q] for q in report.COLUMNS),
                            *(v.stage_ns[s]["p50"] for s in STAGES)]
                           for k, v in d.latency.items()]), ""]
 
