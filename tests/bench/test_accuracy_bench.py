@@ -199,3 +199,29 @@ def test_interleaved_replay_answers_exactly_like_one_replay(artifacts: dict[str,
             for name in ("paths", "prior", "proposal", "verdict", "cert", "d2", "work"):
                 assert getattr(got, name).tobytes() == getattr(one, name).tobytes(), name
             assert got.stage_ns.shape == one.stage_ns.shape
+
+
+def _keys(d: object, at: str = "",
+          named: tuple[str, ...] = ("predictors", "gate", "latency", "int8_over_fp32_mse")
+          ) -> set[str]:
+    """Every key path of a JSON value (list items merged; the keys of the dicts by
+    model or predictor name, which differ between runs, as "*")."""
+    if isinstance(d, dict):
+        out = set()
+        for k, v in d.items():
+            label = "*" if at.rsplit("/", 1)[-1] in named else k
+            out |= {f"{at}/{label}"} | _keys(v, f"{at}/{label}", named)
+        return out
+    if isinstance(d, list):
+        return set().union(*(_keys(x, f"{at}[]", named) for x in d if isinstance(x, dict)))
+    return set()
+
+
+def test_the_json_keeps_the_keys_of_the_reference_reports(run) -> None:
+    """The typed results write the keys the checked-in reference reports have
+    (bench/README.md documents them), plus each target's source."""
+    r, _, _ = run
+    ref = Path(__file__).resolve().parents[2] / "bench" / "reference" / "accuracy-synth"
+    old = _keys(json.loads((ref / "accuracy.json").read_text(encoding="utf-8")))
+    assert _keys(r) - old == {"/datasets[]/targets[]/source"}
+    assert old - _keys(r) == set()
