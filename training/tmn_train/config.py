@@ -67,6 +67,7 @@ class Kalman:
     q: float | None = None       # fixed values, used when tune is false
     r_pos: float | None = None
     r_vel: float | None = None
+    q_decades: float = 1.0       # the tuned q stays within 10^+-q_decades of the moment match
 
 
 @dataclass
@@ -168,6 +169,7 @@ FIELD_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "must be auto, time or stream"),
     ("data.interpolation", lambda v: v in ("linear", "cubic"), "must be linear or cubic"),
     ("data.velocity_window", lambda v: v >= 2, "must be at least 2 samples"),
+    ("kalman.q_decades", lambda v: 0 <= v <= 3, "must be in [0, 3]"),
     ("solver_gate.eps", lambda v: v > 0, "must be > 0"),
     ("solver_gate.lambda_grid", lambda g: bool(g) and all(0 < v < MAX_LAMBDA for v in g),
      f"values must be in (0, {MAX_LAMBDA}) (diagonal dominance)"),

@@ -41,6 +41,22 @@ class DataError(ValueError):
 
 
 @dataclass
+class Native:
+    """A stream's samples as the sensor gave them, before resampling: ``t`` [n],
+    ``pos`` [n, 2] and ``vel`` [n, 2] (None when the recording has no velocity).
+    The Kalman tuner estimates the sensor's noise from these (kalman_fit)."""
+
+    t: np.ndarray
+    pos: np.ndarray
+    vel: np.ndarray | None = None
+
+    def between(self, t0: float, t1: float) -> Native:
+        """The samples with ``t0 <= t <= t1``."""
+        k = (self.t >= t0) & (self.t <= t1)
+        return Native(self.t[k], self.pos[k], None if self.vel is None else self.vel[k])
+
+
+@dataclass
 class Stream:
     """One uninterrupted stream on a uniform grid at the model rate."""
 
@@ -52,6 +68,7 @@ class Stream:
     vy: np.ndarray
     split: str | None = None  # "train" | "val" | "test" when the source fixes it
     meta: dict[str, str] = field(default_factory=dict)
+    native: Native | None = None  # None: the grid is the sensor's own sampling
 
     def __len__(self) -> int:
         return len(self.t)
@@ -65,8 +82,12 @@ class Stream:
         return np.stack([self.vx, self.vy], axis=1)
 
     def slice(self, a: int, b: int, split: str | None = None, suffix: str = "") -> Stream:
+        native = None
+        if self.native is not None and b > a:
+            native = self.native.between(float(self.t[a]), float(self.t[b - 1]))
         return Stream(self.name + suffix, self.t[a:b], self.x[a:b], self.y[a:b], self.vx[a:b],
-                      self.vy[a:b], split if split is not None else self.split, dict(self.meta))
+                      self.vy[a:b], split if split is not None else self.split, dict(self.meta),
+                      native)
 
 
 # -- reading files ----------------------------------------------------------------
@@ -230,7 +251,9 @@ def to_streams(cols: dict[str, np.ndarray], name: str, rate: float, max_gap_s: f
                 x, y = res
                 vx = causal_velocity(x, rate, velocity_window)
                 vy = causal_velocity(y, rate, velocity_window)
-            out.append(Stream(f"{name}/{sid}/{j}", grid, x, y, vx, vy))
+            native = Native(t[a:b].copy(), np.stack([vals[0][a:b], vals[1][a:b]], axis=1),
+                            np.stack([vals[2][a:b], vals[3][a:b]], axis=1) if has_v else None)
+            out.append(Stream(f"{name}/{sid}/{j}", grid, x, y, vx, vy, native=native))
     return out
 
 
