@@ -17,7 +17,7 @@ def test_a_and_b_extend_common_and_carry_the_plan_values() -> None:
         c = config_mod.load(REPO / "configs" / name)
         assert c.system == system
         assert (c.horizon_ms, c.window_ms, c.sample_rate_hz) == (500, 128, 2000)
-        assert (c.lr, c.batch, c.epochs) == (1e-3, 256, 15)
+        assert (c.lr, c.lr_schedule, c.batch, c.epochs) == (3e-3, "onecycle", 256, 15)
         assert c.micro_gru.hidden == 32
         assert c.horizons_ms == [50.0 * (k + 1) for k in range(10)]
     b = config_mod.load(REPO / "configs" / "B_temporal_solver.yaml")

@@ -78,7 +78,9 @@ class Config:
     horizon_ms: float = 500.0
     horizon_step_ms: float = 50.0
     max_gap_ms: float = 100.0
-    lr: float = 1e-3
+    lr: float = 3e-3
+    lr_schedule: str = "onecycle"  # onecycle | constant
+    loss_horizon_weight: str = "flat"  # flat | linear
     batch: int = 256
     epochs: int = 15
     patience: int = 4
@@ -160,6 +162,8 @@ FIELD_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
         "sample_rate_hz", "window_ms", "horizon_ms", "horizon_step_ms", "max_gap_ms", "lr",
         "grad_clip")),
     ("smoothness", lambda v: v >= 0, "must be >= 0"),
+    ("lr_schedule", lambda v: v in ("onecycle", "constant"), "must be onecycle or constant"),
+    ("loss_horizon_weight", lambda v: v in ("flat", "linear"), "must be flat or linear"),
     *((k, lambda v: v >= 1, "must be >= 1") for k in (
         "batch", "epochs", "threads", "patience", "data.passes", "solver_gate.budget")),
     ("micro_gru.hidden", lambda v: 1 <= v <= MAX_HIDDEN, f"must be in [1, {MAX_HIDDEN}]"),

@@ -2,8 +2,11 @@
 
 The loss, per loss tick and in output units, is
 
-    L = mean_k ||y_k - target_k||^2  +  smoothness * mean_k ||(D2 u)_k||^2
+    L = mean_k w_k ||y_k - target_k||^2  +  smoothness * mean_k ||(D2 u)_k||^2
 
+with horizon weights ``w_k`` (``loss_horizon_weight``: ``flat`` w_k = 1, or
+``linear`` w_k proportional to h_k, mean 1, which leans on the far horizons
+where the tail is)
 where u_k is the predicted path relative to its start (A: ``y_k``; B: the
 prior plus the correction, ``v̂ h_k / scale + y_k``) and ``D2`` is the second
 difference over the horizons with the boundary values ``u_{-1} = -v Δ / scale``
@@ -12,6 +15,14 @@ the current position): the same smoothness that B's gate projects onto
 (docs/gate.md). For B the prior part has zero second difference, so the
 penalty acts on the correction alone; it keeps proposals close to what the
 projection leaves unchanged.
+
+The optimiser is Adam with a one-cycle learning rate (``lr_schedule:
+onecycle``: warm up over the first 10 % of steps to ``lr``, then cosine
+annealing to ``lr / 1e4``), stepped every window, so the last epochs average
+out the noise of the late gradient steps; ``constant`` keeps ``lr``. Every
+epoch logs the validation loss beside that of a zero network output (B: the
+prior alone; A: no motion), so a network that learns nothing shows while it
+trains.
 """
 
 from __future__ import annotations
@@ -61,14 +72,37 @@ def make_step(a: SplitArrays, start: np.ndarray, cfg: Config, scale: np.ndarray
     return z, tgt, vb
 
 
+def horizon_weights(cfg: Config) -> torch.Tensor:
+    """[K] the loss weight of each horizon, mean 1 (``loss_horizon_weight``)."""
+    if cfg.loss_horizon_weight == "linear":
+        w = torch.arange(1, cfg.K + 1, dtype=torch.float64)
+        return w / w.mean()
+    return torch.ones(cfg.K, dtype=torch.float64)
+
+
+class ZeroNetwork(torch.nn.Module):
+    """A network whose outputs are all zero (B: the prior alone; A: no motion), for
+    the validation baseline that every epoch logs."""
+
+    def __init__(self, horizons: int) -> None:
+        super().__init__()
+        self.horizons = horizons
+
+    def forward(self, z: torch.Tensor, h0: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return z.new_zeros(z.shape[0], z.shape[1], 2 * self.horizons), h0
+
+
 def loss_terms(y: torch.Tensor, tgt: torch.Tensor, vb: torch.Tensor, mask: torch.Tensor,
                cfg: Config, prior_rel: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(MSE, smoothness penalty) over the lanes in ``mask`` for head outputs y [b, W, 2K]."""
+    """(weighted MSE, smoothness penalty) over the lanes in ``mask`` for head outputs
+    y [b, W, 2K] (module docstring)."""
     b, w = y.shape[:2]
     y = y.view(b, w, cfg.K, 2)
     m = mask.to(y.dtype)[:, None, None, None]
     n = m.sum() * w * cfg.K * 2
-    mse = torch.sum(m * (y - tgt) ** 2) / n
+    hw = horizon_weights(cfg).to(y.dtype)[None, None, :, None]
+    mse = torch.sum(m * hw * (y - tgt) ** 2) / n
     if prior_rel:
         # B: u = prior + y with prior_k = v Δ (k + 1), whose second difference is zero
         lead = torch.zeros(b, w, 2, 2, dtype=y.dtype)
@@ -79,13 +113,14 @@ def loss_terms(y: torch.Tensor, tgt: torch.Tensor, vb: torch.Tensor, mask: torch
     return mse, torch.sum(m * d2 ** 2) / n
 
 
-def sweep(model: MicroGru, a: SplitArrays, plan: tuple[np.ndarray, np.ndarray, np.ndarray],
-          cfg: Config, scale: np.ndarray, opt: torch.optim.Optimizer | None = None,
-          bar: Any = None) -> tuple[float, float]:
+def sweep(model: torch.nn.Module, a: SplitArrays,
+          plan: tuple[np.ndarray, np.ndarray, np.ndarray], cfg: Config, scale: np.ndarray,
+          opt: torch.optim.Optimizer | None = None, bar: Any = None,
+          sched: torch.optim.lr_scheduler.LRScheduler | None = None) -> tuple[float, float]:
     """Run lanes window by window, hidden state carried and reset where the plan says.
 
-    With ``opt``: one optimiser step per window (truncated BPTT). Returns the mean
-    (MSE, loss) over the loss windows."""
+    With ``opt``: one optimiser step per window (truncated BPTT), and one step of
+    ``sched`` if given. Returns the mean (MSE, loss) over the loss windows."""
     start, reset, valid = plan
     nb, L = start.shape
     h = torch.zeros(1, nb, cfg.micro_gru.hidden)
@@ -113,6 +148,8 @@ def sweep(model: MicroGru, a: SplitArrays, plan: tuple[np.ndarray, np.ndarray, n
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if sched is not None:
+            sched.step()
         h = h.detach()
         k = int(mask.sum())
         tot_mse += mse.item() * k
@@ -125,7 +162,7 @@ def sweep(model: MicroGru, a: SplitArrays, plan: tuple[np.ndarray, np.ndarray, n
 
 
 @torch.no_grad()
-def val_loss(model: MicroGru, a: SplitArrays, cfg: Config, scale: np.ndarray) -> float:
+def val_loss(model: torch.nn.Module, a: SplitArrays, cfg: Config, scale: np.ndarray) -> float:
     """Loss of streaming every validation piece whole (one lane per piece)."""
     model.eval()
     chains = a.chains(cfg)
@@ -163,14 +200,18 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     rng = np.random.default_rng(seed)
     model = MicroGru(cfg.micro_gru.hidden, cfg.K)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = _schedule(opt, cfg, train_chains)
     state: dict[str, Any] = {"epoch": 0, "best_val": math.inf, "best_epoch": 0,
-                             "history": [], "finished": False, "initial_val": math.nan}
+                             "history": [], "finished": False, "initial_val": math.nan,
+                             "zero_val": math.nan}
     best_model = {k: v.clone() for k, v in model.state_dict().items()}
     if resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, weights_only=False)
         _check_resumable(ck, cfg, seed, ckpt_path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(ck["scheduler"])
         best_model = ck["best_model"]
         rng.bit_generator.state = ck["rng"]["numpy"]
         torch.set_rng_state(ck["rng"]["torch"])
@@ -179,6 +220,7 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     writer = _tensorboard(tensorboard, seed, log)
     if state["epoch"] == 0:
         state["initial_val"] = val_loss(model, va, cfg, scale)
+        state["zero_val"] = val_loss(ZeroNetwork(cfg.K), va, cfg, scale)
 
     # 2. epochs: `passes` sweeps of lanes (TBPTT, a step per window); validate; checkpoint
     # (on resume, a run stopped early stays stopped unless patience was raised)
@@ -190,7 +232,7 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
         steps = sum(p[0].shape[1] - int(p[1][:, 0].all()) for p in plans)
         bar = tqdm(total=steps, desc=f"seed {seed} epoch {epoch}", leave=False, unit="step",
                    dynamic_ncols=True, disable=None)
-        sums = [sweep(model, tr, plan, cfg, scale, opt, bar) for plan in plans]
+        sums = [sweep(model, tr, plan, cfg, scale, opt, bar, sched) for plan in plans]
         bar.close()
         train_mse = float(np.mean([m for m, _ in sums]))
         train_loss = float(np.mean([x for _, x in sums]))
@@ -203,17 +245,20 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
             best_model = {k: v.clone() for k, v in model.state_dict().items()}
         secs = time.perf_counter() - t0
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "train_mse": train_mse,
-                                 "val_loss": vl, "seconds": secs})
+                                 "val_loss": vl, "zero_val_loss": state["zero_val"],
+                                 "lr": opt.param_groups[0]["lr"], "seconds": secs})
         state["epoch"] = epoch
         if epoch - state["best_epoch"] >= cfg.patience:
             log(f"seed {seed}: early stop, no better validation loss for {cfg.patience} epochs")
         log(f"seed {seed} epoch {epoch:2d}/{cfg.epochs} train {train_loss:.5f} "
-            f"val {vl:.5f}{' *' if better else '  '} best {state['best_val']:.5f}@"
-            f"{state['best_epoch']} steps {steps} {secs:.1f}s")
+            f"val {vl:.5f}{' *' if better else '  '} (zero output {state['zero_val']:.5f}) "
+            f"best {state['best_val']:.5f}@{state['best_epoch']} "
+            f"lr {opt.param_groups[0]['lr']:.2g} steps {steps} {secs:.1f}s")
         if writer is not None:
             writer.add_scalar("val/loss", vl, epoch)
         save_atomic({"config": cfg.to_dict(), "seed": seed, "model": model.state_dict(),
                      "best_model": best_model, "optimizer": opt.state_dict(),
+                     "scheduler": None if sched is None else sched.state_dict(),
                      "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()},
                      **state}, ckpt_path)
     if writer is not None:
@@ -222,15 +267,32 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     return {"seed": seed, "best_model": best_model, **state}
 
 
+def _schedule(opt: torch.optim.Optimizer, cfg: Config, chains: list[np.ndarray]
+              ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The one-cycle learning rate over every optimiser step of the run (module
+    docstring), or None for ``lr_schedule: constant``. Every pass lays the same
+    chains into lanes of the same length, so the step count is known up front."""
+    if cfg.lr_schedule == "constant":
+        return None
+    per_pass = lanes(chains, cfg.batch, cfg.ticks(cfg.window_ms), np.random.default_rng(0))[0]
+    total = cfg.epochs * cfg.data.passes * per_pass.shape[1]
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total + 1,
+                                               pct_start=0.1, anneal_strategy="cos",
+                                               div_factor=25.0, final_div_factor=400.0)
+
+
 def _check_resumable(ck: dict[str, Any], cfg: Config, seed: int, path: Path) -> None:
-    """Refuse to resume a checkpoint of another config or seed (only epochs and
-    patience may change)."""
+    """Refuse to resume a checkpoint of another config or seed. Only patience may
+    change, and epochs too under a constant learning rate (the one-cycle schedule
+    is laid over the epochs the run started with)."""
+    free = ("patience",) if cfg.lr_schedule == "onecycle" else ("epochs", "patience")
+
     def resumable(c: Config) -> dict[str, Any]:
-        return {k: v for k, v in c.to_dict().items() if k not in ("epochs", "patience")}
+        return {k: v for k, v in c.to_dict().items() if k not in free}
 
     if resumable(from_saved(ck["config"], where=str(path))) != resumable(cfg) or ck["seed"] != seed:
-        raise ValueError(f"{path}: --resume with a different config or seed "
-                         "(only epochs and patience may change); use a new --out folder")
+        raise ValueError(f"{path}: --resume with a different config or seed (only "
+                         f"{' and '.join(free)} may change); use a new --out folder")
 
 
 def _tensorboard(folder: Path | None, seed: int, log):  # type: ignore[no-untyped-def]
