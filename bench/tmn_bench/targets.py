@@ -13,7 +13,9 @@ targets:
   plan's per-tick budget, P99.9 <= 0.9 ms, also gated in tests/performance;
 * issue 4: tmn-serve (server side, round trip, throughput);
 * issue 5: accuracy (B against A and Kalman-only, the gate, INT8) and the
-  plan's success criteria.
+  plan's success criteria;
+* issue 9: System B earns its place (B against the ridge baseline, the gate's
+  fallback win rate, B's jitter against A's).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from tmn_bench.results import (Comparison, CriterionOne, CriterionTwo, EngineRes
                                GateSummary, PlanCriteria, SeedTarget, ServeRatios, ServerNotRun,
                                ServerRun, Skipped, Target, ThroughputCase)
 
-ENGINE, SERVE, ACCURACY = "issue 2", "issue 4", "issue 5"
+ENGINE, SERVE, ACCURACY, B_EARNS = "issue 2", "issue 4", "issue 5", "issue 9"
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,9 @@ def serve_targets(servers: dict[str, ServerRun | ServerNotRun], ratios: ServeRat
 
 B_OVER_A_P99 = Stated("B / A P99 error @{headline}", 0.85, "<=", "x", ACCURACY)
 PASS_RATE = Stated("gate pass rate", 0.9, ">=", "", ACCURACY)
+B_OVER_RIDGE_P99 = Stated("B / ridge P99 error @{headline}", 0.9, "<=", "x", B_EARNS)
+WIN_RATE = Stated("gate fallback win rate", 0.7, ">=", "", B_EARNS)
+B_OVER_A_JITTER = Stated("B / A jitter @{headline}", 1.2, "<=", "x", B_EARNS)
 CERT_MEAN = Stated("mean certificate error", 0.02, "<=", "output units", ACCURACY)
 # the plan's success criteria (issue 5): 1. B's P99 error <= 0.85x A's, or B's
 # P99.9 tick latency <= 0.8x A's; 2. the gate's pass rate and certificate
@@ -161,6 +166,9 @@ def comparison_targets(c: Comparison, precision: str, headline: str) -> list[See
         kalman = Stated("B / Kalman-only MSE @{headline}", 0.7, "<=", "x", ACCURACY)
         return [seed_target(kalman, c.new, c.mse_ratio,
                             f"{precision}; CI95 {_ci(c.mse_ratio_ci95)}", headline=headline)]
+    if c.base == "ridge":
+        return [seed_target(B_OVER_RIDGE_P99, c.new, c.p99_ratio,
+                            f"{precision}; CI95 {_ci(c.p99_ratio_ci95)}", headline=headline)]
     who = f"{c.new} vs {c.base}"
     better = Stated("B better than A: paired p (block t-test)", 0.01, "<=", "", ACCURACY)
     return [
@@ -173,9 +181,20 @@ def comparison_targets(c: Comparison, precision: str, headline: str) -> list[See
 
 
 def gate_targets(label: str, g: GateSummary, precision: str) -> list[SeedTarget]:
-    """System B's gate: pass rate and mean certificate."""
-    return [seed_target(PASS_RATE, label, g.pass_rate, precision),
-            seed_target(CERT_MEAN, label, g.cert_mean, precision)]
+    """System B's gate: pass rate, mean certificate, and where it fell back, how
+    often the prior it served was really the better path."""
+    out = [seed_target(PASS_RATE, label, g.pass_rate, precision),
+           seed_target(CERT_MEAN, label, g.cert_mean, precision)]
+    if g.fallback_win_rate is not None:  # stated for where the gate fires only
+        out.append(seed_target(WIN_RATE, label, g.fallback_win_rate,
+                               f"{precision}; {sum(g.fallbacks.values())} fallbacks"))
+    return out
+
+
+def jitter_target(who: str, b_jitter: float, a_jitter: float, headline: str) -> SeedTarget:
+    """B's tick-to-tick jitter of the headline point against its A's."""
+    return seed_target(B_OVER_A_JITTER, who, b_jitter / a_jitter if a_jitter > 0 else None,
+                       "" if a_jitter > 0 else "A has no jitter", headline=headline)
 
 
 def int8_target(label: str, ratio: float, headline: str) -> SeedTarget:

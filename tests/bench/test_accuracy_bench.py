@@ -62,8 +62,8 @@ def test_reports_every_predictor_at_every_horizon(run) -> None:
     assert [m["label"] for m in r["models"]] == ["A0", "B0"]
     (d,) = r["datasets"]
     assert d["data"] == DATA and d["split"] == "test" and d["headline_ms"] == 500.0
-    assert set(d["predictors"]) == {"constant velocity", "Kalman only", "A0 fp32", "A0 int8",
-                                    "B0 fp32", "B0 int8"}
+    assert set(d["predictors"]) == {"constant velocity", "Kalman only", "ridge", "A0 fp32",
+                                    "A0 int8", "B0 fp32", "B0 int8"}
     for m in d["predictors"].values():
         for key in ("mse", "rmse", "p50", "p90", "p99", "p99.9", "max", "along_mean",
                     "along_rms", "cross_rms", "jitter"):
@@ -124,10 +124,13 @@ def _kalman(r: dict) -> dict:
 def test_statistics_targets_and_plan_criteria(run) -> None:
     r, _, _ = run
     d = r["datasets"][0]
-    vs_a, vs_kalman = d["comparisons"]
+    vs_a, vs_kalman, vs_ridge = d["comparisons"]
     assert (vs_a["new"], vs_a["base"]) == ("B0", "A0")
     assert vs_kalman["base"] == "Kalman only (B0's prior)"
-    for c in (vs_a, vs_kalman):
+    assert (vs_ridge["new"], vs_ridge["base"]) == ("B0", "ridge")
+    assert vs_ridge["p99_ratio"] == pytest.approx(
+        d["predictors"]["B0 int8"]["p99"][-1] / d["predictors"]["ridge"]["p99"][-1])
+    for c in (vs_a, vs_kalman, vs_ridge):
         assert c["ticks"] == d["evaluated_ticks"] and c["blocks"] >= 3
         assert 0 <= c["per_tick"]["t_test_p"] <= 1 and 0 <= c["per_block"]["wilcoxon_p"] <= 1
         assert -1 <= c["cliffs_delta"] <= 1
@@ -138,9 +141,14 @@ def test_statistics_targets_and_plan_criteria(run) -> None:
     assert vs_a["latency_p999_ratio"] == pytest.approx(
         d["latency"]["B0 int8"]["total_ns"]["p99.9"] / d["latency"]["A0 int8"]["total_ns"]["p99.9"])
     kinds = {t["kind"] for t in d["targets"]}
+    fired = d["gate"]["B0 int8"]["fallback_win_rate"] is not None
     assert kinds == {"B / A P99 error @500 ms", "B better than A: paired p (block t-test)",
-                     "B / Kalman-only MSE @500 ms", "gate pass rate", "mean certificate error",
-                     "INT8 / FP32 MSE @500 ms"}
+                     "B / Kalman-only MSE @500 ms", "B / ridge P99 error @500 ms",
+                     "gate pass rate", "mean certificate error", "INT8 / FP32 MSE @500 ms",
+                     "B / A jitter @500 ms"} | ({"gate fallback win rate"} if fired else set())
+    (jit,) = [t for t in d["targets"] if t["kind"] == "B / A jitter @500 ms"]
+    assert jit["value"] == pytest.approx(d["predictors"]["B0 int8"]["jitter"][-1]
+                                         / d["predictors"]["A0 int8"]["jitter"][-1])
     assert all(t["status"] in ("MET", "MISSED") for t in d["targets"])
     (pc,) = d["plan_criteria"]
     assert pc["criterion_1"]["status"] == ("MET" if vs_a["p99_ratio"] <= 0.85
@@ -187,7 +195,7 @@ def test_interleaved_replay_answers_exactly_like_one_replay(artifacts: dict[str,
     from tmn_bench.accuracy import evaluate
 
     entrants = evaluate.load_entrants([artifacts["A"], artifacts["B"]])
-    h = evaluate.held_out(DATA, evaluate.split_config(entrants), "test")
+    h, _ = evaluate.held_out(DATA, evaluate.split_config(entrants), "test")
     runs = evaluate.replay_all(entrants, h, rounds=7)
     for e in entrants:
         for p in ("fp32", "int8"):

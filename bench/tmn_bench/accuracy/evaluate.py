@@ -9,10 +9,12 @@ held-out scoring path training uses too (``tmn_train.scoring``): those where
 no model is warming and every horizon lies inside the piece.
 
 Predictors: constant velocity (``p + v h`` from the measured tick, no engine),
-Kalman-only (the engine's prior, from the replay's candidates), and every model
-in FP32 and INT8. Metrics: tmn_train.scoring and tmn_bench.accuracy.metrics.
-Statistics (B against A and B against its own Kalman prior, at the headline
-horizon, in ``--precision``): tmn_bench.accuracy.stats. Targets:
+Kalman-only (the engine's prior, from the replay's candidates), a ridge
+regression from the recent path fitted on the source's train split
+(tmn_bench.baselines.ridge, the classical anchor), and every model in FP32 and
+INT8. Metrics: tmn_train.scoring and tmn_bench.accuracy.metrics.
+Statistics (B against A, against its own Kalman prior and against the
+ridge fit, at the headline horizon, in ``--precision``): tmn_bench.accuracy.stats. Targets:
 tmn_bench.targets, MET or MISSED, per seed.
 
 Several artifacts of one system are seeds. B artifacts are paired with A
@@ -32,6 +34,7 @@ import numpy as np
 import tmn
 from tmn_bench import targets as tg
 from tmn_bench.accuracy import metrics, stats
+from tmn_bench.baselines import ridge
 from tmn_bench.common import Log, load_average, machine_info
 from tmn_bench.report import HEADERS, QUANTILES, target_lines
 from tmn_bench.results import (AccuracyResult, AccuracySettings, Comparison, DatasetResult,
@@ -48,6 +51,7 @@ WARMING = int(tmn.Verdict.warming)
 TANGENT_HALF_WIDTH_MS = 5.0  # central difference of the true direction of motion
 EXAMPLE_SECONDS = 1.5        # the example-trajectory plot's stretch
 REPLAY_ROUNDS = 10           # slices in which the engines take turns (replay_all)
+RIDGE = "ridge"              # the fitted linear baseline's predictor name
 # fields that must agree between models for one held-out split to serve them all
 SPLIT_FIELDS = ("sample_rate_hz", "window_ms", "horizon_ms", "horizon_step_ms", "max_gap_ms",
                 "data.split", "data.split_mode", "data.interpolation", "data.velocity_window")
@@ -121,11 +125,17 @@ def split_config(entrants: list[Entrant]) -> Config:
     return cfgs[0]
 
 
-def held_out(spec: str, cfg: Config, split: str) -> HeldOut:
+def held_out(spec: str, cfg: Config, split: str) -> tuple[HeldOut, HeldOut]:
     """The ``split`` pieces of one ``--data`` source (``all``: every stream whole),
-    keeping pieces long enough for a window and the farthest horizon."""
+    and its train pieces (what the ridge baseline is fitted on), each keeping the
+    pieces long enough for a window and the farthest horizon."""
     streams = load_sources([spec], cfg)
-    pieces = streams if split == "all" else split_streams(streams, cfg)[split]
+    splits = split_streams(streams, cfg)
+    return (_pieces(spec, cfg, split, streams if split == "all" else splits[split]),
+            _pieces(spec, cfg, "train", splits["train"]))
+
+
+def _pieces(spec: str, cfg: Config, split: str, pieces: list[Any]) -> HeldOut:
     min_len = cfg.ticks(cfg.window_ms) + cfg.horizon_ticks[-1] + 1
     pieces = [s for s in pieces if len(s) >= min_len]
     if not pieces:
@@ -197,7 +207,7 @@ class Scored:
 
 
 def score(h: HeldOut, cfg: Config, entrants: list[Entrant], precision: str,
-          step: Log) -> Scored:
+          step: Log, ridge_fit: ridge.RidgePredictor) -> Scored:
     """Replay ``h`` with every model and score every predictor on the same ticks."""
     runs = replay_all(entrants, h, step=step)
     ev = scoring.evaluated_ticks(h, cfg.horizon_ticks,
@@ -205,7 +215,8 @@ def score(h: HeldOut, cfg: Config, entrants: list[Entrant], precision: str,
     if len(ev.idx) < 2:
         raise AccuracyError(f"--data {h.data}: fewer than 2 ticks to evaluate")
     paths = {"constant velocity": scoring.constant_velocity(h, ev, cfg.horizons_ms),
-             "Kalman only": runs[first_b(entrants).label][precision].prior[ev.idx]}
+             "Kalman only": runs[first_b(entrants).label][precision].prior[ev.idx],
+             RIDGE: ridge_fit.predict(h, ev.idx)}
     for e in entrants:
         for p in PRECISIONS:
             paths[f"{e.label} {p}"] = runs[e.label][p].paths[ev.idx]
@@ -258,7 +269,8 @@ def gates(sc: Scored) -> dict[str, GateSummary]:
 
 def comparisons(sc: Scored, precision: str, resamples: int, block_s: float, resample_by: str,
                 seed: int, lat: dict[str, LatencySummary], step: Log) -> list[Comparison]:
-    """B against its A, and B against its own Kalman prior, at the headline."""
+    """B against its A, against its own Kalman prior and against the ridge fit, at the
+    headline."""
     h, idx = sc.h, sc.ev.idx
     block = (stats.blocks(idx, h.offsets, sc.cfg.ticks(block_s * 1000.0))
              if resample_by == "block" else np.unique(sc.ev.piece, return_inverse=True)[1].ravel())
@@ -267,7 +279,8 @@ def comparisons(sc: Scored, precision: str, resamples: int, block_s: float, resa
         new = sc.errors[f"{b.label} {precision}"][:, -1]
         prior = scoring.errors(sc.runs[b.label][precision].prior[idx], sc.ev.truth)[:, -1]
         for base_label, base in ((a.label, sc.errors[f"{a.label} {precision}"][:, -1]),
-                                 (f"Kalman only ({b.label}'s prior)", prior)):
+                                 (f"Kalman only ({b.label}'s prior)", prior),
+                                 (RIDGE, sc.errors[RIDGE][:, -1])):
             c = dataclasses.replace(stats.compare(base, new, block, resamples, seed,
                                                   unit=resample_by), new=b.label, base=base_label)
             if base_label == a.label:
@@ -291,6 +304,10 @@ def dataset_targets(sc: Scored, d: DatasetResult) -> list[SeedTarget]:
             out += tg.gate_targets(e.label, g, prec)
     out += [tg.int8_target(e.label, d.int8_over_fp32_mse[e.label].headline, hl)
             for e in sc.entrants]
+    out += [tg.jitter_target(f"{b.label} vs {a.label}",
+                             d.predictors[f"{b.label} {prec}"].jitter[-1],
+                             d.predictors[f"{a.label} {prec}"].jitter[-1], hl)
+            for a, b in pairs(sc.entrants)]
     return out
 
 
@@ -299,9 +316,10 @@ def evaluate_dataset(spec: str, entrants: list[Entrant], cfg: Config, *, split: 
                      resample_by: str = "block", seed: int = 0,
                      step: Log = lambda _: None) -> tuple[DatasetResult, PlotData]:
     """Every metric, statistic and target of one ``--data`` source."""
-    h = held_out(spec, cfg, split)
+    h, train = held_out(spec, cfg, split)
     step(f"{spec}: {len(h.t):,} {split} ticks in {len(h.names)} pieces")
-    sc = score(h, cfg, entrants, precision, step)
+    fitted = ridge.fit(train, cfg.sample_rate_hz, cfg.ticks(cfg.window_ms), cfg.horizon_ticks)
+    sc = score(h, cfg, entrants, precision, step, fitted)
     lat, gate = latency(sc), gates(sc)
     ratios = {}
     for e in entrants:
@@ -317,7 +335,7 @@ def evaluate_dataset(spec: str, entrants: list[Entrant], cfg: Config, *, split: 
         targets=[], plan_criteria=[])
     d = dataclasses.replace(d, targets=dataset_targets(sc, d), plan_criteria=[
         tg.plan_criteria(c, d.gate[f"{c.new} {precision}"]) for c in d.comparisons
-        if not c.base.startswith("Kalman only")])
+        if not c.base.startswith("Kalman only") and c.base != RIDGE])
     plot = PlotData(spec, cfg.horizons_ms, {k: v[:, -1] for k, v in sc.errors.items()},
                     {f"{label} {p}": r.stage_ns[_timed(r)]
                      for label, rr in sc.runs.items() for p, r in rr.items()},

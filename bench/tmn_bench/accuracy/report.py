@@ -21,8 +21,8 @@ from tmn_bench.results import AccuracyResult, DatasetResult
 def _shown(d: DatasetResult) -> list[str]:
     """Predictors drawn and tabulated first: the baselines and every model at the
     comparison precision."""
-    return ["constant velocity", "Kalman only"] + [k for k in d.predictors
-                                                   if k.endswith(f" {d.precision}")]
+    return ["constant velocity", "Kalman only", "ridge"] + [
+        k for k in d.predictors if k.endswith(f" {d.precision}")]
 
 
 def _first_of_each_system(names: list[str]) -> list[str]:
