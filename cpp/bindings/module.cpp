@@ -176,7 +176,7 @@ py::dict server_stats(const Server& s) {
   d["streams"] = s.stream_count();
   py::dict errors;
   for (Status st : {Status::non_finite, Status::time_not_increasing, Status::capacity_exceeded,
-                    Status::unknown_stream})
+                    Status::unknown_stream, Status::out_of_range, Status::non_finite_output})
     errors[status_name(st)] = get(c.by_status[static_cast<int>(st)]);
   d["tick_errors"] = errors;
   py::dict frame_errors;
@@ -213,6 +213,43 @@ py::dict server_stats(const Server& s) {
   return d;
 }
 
+// The engine's input ranges and model bounds (engine.hpp, gate.hpp, kalman.hpp),
+// and Histogram for tests.
+void bind_limits(py::module_& m) {
+  m.attr("INPUT_SIGMAS") = kInputSigmas;
+  m.attr("MAX_ABS_OUTPUT_UNITS") = kMaxAbsOutputUnits;
+  m.attr("MAX_ABS_TIME_S") = kMaxAbsTimeS;
+  m.attr("MAX_HORIZON_S") = kMaxHorizonS;
+  m.attr("MAX_HORIZONS") = kMaxHorizons;
+  m.attr("MIN_GATE_EPS") = kMinGateEps;
+  m.attr("MAX_GATE_EPS") = kMaxGateEps;
+  m.attr("MAX_GATE_BUDGET") = kMaxGateBudget;
+  m.attr("GATE_GUARD_WORK") = kGateGuardWork;
+  m.attr("GATE_GUARD_NS") = kGateGuardNs;
+  m.attr("MAX_KALMAN_Q") = kMaxKalmanQ;
+  m.attr("MIN_KALMAN_R") = kMinKalmanR;
+  m.attr("MAX_KALMAN_R") = kMaxKalmanR;
+  m.def(
+      "input_ranges",
+      [](const ModelSpec& spec) {
+        const InputRanges r = input_ranges(spec);
+        py::dict d;
+        const char* names[5] = {"t", "x", "y", "vx", "vy"};
+        for (int i = 0; i < 5; ++i) d[names[i]] = py::make_tuple(r.lo[i], r.hi[i]);
+        return d;
+      },
+      py::arg("spec"), "{field: (lo, hi)}: the valid range of every tick field for a model.");
+  m.def("bound_as_float", &bound_as_float, py::arg("bound"),
+        "A double bound as float32, rounded upward (how certificates are stored).");
+  py::class_<Histogram>(m, "Histogram", "The fixed-memory log histogram of the stats (tests).")
+      .def(py::init<double, int, int>(), py::arg("lowest"), py::arg("octaves"), py::arg("sub"))
+      .def("record", &Histogram::record, py::arg("v"))
+      .def("percentile", &Histogram::percentile, py::arg("p"))
+      .def_property_readonly("count", &Histogram::count)
+      .def_property_readonly("max", &Histogram::max)
+      .def("bucket_counts", &Histogram::bucket_counts);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -229,7 +266,9 @@ PYBIND11_MODULE(_core, m) {
       .value("non_finite", Status::non_finite)
       .value("time_not_increasing", Status::time_not_increasing)
       .value("capacity_exceeded", Status::capacity_exceeded)
-      .value("unknown_stream", Status::unknown_stream);
+      .value("unknown_stream", Status::unknown_stream)
+      .value("out_of_range", Status::out_of_range)
+      .value("non_finite_output", Status::non_finite_output);
   py::enum_<Verdict>(m, "Verdict", "What the gate decided for a prediction.")
       .value("pass_", Verdict::pass)
       .value("fallback_implausible", Verdict::fallback_implausible)
@@ -421,6 +460,7 @@ PYBIND11_MODULE(_core, m) {
             const GateResult r = g.run(delta.data(), prior.data(), inv_var.data(), v.data(),
                                        path.data());
             py::dict out = certificate_dict(r.cert);
+            out["cert_error"] = bound_as_float(r.cert.error_bound);  // as a Prediction stores it
             out["verdict"] = r.verdict;
             out["d2"] = r.d2;
             out["path"] = r.verdict == Verdict::pass ? py::object(to_array(path)) : py::none();
@@ -546,6 +586,8 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("stream_count", [](const Engine& e) { return e.streams().size(); })
       .def_property_readonly("max_streams",
                              [](const Engine& e) { return e.streams().capacity(); });
+
+  bind_limits(m);
 
   m.def("allowed_cpus", &allowed_cpus, "CPUs this process may run on.");
   py::class_<ServerConfig>(m, "ServerConfig")

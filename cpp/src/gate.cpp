@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "tmn/clock.hpp"
+
 namespace tmn {
 
 const char* verdict_name(Verdict v) noexcept {
@@ -86,8 +88,14 @@ GateResult SolverGate::run(const float* delta, const double* prior,
   }
   b_[0] += p_.lambda * v[0] * dh_;  // boundary terms: -lambda D^T c, per axis
   b_[1] += p_.lambda * v[1] * dh_;
+  res.cert.error_bound = std::numeric_limits<double>::infinity();
+  if (!(solver::rounding_floor(a_, b_.data(), 1.0) <= p_.eps)) {  // never certifiable
+    res.verdict = Verdict::fallback_uncertified;
+    return res;
+  }
+  const solver::WallGuard guard{kGateGuardWork, clock::now() + clock::from_ns(kGateGuardNs)};
   res.cert = solver::jacobi_solve(a_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget, 1.0,
-                                  omega_);
+                                  omega_, guard);
   if (!res.cert.certified) {
     res.verdict = Verdict::fallback_uncertified;
     return res;

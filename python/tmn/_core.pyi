@@ -13,6 +13,8 @@ class Status:
     time_not_increasing: Status
     capacity_exceeded: Status
     unknown_stream: Status
+    out_of_range: Status
+    non_finite_output: Status
     @property
     def name(self) -> str: ...
     @property
@@ -62,6 +64,33 @@ class TickError(ValueError):
     """A tick (or reset) was refused; ``status`` is the Status code."""
 
     status: Status
+
+INPUT_SIGMAS: float
+MAX_ABS_OUTPUT_UNITS: float
+MAX_ABS_TIME_S: float
+MAX_HORIZON_S: float
+MAX_HORIZONS: int
+MIN_GATE_EPS: float
+MAX_GATE_EPS: float
+MAX_GATE_BUDGET: int
+GATE_GUARD_WORK: int
+GATE_GUARD_NS: int
+MAX_KALMAN_Q: float
+MIN_KALMAN_R: float
+MAX_KALMAN_R: float
+
+def input_ranges(spec: ModelSpec) -> dict[str, tuple[float, float]]: ...
+def bound_as_float(bound: float) -> float: ...
+
+class Histogram:
+    def __init__(self, lowest: float, octaves: int, sub: int) -> None: ...
+    def record(self, v: float) -> None: ...
+    def percentile(self, p: float) -> float: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def max(self) -> float: ...
+    def bucket_counts(self) -> list[int]: ...
 
 def isa_available(isa: Isa) -> bool: ...
 def best_isa() -> Isa: ...

@@ -27,6 +27,8 @@ def stub_names() -> dict[str, set[str]]:
             names[node.name] = {m for m in members if not m.startswith("_")}
         elif isinstance(node, ast.FunctionDef):
             names[node.name] = set()
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names[node.target.id] = set()  # a constant
     return names
 
 

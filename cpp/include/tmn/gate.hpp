@@ -25,9 +25,16 @@
 //    solved as one system A (x) I_2 (same lambda_min); damped Jacobi from
 //    u = q stops when the proven bound on the whole path's error is <= eps.
 //    Out of budget: fallback_uncertified.
+// 3. Bounds. A model's eps and budget must lie in the ranges below (checked
+//    when an Engine is built from it), and each solve has its own wall-clock guard: once it
+//    has spent kGateGuardWork, a solve that has run longer than kGateGuardNs
+//    stops, uncertified. A solve whose rounding floor alone (solver.hpp)
+//    exceeds eps cannot be certified and is not started.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "tmn/aligned.hpp"
 #include "tmn/solver.hpp"
@@ -43,6 +50,20 @@ enum class Verdict : std::uint8_t {
 };
 
 const char* verdict_name(Verdict v) noexcept;
+
+inline constexpr double kMinGateEps = 1e-6;          // output units
+inline constexpr double kMaxGateEps = 1e3;
+inline constexpr std::uint64_t kMaxGateBudget = 2'000'000;  // touched nonzeros per tick
+inline constexpr std::uint64_t kGateGuardWork = 20'000;     // the guard looks at the clock after this
+inline constexpr std::uint64_t kGateGuardNs = 500'000;      // 0.5 ms per solve
+
+// A certificate stored as float32 must still be a bound: round upward
+// (to nearest, then one float up when that went below the double).
+inline float bound_as_float(double bound) noexcept {
+  const float f = static_cast<float>(bound);
+  return static_cast<double>(f) < bound ? std::nextafter(f, std::numeric_limits<float>::infinity())
+                                        : f;
+}
 
 struct GateParams {
   double eps;          // certificate target, output units
