@@ -173,6 +173,10 @@ py::dict server_stats(const Server& s) {
   d["reloads"] = get(c.reloads);
   d["evicted_streams"] = get(c.evicted);
   d["loop_iterations"] = get(c.loop_iterations);
+  d["reclaimed_streams"] = get(c.reclaimed);
+  d["refused_peers"] = get(c.refused_peers);
+  d["control_overloaded"] = get(c.control_overloaded);
+  d["dropped_at_stop"] = get(c.dropped_at_stop);
   d["streams"] = s.stream_count();
   py::dict errors;
   for (Status st : {Status::non_finite, Status::time_not_increasing, Status::capacity_exceeded,
@@ -184,10 +188,9 @@ py::dict server_stats(const Server& s) {
       {"bad_magic", wire::FrameError::bad_magic}, {"bad_version", wire::FrameError::bad_version},
       {"bad_kind", wire::FrameError::bad_kind}, {"bad_size", wire::FrameError::bad_size},
       {"batch_too_large", wire::FrameError::batch_too_large},
-      {"empty_batch", wire::FrameError::empty_batch}, {"bad_json", wire::FrameError::bad_json},
-      {"bad_request", wire::FrameError::bad_request},
-      {"unknown_command", wire::FrameError::unknown_command},
-      {"bad_envelope", wire::FrameError::bad_envelope}, {"internal", wire::FrameError::internal}};
+      {"empty_batch", wire::FrameError::empty_batch},
+      {"bad_envelope", wire::FrameError::bad_envelope}, {"internal", wire::FrameError::internal},
+      {"overloaded", wire::FrameError::overloaded}};  // JSON errors: control_errors
   for (const auto& [name, code] : fe) frame_errors[name] = get(c.by_frame_error[static_cast<int>(code)]);
   d["frame_errors"] = frame_errors;
   py::dict verdicts;
@@ -601,7 +604,10 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("lock_memory", &ServerConfig::lock_memory)
       .def_readwrite("idle_evict_s", &ServerConfig::idle_evict_s)
       .def_readwrite("score_every_s", &ServerConfig::score_every_s)
-      .def_readwrite("echo", &ServerConfig::echo);
+      .def_readwrite("echo", &ServerConfig::echo)
+      .def_readwrite("reclaim_idle_s", &ServerConfig::reclaim_idle_s)
+      .def_readwrite("curve_secret_key", &ServerConfig::curve_secret_key)
+      .def_readwrite("client_keys", &ServerConfig::client_keys);
   py::class_<Server>(m, "Server", "The tmn-serve loop; see cpp/include/tmn/server.hpp.")
       .def(py::init<Engine*, const ServerConfig&>(), py::arg("engine"), py::arg("config"),
            py::keep_alive<1, 2>())
@@ -618,9 +624,10 @@ PYBIND11_MODULE(_core, m) {
               got = s.next_control(r, timeout_s);
             }
             if (!got) return py::none();
-            return py::make_tuple(r.token, py::bytes(r.payload));
+            return py::make_tuple(r.token, py::bytes(r.payload), r.client_key);
           },
-          py::arg("timeout_s"), "(token, JSON bytes) of the next control request, or None.")
+          py::arg("timeout_s"),
+          "(token, JSON bytes, client key) of the next control request, or None.")
       .def(
           "reply_control",
           [](Server& s, std::uint64_t token, const py::bytes& json) {
@@ -636,6 +643,9 @@ PYBIND11_MODULE(_core, m) {
             s.swap_engine(next);
           },
           py::arg("engine"), "Swap the engine between two requests. Keep both alive until it returns.")
+      .def("scoped_stream", &Server::scoped_stream, py::arg("client_key"), py::arg("stream"),
+           "The engine's id of a client's stream (its CURVE key's scope).")
+      .def_property_readonly("bound_endpoint", &Server::bound_endpoint)
       .def("stats", &server_stats)
       .def(
           "stream_accuracy",

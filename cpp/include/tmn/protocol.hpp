@@ -35,6 +35,7 @@ enum class FrameError : std::uint16_t {
   unknown_command = 9,
   bad_envelope = 10,  // multipart layout not [identity, (empty,) payload]
   internal = 11,      // the request could not be completed (see message)
+  overloaded = 12,    // too many of this client's ticks are waiting (server.hpp)
 };
 
 struct Header {
