@@ -437,8 +437,10 @@ PYBIND11_MODULE(_core, m) {
       });
 
   py::class_<SolverGate>(m, "SolverGate", "Stage 4 on its own, for tests and training.")
-      .def(py::init<const GateParams&, int, double>(), py::arg("params"), py::arg("horizons"),
-           py::arg("dh"))
+      .def(py::init<const GateParams&, int, double, bool>(), py::arg("params"),
+           py::arg("horizons"), py::arg("dh"), py::arg("guarded") = false,
+           "guarded: the engine's wall-clock guard (off here by default, so that tests of "
+           "the maths never depend on the scheduler)")
       .def("matrix",
            [](const SolverGate& g) {
              const solver::CsrMatrix& a = g.matrix();

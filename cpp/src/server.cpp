@@ -470,7 +470,49 @@ void Server::send_error(wire::FrameError code, std::uint32_t seq, const char* ms
   std::memcpy(out, &h, sizeof h);
   std::memcpy(out + sizeof h, &b, sizeof b);
   std::memcpy(out + sizeof h + sizeof b, msg, len);
-  send_reply(out, sizeof h + sizeof b + len);
+  const std::size_t n = sizeof h + sizeof b + len;
+  // Replies keep request order per peer: behind this peer's jobs, the error
+  // waits as a job of its own (done, with its reply ready).
+  const std::uint64_t hash = identity_hash(identity_, identity_size_);
+  bool behind = false;
+  for (std::size_t i = 0; i < njobs_ && !behind; ++i) behind = same_peer(jobs_[order_[i]], hash);
+  if (!behind) {
+    send_reply(out, n);
+    return;
+  }
+  if (nfree_ == 0) {
+    bump(counters_.dropped_replies);
+    return;
+  }
+  const std::size_t idx = free_[--nfree_];
+  Job& j = jobs_[idx];
+  zmq_msg_init(&j.request);
+  if (zmq_msg_init_size(&j.reply, n) != 0) {
+    free_[nfree_++] = idx;
+    bump(counters_.dropped_replies);
+    return;
+  }
+  std::memcpy(zmq_msg_data(&j.reply), out, n);
+  std::memcpy(j.identity, identity_, identity_size_);
+  j.identity_size = identity_size_;
+  j.identity_hash = hash;
+  j.delimiter = delimiter_;
+  j.t_recv = j.t_done = clock::now();
+  j.count = j.next = 0;
+  j.started = false;
+  j.done = true;
+  order_[njobs_++] = idx;
+}
+
+std::uint64_t Server::identity_hash(const std::uint8_t* id, std::size_t n) noexcept {
+  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (std::size_t i = 0; i < n; ++i) hash = (hash ^ id[i]) * 1099511628211ull;
+  return hash;
+}
+
+bool Server::same_peer(const Job& j, std::uint64_t hash) const noexcept {
+  return j.identity_hash == hash && j.identity_size == identity_size_ &&
+         std::memcmp(j.identity, identity_, identity_size_) == 0;
 }
 
 void Server::send_reply(const void* data, std::size_t n) noexcept {
@@ -534,15 +576,12 @@ void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_
     send_error(wire::FrameError::bad_size, h.seq, "frame length != 16 + 48 * count");
     return;
   }
-  // this peer's queued work, in ticks (FNV-1a of the routing id to compare fast)
-  std::uint64_t hash = 1469598103934665603ull;
-  for (std::size_t i = 0; i < identity_size_; ++i) hash = (hash ^ identity_[i]) * 1099511628211ull;
+  // this peer's queued work, in ticks
+  const std::uint64_t hash = identity_hash(identity_, identity_size_);
   std::uint64_t queued = h.count;
   for (std::size_t i = 0; i < njobs_; ++i) {
     const Job& j = jobs_[order_[i]];
-    if (j.identity_hash == hash && j.identity_size == identity_size_ &&
-        std::memcmp(j.identity, identity_, identity_size_) == 0)
-      queued += j.count - j.next;
+    if (same_peer(j, hash)) queued += j.count - j.next;
   }
   if (queued > kMaxQueuedTicksPerPeer || nfree_ == 0) {
     send_error(wire::FrameError::overloaded, h.seq,

@@ -133,6 +133,7 @@ Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
   Certificate c;
   c.error_bound = std::numeric_limits<double>::infinity();
   if (!(lambda_lb > 0.0)) return c;  // no bound can be proven
+  std::uint64_t deadline = 0;  // set when the guard starts
   // The full bound, rounding term included, for the current x and residual.
   const auto full_bound = [&]() noexcept {
     double bb = 0.0, xx = 0.0;
@@ -171,8 +172,11 @@ Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
     c.residual_norm = std::sqrt(rr);
     // The residual alone is a lower estimate of the bound: add the rounding
     // term only when the target is within reach, or when this is the last pass.
-    const bool last = c.work + a.nnz() > budget ||
-                      (c.work >= guard.after_work && clock::now() >= guard.deadline);
+    if (c.work >= guard.after_work && deadline == 0) {  // the guard starts
+      if (!(rounding_floor(a, b, lambda_lb) <= eps)) break;  // never certifiable
+      deadline = clock::now() + guard.ticks;
+    }
+    const bool last = c.work + a.nnz() > budget || (deadline != 0 && clock::now() >= deadline);
     if (c.residual_norm * fudge / lambda_lb <= eps || last) {
       c.error_bound = full_bound();
       if (c.error_bound <= eps) {

@@ -126,7 +126,8 @@ def write_pidfile(path: Path) -> str | None:
     if not path.parent.is_dir():
         return f"pidfile {path}: folder {path.parent} does not exist"
     try:
-        old = int(path.read_text(encoding="utf-8").split()[0])
+        with open(path, "rb") as f:  # bounded: the path may be a device
+            old = int(f.read(32).split()[0])
     except (OSError, ValueError, IndexError):
         old = None
     if old is not None and old != os.getpid():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import os
 import time
 from pathlib import Path
@@ -318,8 +319,11 @@ def _log_metrics(m: dict[str, Any], log) -> None:  # type: ignore[no-untyped-def
 
 
 def load_final(path: Path) -> tuple[Config, dict[str, Any]]:
-    ck = torch.load(path, weights_only=False)
-    if "tensors" not in ck:
+    try:
+        ck = torch.load(path, weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a checkpoint written by tmn-train fit ({e})") from e
+    if not isinstance(ck, dict) or "tensors" not in ck:
         raise ValueError(f"{path}: not a final checkpoint of tmn-train fit (no tensors); "
                          "export the final.pt that fit writes")
     return from_dict(ck["config"], where=str(path)), ck

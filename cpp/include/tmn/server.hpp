@@ -76,8 +76,8 @@ inline constexpr std::uint32_t kMaxQueuedTicksPerPeer = 4 * wire::kMaxBatch;
 inline constexpr std::uint64_t kSliceNs = 50'000;       // 50 us of one job, then the next
 inline constexpr std::uint64_t kDrainNs = 1'000'000'000;  // stop(): answer the queue for <= 1 s
 inline constexpr std::uint64_t kReplyWaitNs = 2'000'000'000;  // a reply waits <= 2 s for room
-inline constexpr int kSendHwm = 256;  // messages per peer
-inline constexpr int kRecvHwm = 64;
+inline constexpr int kSendHwm = 32;   // messages per peer
+inline constexpr int kRecvHwm = 32;
 inline constexpr int kPubHwm = 1000;  // publications per subscriber
 inline constexpr std::size_t kMaxErrorText = 1024;
 
@@ -181,7 +181,10 @@ class Server {
   // full and the reply is younger than kReplyWaitNs (then it is dropped).
   bool retry_reply(std::size_t pos) noexcept;
   void drop_jobs() noexcept;
+  // An error frame to the current request's peer, in order behind its jobs.
   void send_error(wire::FrameError code, std::uint32_t seq, const char* msg) noexcept;
+  static std::uint64_t identity_hash(const std::uint8_t* id, std::size_t n) noexcept;
+  bool same_peer(const Job& j, std::uint64_t hash) const noexcept;  // the current request's?
   void send_reply(const void* data, std::size_t n) noexcept;
   int send_to(const std::uint8_t* identity, std::size_t identity_size, bool delim,
               zmq_msg_t* msg) noexcept;  // 0 or the errno of the refusal

@@ -83,12 +83,13 @@ class CsrMatrix {
   std::vector<double> dia_data_;
 };
 
-// A wall-clock guard for one solve: once `after_work` nonzeros are spent,
-// the solve stops (uncertified) as soon as tmn::clock::now() >= deadline.
-// The default never fires.
+// A guard for one solve, free until `after_work` nonzeros are spent. Then
+// the solve stops (uncertified) at once if the rounding floor (below) alone
+// exceeds eps, and otherwise after `ticks` more of tmn::clock. The default
+// never fires.
 struct WallGuard {
   std::uint64_t after_work = ~std::uint64_t{0};
-  std::uint64_t deadline = 0;
+  std::uint64_t ticks = 0;
 };
 
 // Jacobi iteration from the initial guess in x (in/out). `r` is caller
