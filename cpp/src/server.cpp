@@ -470,17 +470,34 @@ void Server::send_error(wire::FrameError code, std::uint32_t seq, const char* ms
   std::memcpy(out, &h, sizeof h);
   std::memcpy(out + sizeof h, &b, sizeof b);
   std::memcpy(out + sizeof h + sizeof b, msg, len);
-  const std::size_t n = sizeof h + sizeof b + len;
-  // Replies keep request order per peer: behind this peer's jobs, the error
-  // waits as a job of its own (done, with its reply ready).
-  const std::uint64_t hash = identity_hash(identity_, identity_size_);
-  bool behind = false;
-  for (std::size_t i = 0; i < njobs_ && !behind; ++i) behind = same_peer(jobs_[order_[i]], hash);
-  if (!behind) {
-    send_reply(out, n);
-    return;
+  deliver(identity_, identity_size_, delimiter_, out, sizeof h + sizeof b + len, true);
+}
+
+void Server::deliver(const std::uint8_t* identity, std::size_t identity_size, bool delim,
+                     const void* data, std::size_t n, bool ordered) noexcept {
+  // Replies keep request order per peer (`ordered`: behind its queued jobs),
+  // and wait for room in the peer's queue: either way as a job of its own,
+  // done, with its reply ready.
+  const std::uint64_t hash = identity_hash(identity, identity_size);
+  std::size_t behind = 0;
+  for (std::size_t i = 0; i < njobs_; ++i)
+    behind += same_peer(jobs_[order_[i]], hash, identity, identity_size);
+  if (behind == 0 || !ordered) {
+    zmq_msg_t m;
+    if (zmq_msg_init_size(&m, n) != 0) {
+      bump(counters_.dropped_replies);
+      return;
+    }
+    std::memcpy(zmq_msg_data(&m), data, n);
+    const int err = send_to(identity, identity_size, delim, &m);
+    if (err == 0) return;
+    zmq_msg_close(&m);
+    if (err != EAGAIN) {  // the peer is gone
+      bump(counters_.dropped_replies);
+      return;
+    }
   }
-  if (nfree_ == 0) {
+  if (nfree_ == 0 || behind >= kMaxJobsPerPeer) {
     bump(counters_.dropped_replies);
     return;
   }
@@ -492,11 +509,11 @@ void Server::send_error(wire::FrameError code, std::uint32_t seq, const char* ms
     bump(counters_.dropped_replies);
     return;
   }
-  std::memcpy(zmq_msg_data(&j.reply), out, n);
-  std::memcpy(j.identity, identity_, identity_size_);
-  j.identity_size = identity_size_;
+  std::memcpy(zmq_msg_data(&j.reply), data, n);
+  std::memcpy(j.identity, identity, identity_size);
+  j.identity_size = identity_size;
   j.identity_hash = hash;
-  j.delimiter = delimiter_;
+  j.delimiter = delim;
   j.t_recv = j.t_done = clock::now();
   j.count = j.next = 0;
   j.started = false;
@@ -510,17 +527,14 @@ std::uint64_t Server::identity_hash(const std::uint8_t* id, std::size_t n) noexc
   return hash;
 }
 
-bool Server::same_peer(const Job& j, std::uint64_t hash) const noexcept {
-  return j.identity_hash == hash && j.identity_size == identity_size_ &&
-         std::memcmp(j.identity, identity_, identity_size_) == 0;
+bool Server::same_peer(const Job& j, std::uint64_t hash, const std::uint8_t* identity,
+                       std::size_t identity_size) noexcept {
+  return j.identity_hash == hash && j.identity_size == identity_size &&
+         std::memcmp(j.identity, identity, identity_size) == 0;
 }
 
 void Server::send_reply(const void* data, std::size_t n) noexcept {
-  const int more = ZMQ_SNDMORE | ZMQ_DONTWAIT;
-  if (zmq_send(router_, identity_, identity_size_, more) < 0 ||
-      (delimiter_ && zmq_send(router_, "", 0, more) < 0) ||
-      zmq_send(router_, data, n, ZMQ_DONTWAIT) < 0)
-    bump(counters_.dropped_replies);
+  deliver(identity_, identity_size_, delimiter_, data, n, false);
 }
 
 int Server::send_to(const std::uint8_t* identity, std::size_t identity_size, bool delim,
@@ -536,11 +550,8 @@ int Server::send_to(const std::uint8_t* identity, std::size_t identity_size, boo
 
 void Server::send_envelope_reply(const std::string& identity, bool delim, const void* data,
                                  std::size_t n) noexcept {
-  const int more = ZMQ_SNDMORE | ZMQ_DONTWAIT;
-  if (zmq_send(router_, identity.data(), identity.size(), more) < 0 ||
-      (delim && zmq_send(router_, "", 0, more) < 0) ||
-      zmq_send(router_, data, n, ZMQ_DONTWAIT) < 0)
-    bump(counters_.dropped_replies);
+  deliver(reinterpret_cast<const std::uint8_t*>(identity.data()),
+          std::min(identity.size(), sizeof identity_), delim, data, n, false);
 }
 
 void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_t salt) noexcept {
@@ -579,11 +590,15 @@ void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_
   // this peer's queued work, in ticks
   const std::uint64_t hash = identity_hash(identity_, identity_size_);
   std::uint64_t queued = h.count;
+  std::size_t slots = 0;
   for (std::size_t i = 0; i < njobs_; ++i) {
     const Job& j = jobs_[order_[i]];
-    if (same_peer(j, hash)) queued += j.count - j.next;
+    if (same_peer(j, hash, identity_, identity_size_)) {
+      queued += j.count - j.next;
+      ++slots;
+    }
   }
-  if (queued > kMaxQueuedTicksPerPeer || nfree_ == 0) {
+  if (queued > kMaxQueuedTicksPerPeer || slots >= kMaxJobsPerPeer || nfree_ == 0) {
     send_error(wire::FrameError::overloaded, h.seq,
                "too many ticks of this client are waiting; read the replies before sending more");
     return;
@@ -610,6 +625,10 @@ bool Server::run_slice() noexcept {
   for (std::size_t tries = 0; tries < njobs_; ++tries) {
     const std::size_t pos = (rr_ + tries) % njobs_;
     Job& j = jobs_[order_[pos]];
+    bool behind = false;  // an earlier job of the same peer goes first
+    for (std::size_t q = 0; q < pos && !behind; ++q)
+      behind = same_peer(jobs_[order_[q]], j.identity_hash, j.identity, j.identity_size);
+    if (behind) continue;
     if (j.done) {  // its reply waits for room in the peer's queue
       if (retry_reply(pos)) {
         rr_ = pos;
@@ -618,13 +637,6 @@ bool Server::run_slice() noexcept {
       continue;
     }
     if (!j.started && hold_) continue;  // a reload waits for the started jobs
-    bool behind = false;  // an earlier job of the same peer goes first
-    for (std::size_t q = 0; q < pos && !behind; ++q) {
-      const Job& o = jobs_[order_[q]];
-      behind = o.identity_hash == j.identity_hash && o.identity_size == j.identity_size &&
-               std::memcmp(o.identity, j.identity, j.identity_size) == 0;
-    }
-    if (behind) continue;
 
     Engine& e = *engine_;
     const int K = e.horizons();
@@ -635,11 +647,12 @@ bool Server::run_slice() noexcept {
         std::memcpy(identity_, j.identity, j.identity_size);
         identity_size_ = j.identity_size;
         delimiter_ = j.delimiter;
-        send_error(wire::FrameError::internal, j.seq, "out of memory for the reply");
+        const std::uint32_t seq = j.seq;
         zmq_msg_close(&j.request);
         free_[nfree_++] = order_[pos];
         for (std::size_t q = pos; q + 1 < njobs_; ++q) order_[q] = order_[q + 1];
         --njobs_;
+        send_error(wire::FrameError::internal, seq, "out of memory for the reply");
         return true;
       }
       write_prediction_header(j.count, j.seq, K,

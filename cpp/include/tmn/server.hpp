@@ -24,9 +24,9 @@
 //     Jobs of one peer (routing id) run in arrival order, so its replies and
 //     its streams' ticks keep their order.
 //   * Bounds: a message is at most kMaxMessageBytes (ZMQ_MAXMSGSIZE: a
-//     larger one disconnects its peer), at most kMaxJobs jobs and
-//     kMaxQueuedTicksPerPeer ticks of one peer wait (beyond: error
-//     `overloaded`), a control message is at most kMaxControlBytes and at
+//     larger one disconnects its peer), at most kMaxJobs jobs wait, of one
+//     peer at most kMaxJobsPerPeer and kMaxQueuedTicksPerPeer ticks (beyond:
+//     error `overloaded`, dropped and counted if it cannot be queued), a control message is at most kMaxControlBytes and at
 //     most kMaxControlQueue wait for the control thread (beyond: a JSON
 //     `overloaded` reply). High-water marks (kSendHwm, kRecvHwm) bound
 //     libzmq's queues. A tick reply refused by a full queue waits (with the
@@ -72,6 +72,7 @@ static_assert(kMaxMessageBytes >
 inline constexpr std::size_t kMaxControlBytes = 64 * 1024;
 inline constexpr std::size_t kMaxControlQueue = 64;
 inline constexpr std::size_t kMaxJobs = 64;
+inline constexpr std::size_t kMaxJobsPerPeer = 8;  // requests of one peer waiting (and errors)
 inline constexpr std::uint32_t kMaxQueuedTicksPerPeer = 4 * wire::kMaxBatch;
 inline constexpr std::uint64_t kSliceNs = 50'000;       // 50 us of one job, then the next
 inline constexpr std::uint64_t kDrainNs = 1'000'000'000;  // stop(): answer the queue for <= 1 s
@@ -183,8 +184,13 @@ class Server {
   void drop_jobs() noexcept;
   // An error frame to the current request's peer, in order behind its jobs.
   void send_error(wire::FrameError code, std::uint32_t seq, const char* msg) noexcept;
+  // Send now, or queue as a done job behind the peer's jobs (`ordered`) or
+  // until its queue has room; dropped and counted when neither is possible.
+  void deliver(const std::uint8_t* identity, std::size_t identity_size, bool delim,
+               const void* data, std::size_t n, bool ordered) noexcept;
   static std::uint64_t identity_hash(const std::uint8_t* id, std::size_t n) noexcept;
-  bool same_peer(const Job& j, std::uint64_t hash) const noexcept;  // the current request's?
+  static bool same_peer(const Job& j, std::uint64_t hash, const std::uint8_t* identity,
+                        std::size_t identity_size) noexcept;
   void send_reply(const void* data, std::size_t n) noexcept;
   int send_to(const std::uint8_t* identity, std::size_t identity_size, bool delim,
               zmq_msg_t* msg) noexcept;  // 0 or the errno of the refusal
