@@ -163,6 +163,10 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
   zmq_setsockopt(router_, ZMQ_LINGER, &linger, sizeof linger);
   zmq_setsockopt(router_, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
   zmq_setsockopt(router_, ZMQ_ROUTER_MANDATORY, &one, sizeof one);  // a full queue is counted
+  // A client reconnecting under its routing id takes it over at once. Not
+  // with CURVE: there a routing id would let one key take another's replies
+  // (streams are scoped by key, so a reconnect keeps them anyway).
+  if (!curve) zmq_setsockopt(router_, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
   if (!secure(router_)) fail("CURVE on ROUTER");
   if (zmq_bind(router_, cfg_.endpoint.c_str()) != 0) fail("cannot bind " + cfg_.endpoint);
   char last[1024];
