@@ -49,9 +49,10 @@ void write_record(const Prediction& p, Status st, int K, std::uint8_t* out) noex
   r.status = static_cast<std::uint8_t>(st);
   r.verdict = st == Status::ok ? static_cast<std::uint8_t>(p.verdict) : 255;
   r.flags = p.restarted ? 1 : 0;
-  r.work = p.work;
-  r.d2 = p.d2;
-  r.cert_error = p.cert_error;
+  const bool ok = st == Status::ok;  // a refused tick has no gate figures (not the last tick's)
+  r.work = ok ? p.work : 0;
+  r.d2 = ok ? p.d2 : std::numeric_limits<float>::quiet_NaN();
+  r.cert_error = ok ? p.cert_error : std::numeric_limits<float>::quiet_NaN();
   r.total_ns = p.total_ns;
   for (int s = 0; s < kStages; ++s) r.stage_ns[s] = p.stage_ns[s];
   std::memcpy(out, &r, sizeof r);
@@ -594,15 +595,17 @@ void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_
   // this peer's queued work, in ticks
   const std::uint64_t hash = identity_hash(identity_, identity_size_);
   std::uint64_t queued = h.count;
-  std::size_t slots = 0;
+  std::size_t slots = 0, reply_bytes = 0;
   for (std::size_t i = 0; i < njobs_; ++i) {
     const Job& j = jobs_[order_[i]];
     if (same_peer(j, hash, identity_, identity_size_)) {
       queued += j.count - j.next;
       ++slots;
+      if (j.started || j.done) reply_bytes += zmq_msg_size(&const_cast<Job&>(j).reply);
     }
   }
-  if (queued > kMaxQueuedTicksPerPeer || slots >= kMaxJobsPerPeer || nfree_ == 0) {
+  if (queued > kMaxQueuedTicksPerPeer || slots >= kMaxJobsPerPeer ||
+      reply_bytes > kMaxWaitingReplyBytesPerPeer || nfree_ == 0) {
     send_error(wire::FrameError::overloaded, h.seq,
                "too many ticks of this client are waiting; read the replies before sending more");
     return;
@@ -629,10 +632,16 @@ bool Server::run_slice() noexcept {
   for (std::size_t tries = 0; tries < njobs_; ++tries) {
     const std::size_t pos = (rr_ + tries) % njobs_;
     Job& j = jobs_[order_[pos]];
-    bool behind = false;  // an earlier job of the same peer goes first
-    for (std::size_t q = 0; q < pos && !behind; ++q)
-      behind = same_peer(jobs_[order_[q]], j.identity_hash, j.identity, j.identity_size);
-    if (behind) continue;
+    // A peer's jobs compute in order, and their replies go out in order.
+    bool earlier = false, earlier_computing = false;
+    for (std::size_t q = 0; q < pos && !earlier_computing; ++q) {
+      const Job& o = jobs_[order_[q]];
+      if (same_peer(o, j.identity_hash, j.identity, j.identity_size)) {
+        earlier = true;
+        earlier_computing = !o.done;
+      }
+    }
+    if (earlier_computing || (j.done && earlier)) continue;
     if (j.done) {  // its reply waits for room in the peer's queue
       if (retry_reply(pos)) {
         rr_ = pos;
@@ -697,7 +706,7 @@ bool Server::run_slice() noexcept {
       j.done = true;
       j.t_done = clock::now();
       --started_jobs_;
-      if (retry_reply(pos)) rr_ = pos;  // the job after it now sits at pos
+      if (!earlier && retry_reply(pos)) rr_ = pos;  // the job after it now sits at pos
       else rr_ = pos + 1;
     } else {
       rr_ = pos + 1;

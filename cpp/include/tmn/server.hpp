@@ -25,8 +25,9 @@
 //     its streams' ticks keep their order.
 //   * Bounds: a message is at most kMaxMessageBytes (ZMQ_MAXMSGSIZE: a
 //     larger one disconnects its peer), at most kMaxJobs jobs wait, of one
-//     peer at most kMaxJobsPerPeer and kMaxQueuedTicksPerPeer ticks (beyond:
-//     error `overloaded`, dropped and counted if it cannot be queued), a control message is at most kMaxControlBytes and at
+//     peer at most kMaxJobsPerPeer, kMaxQueuedTicksPerPeer unanswered ticks
+//     and kMaxWaitingReplyBytesPerPeer of finished replies (beyond: error
+//     `overloaded`, dropped and counted if it cannot be queued), a control message is at most kMaxControlBytes and at
 //     most kMaxControlQueue wait for the control thread (beyond: a JSON
 //     `overloaded` reply). High-water marks (kSendHwm, kRecvHwm) bound
 //     libzmq's queues. A tick reply refused by a full queue waits (with the
@@ -71,8 +72,9 @@ static_assert(kMaxMessageBytes >
               sizeof(wire::Header) + (wire::kMaxBatch + 1) * sizeof(wire::TickRecord));
 inline constexpr std::size_t kMaxControlBytes = 64 * 1024;
 inline constexpr std::size_t kMaxControlQueue = 64;
-inline constexpr std::size_t kMaxJobs = 64;
-inline constexpr std::size_t kMaxJobsPerPeer = 8;  // requests of one peer waiting (and errors)
+inline constexpr std::size_t kMaxJobs = 256;
+inline constexpr std::size_t kMaxJobsPerPeer = 64;  // requests of one peer waiting (and errors)
+inline constexpr std::size_t kMaxWaitingReplyBytesPerPeer = 16 << 20;
 inline constexpr std::uint32_t kMaxQueuedTicksPerPeer = 4 * wire::kMaxBatch;
 inline constexpr std::uint64_t kSliceNs = 50'000;       // 50 us of one job, then the next
 inline constexpr std::uint64_t kDrainNs = 1'000'000'000;  // stop(): answer the queue for <= 1 s
