@@ -200,11 +200,19 @@ Server::~Server() {
 
 void Server::start() {
   if (thread_.joinable()) throw std::runtime_error("server already started");
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer reserves terabytes of shadow memory: never lock it
+  if (cfg_.lock_memory) {
+    std::lock_guard<std::mutex> lock(mu_);
+    warnings_.push_back("built with AddressSanitizer: memory is not locked");
+  }
+#else
   if (cfg_.lock_memory && mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
     std::lock_guard<std::mutex> lock(mu_);
     warnings_.push_back(std::string("mlockall failed (") + std::strerror(errno) +
                         "): memory may be paged out");
   }
+#endif
   std::unique_lock<std::mutex> lock(mu_);
   thread_ = std::thread([this] { run(); });
   cv_.wait(lock, [this] { return running_.load(std::memory_order_acquire); });
@@ -563,33 +571,10 @@ void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_
   const auto* data = static_cast<const std::uint8_t*>(zmq_msg_data(payload));
   const std::size_t n = zmq_msg_size(payload);
   wire::Header h;
-  if (n < sizeof h) {
-    send_error(wire::FrameError::bad_magic, 0, "frame shorter than the 16-byte header");
-    return;
-  }
-  std::memcpy(&h, data, sizeof h);
-  if (h.magic != wire::kMagic) {
-    send_error(wire::FrameError::bad_magic, 0, "not a tmn frame: bad magic (and not JSON)");
-    return;
-  }
-  if (h.version != wire::kVersion) {
-    send_error(wire::FrameError::bad_version, h.seq, "unsupported frame version; this server speaks 1");
-    return;
-  }
-  if (h.kind != static_cast<std::uint16_t>(wire::Kind::ticks)) {
-    send_error(wire::FrameError::bad_kind, h.seq, "only tick batches (kind 1) are accepted");
-    return;
-  }
-  if (h.count == 0) {
-    send_error(wire::FrameError::empty_batch, h.seq, "a tick batch needs at least one tick");
-    return;
-  }
-  if (h.count > wire::kMaxBatch) {
-    send_error(wire::FrameError::batch_too_large, h.seq, "more than 4096 ticks in one frame");
-    return;
-  }
-  if (n != sizeof h + static_cast<std::size_t>(h.count) * sizeof(wire::TickRecord)) {
-    send_error(wire::FrameError::bad_size, h.seq, "frame length != 16 + 48 * count");
+  const char* why = "";
+  if (const std::uint16_t code = wire::check_tick_frame(data, n, h, &why)) {
+    const auto e = static_cast<wire::FrameError>(code);
+    send_error(e, e == wire::FrameError::bad_magic ? 0 : h.seq, why);
     return;
   }
   // this peer's queued work, in ticks
