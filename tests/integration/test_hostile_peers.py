@@ -29,6 +29,8 @@ from tmn.protocol import MAX_BATCH, decode_reply, encode_ticks
 from tmn.testing import random_model
 
 OUT_OF_RANGE = tmn.Status.out_of_range.value
+# Under AddressSanitizer (.ci/sanitize) freed memory sits in quarantine: RSS says nothing.
+MEMORY_CHECKED = "libasan" not in os.environ.get("LD_PRELOAD", "")
 
 
 def control(sock: zmq.Socket, payload: bytes) -> dict:
@@ -151,7 +153,7 @@ def test_a_10_mb_message_closes_its_connection_and_costs_no_memory(daemon_b, mod
             s.send(b'{"cmd": "health", "pad": "' + b"x" * (10 << 20) + b'"}')
         assert not s.poll(1000), "a message over ZMQ_MAXMSGSIZE must get no reply"
     assert_still_answering(daemon_b, models["B"])
-    assert rss(daemon_b.proc.pid) - before < 32 << 20
+    assert rss(daemon_b.proc.pid) - before < 32 << 20 or not MEMORY_CHECKED
 
 
 def test_a_control_flood_is_bounded_and_every_request_answered_or_counted(daemon_b) -> None:
@@ -171,7 +173,7 @@ def test_a_control_flood_is_bounded_and_every_request_answered_or_counted(daemon
     kinds = {r.get("status", r.get("error")) for r in replies}
     assert kinds <= {"serving", "overloaded"}, kinds
     assert len(replies) + stats(daemon_b)["dropped_replies"] - dropped == n
-    assert rss(daemon_b.proc.pid) - before < 64 << 20
+    assert rss(daemon_b.proc.pid) - before < 64 << 20 or not MEMORY_CHECKED
 
 
 def test_a_client_that_never_reads_cannot_take_the_daemons_memory(
@@ -206,7 +208,7 @@ def test_a_client_that_never_reads_cannot_take_the_daemons_memory(
         s.close(linger=0)
     st = stats(d)
     assert st["frame_errors"]["overloaded"] > 0
-    assert peak < 160 << 20, f"RSS grew by {peak / 2**20:.0f} MB"
+    assert peak < 160 << 20 or not MEMORY_CHECKED, f"RSS grew by {peak / 2**20:.0f} MB"
 
 
 # ---------------------------------------------------------------------------
