@@ -5,13 +5,16 @@ attacker process pipelines full batches (4096 ticks) of worst-case finite
 ticks: every value at the edge of its valid range. Batches yield between
 clients (server.hpp: jobs run in slices of kSliceNs), so the victim waits for
 at most a slice, not for the attacker's whole batch. The target is a P99.9
-within 2x of the baseline (a same-run ratio); CI checks a looser bound so that
-a shared 2-core machine cannot make it flaky, and prints the real figure.
+within 2x of the baseline (a same-run ratio, baseline and attacked blocks
+interleaved); CI checks looser bounds (p50 2x, p99 4x, p99.9 10x) so that a
+shared 2-core machine cannot make it flaky, and prints the real figures.
+Before slicing, the victim's p50 was 30x its baseline.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -62,26 +65,46 @@ def _round_trips(c: tmn.Client, sid: int, n: int, t0: float) -> np.ndarray:
 
 def test_another_clients_p999_stays_near_baseline_under_worst_case_ticks(
         serve: DaemonFactory, models) -> None:
-    d = serve(models["B"])
+    """Baseline and attacked blocks alternate (the attacker is stopped with
+    SIGSTOP for the baseline blocks), so that whatever else loads the machine
+    weighs on both alike."""
+    d = serve(models["B"], *os.environ.get("TMN_FAIRNESS_SERVE_ARGS", "").split())
     victim, attacker = new_streams(1)[0], new_streams(64)[0]
+    blocks = 8
+    per = ROUND_TRIPS // blocks
+    base, loaded = [], []
     with d.client() as c:
         _round_trips(c, victim, 500, 1.0)  # warm up
-        base = _round_trips(c, victim, ROUND_TRIPS, 2.0)
+        # nice 19: on a 2-core test machine the attacker's own CPU would otherwise
+        # compete with the victim's process; the server's work for it still counts
         p = subprocess.Popen([sys.executable, "-c", _ATTACK, d.endpoint, str(models["B"]),
-                              str(attacker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              str(attacker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=lambda: os.nice(19))
         try:
             assert p.stdout is not None and p.stdout.readline() == b"attacking\n"
-            loaded = _round_trips(c, victim, ROUND_TRIPS, 10.0)
+            t0 = 2.0
+            for _ in range(blocks):
+                p.send_signal(signal.SIGSTOP)
+                time.sleep(0.05)  # its requests in flight are answered
+                base.append(_round_trips(c, victim, per, t0))
+                p.send_signal(signal.SIGCONT)
+                time.sleep(0.05)
+                loaded.append(_round_trips(c, victim, per, t0 + per / 2000.0))
+                t0 += 2 * per / 2000.0
             ticks_during = c.stats()["stats"]["ticks"]
         finally:
             p.kill()
             p.wait(timeout=10)
             p.stdout.close()
             p.stderr.close()
+    b, l = np.concatenate(base), np.concatenate(loaded)
     q = lambda a, x: float(np.percentile(a, x)) / 1e3  # noqa: E731
-    ratio = q(loaded, 99.9) / q(base, 99.9)
-    print(f"victim RTT us: baseline p50 {q(base, 50):.1f} p99.9 {q(base, 99.9):.1f}; "
-          f"under attack p50 {q(loaded, 50):.1f} p99.9 {q(loaded, 99.9):.1f}; "
-          f"p99.9 ratio {ratio:.2f} (target <= {TARGET_RATIO}); {ticks_during} ticks served")
+    ratio = {x: q(l, x) / q(b, x) for x in (50, 99, 99.9)}
+    print(f"victim RTT us ({len(b)} round trips each): baseline p50 {q(b, 50):.1f} p99 "
+          f"{q(b, 99):.1f} p99.9 {q(b, 99.9):.1f}; under attack p50 {q(l, 50):.1f} p99 "
+          f"{q(l, 99):.1f} p99.9 {q(l, 99.9):.1f}; ratios p50 {ratio[50]:.2f} p99 "
+          f"{ratio[99]:.2f} p99.9 {ratio[99.9]:.2f} (target p99.9 <= {TARGET_RATIO}); "
+          f"{ticks_during} ticks served")
     assert ticks_during > 10 * 4096, "the attacker was not served"
-    assert ratio <= CI_RATIO
+    # Without slicing the victim waited for whole batches: p50 went up 30x.
+    assert ratio[50] <= 2.0 and ratio[99] <= 4.0 and ratio[99.9] <= CI_RATIO
