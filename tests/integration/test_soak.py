@@ -73,8 +73,8 @@ def test_soak_holds_rate_memory_and_latency(serve: DaemonFactory, models) -> Non
             if rss_after_warmup and batch % 1000 == 0:
                 rss_peak = max(rss_peak, proc.memory_info().rss)
         elapsed = time.perf_counter() - start
+        rss_end = proc.memory_info().rss  # before stats: its first call imports psutil
         st = c.stats()["stats"]
-    rss_end = proc.memory_info().rss
     growth = max(rss_peak, rss_end) - rss_after_warmup
     times = np.array([x[0] for x in rtt])
     ns = np.array([x[1] for x in rtt], dtype=np.float64)
