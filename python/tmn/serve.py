@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -106,8 +107,13 @@ def claim_ipc_path(endpoint: str) -> str | None:
     if not endpoint.startswith("ipc://"):
         return None
     path = endpoint[len("ipc://"):]
-    if not os.path.exists(path):
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return f"{endpoint}: {path} exists and is not a socket"
+    except FileNotFoundError:
         return None
+    except OSError as e:
+        return f"{endpoint}: {e.strerror}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         try:
             s.connect(path)

@@ -49,6 +49,7 @@ SERVE_CASES = {
     "client_keys_without_secret": (["--client-keys", "/tmp"], "--curve-secret"),
     "model_missing": (["--model", "/nonexistent-model"], "/nonexistent-model"),
     "bad_endpoint": (["--endpoint", "bogus://x"], "bogus://x"),
+    "ipc_path_is_a_file": (["--endpoint", "ipc:///etc/hostname"], "not a socket"),
 }
 
 
