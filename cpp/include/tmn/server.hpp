@@ -16,31 +16,33 @@
 //   * The control plane (JSON control messages, stream reset, model reload,
 //     stats) is served by ONE other thread (tmn-serve's Python main thread):
 //     next_control() hands it the JSON requests, reply_control() sends its
-//     answer, reset_stream() and swap_engine() run on the loop between two
-//     requests, so a reload never splits or drops a request.
+//     answer, reset_stream() runs on the loop between two slices and
+//     swap_engine() once no job is half done, so a reload never splits or
+//     drops a request.
 //   * Fairness: a tick batch is a job. The loop runs jobs round-robin in
 //     slices of kSliceNs, and reads the next request between two slices, so
 //     no client holds the loop for longer than a slice while others wait.
 //     Jobs of one peer (routing id) run in arrival order, so its replies and
 //     its streams' ticks keep their order.
 //   * Bounds: a message is at most kMaxMessageBytes (ZMQ_MAXMSGSIZE: a
-//     larger one disconnects its peer), at most kMaxJobs jobs wait, of one
+//     larger one disconnects its peer). At most kMaxJobs jobs wait; of one
 //     peer at most kMaxJobsPerPeer, kMaxQueuedTicksPerPeer unanswered ticks
 //     and kMaxWaitingReplyBytesPerPeer of finished replies (beyond: error
-//     `overloaded`, dropped and counted if it cannot be queued), a control message is at most kMaxControlBytes and at
-//     most kMaxControlQueue wait for the control thread (beyond: a JSON
-//     `overloaded` reply). High-water marks (kSendHwm, kRecvHwm) bound
-//     libzmq's queues. A tick reply refused by a full queue waits (with the
-//     peer's later jobs) for up to kReplyWaitNs, then is dropped; a
-//     publication or error refused is dropped at once; all are counted
-//     (dropped_replies, dropped_pub), and the loop never blocks on them.
+//     `overloaded`, itself dropped and counted if it cannot be queued). A
+//     control message is at most kMaxControlBytes and at most
+//     kMaxControlQueue wait for the control thread (beyond: a JSON reply).
+//     High-water marks (kSendHwm, kRecvHwm) bound libzmq's queues. A reply
+//     (of any kind) refused by a full queue waits, in order, for up to
+//     kReplyWaitNs, then is dropped; a publication refused is dropped at
+//     once; both are counted (dropped_replies, dropped_pub), and the loop
+//     never blocks on a peer.
 //   * CURVE (curve_secret_key set): every peer must present one of
 //     client_keys (a ZAP handler on the loop thread checks). Stream ids are
 //     then scoped per client key: the engine sees id XOR a random 64-bit salt
 //     of that key, so no client can reach another's streams. Control
 //     requests carry the client's key (empty without CURVE).
-//   * A full stream table reclaims the least recently used stream idle for
-//     reclaim_idle_s, so idle ids cannot block new streams for long.
+//   * A full stream table reclaims the streams idle for reclaim_idle_s (at
+//     most once every 10 ms), so idle ids cannot block new streams for long.
 //   * stop(): stop intake (unbind), answer what was already received within
 //     kDrainNs, join.
 #pragma once
