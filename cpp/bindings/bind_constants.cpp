@@ -71,6 +71,18 @@ void bind_constants(py::module_& m) {
     percentiles.append(py::make_tuple(q.name, q.p));
   m.attr("PERCENTILES") = py::tuple(percentiles);
   m.attr("MAX_HORIZONS") = kMaxHorizons;
+  m.attr("MAX_HORIZON_S") = kMaxHorizonS;
+  m.attr("INPUT_SIGMAS") = kInputSigmas;
+  m.attr("MAX_ABS_OUTPUT_UNITS") = kMaxAbsOutputUnits;
+  m.attr("MAX_ABS_TIME_S") = kMaxAbsTimeS;
+  m.attr("MIN_GATE_EPS") = kMinGateEps;
+  m.attr("MAX_GATE_EPS") = kMaxGateEps;
+  m.attr("MAX_GATE_BUDGET") = kMaxGateBudget;
+  m.attr("GATE_GUARD_WORK") = kGateGuardWork;
+  m.attr("GATE_GUARD_NS") = kGateGuardNs;
+  m.attr("MAX_KALMAN_Q") = kMaxKalmanQ;
+  m.attr("MIN_KALMAN_R") = kMinKalmanR;
+  m.attr("MAX_KALMAN_R") = kMaxKalmanR;
   m.attr("MAX_HIDDEN") = kMaxHidden;
   m.attr("MAX_LAMBDA") = kMaxLambda;
   m.attr("MAX_BATCH") = wire::kMaxBatch;

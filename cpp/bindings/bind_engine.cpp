@@ -243,6 +243,18 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("stream_count", [](const Engine& e) { return e.streams().size(); })
       .def_property_readonly("max_streams",
                              [](const Engine& e) { return e.streams().capacity(); });
+  m.def(
+      "input_ranges",
+      [](const ModelSpec& spec) {
+        const InputRanges r = input_ranges(spec);
+        py::dict d;
+        const char* names[5] = {"t", "x", "y", "vx", "vy"};
+        for (int i = 0; i < 5; ++i) d[names[i]] = py::make_tuple(r.lo[i], r.hi[i]);
+        return d;
+      },
+      py::arg("spec"), "{field: (lo, hi)}: the valid range of every tick field for a model.");
+  m.def("bound_as_float", &bound_as_float, py::arg("bound"),
+        "A double bound as float32, rounded upward (how certificates are stored).");
 }
 
 }  // namespace tmn::bindings

@@ -35,6 +35,7 @@ py::dict run_gate(SolverGate& g, const carray<float>& delta, const carray<double
   std::vector<double> path(P, 0.0);
   const GateResult r = g.run(delta.data(), prior.data(), inv_var.data(), v.data(), path.data());
   py::dict out = certificate_dict(r.cert);
+  out["cert_error"] = bound_as_float(r.cert.error_bound);  // as a Prediction stores it
   out["verdict"] = r.verdict;
   out["d2"] = r.d2;
   out["path"] = r.verdict == Verdict::pass ? py::object(to_array(path)) : py::none();
@@ -80,8 +81,10 @@ void bind_gate(py::module_& m) {
       .def_readwrite("lam", &GateParams::lambda)
       .def_readwrite("threshold", &GateParams::threshold);
   py::class_<SolverGate>(m, "SolverGate", "Stage 4 on its own, for tests and training.")
-      .def(py::init<const GateParams&, int, double>(), py::arg("params"), py::arg("horizons"),
-           py::arg("dh"))
+      .def(py::init<const GateParams&, int, double, bool>(), py::arg("params"),
+           py::arg("horizons"), py::arg("dh"), py::arg("guarded") = false,
+           "guarded: the engine's wall-clock guard (off here by default, so that tests of "
+           "the maths never depend on the scheduler)")
       .def("matrix", &dense_matrix)
       .def("run", &run_gate, py::arg("delta"), py::arg("prior"), py::arg("inv_var"),
            py::arg("v"));

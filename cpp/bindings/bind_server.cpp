@@ -48,9 +48,11 @@ void add_outcome_counts(py::dict& d, const ServerCounters& c) {
   for (Status st : kStatuses)
     if (st != Status::ok) errors[status_name(st)] = get(c.by_status[static_cast<int>(st)]);
   d["tick_errors"] = errors;
-  py::dict frame_errors;
+  py::dict frame_errors;  // the JSON errors are tmn-serve's control_errors
   for (wire::FrameError e : wire::kFrameErrors)
-    frame_errors[wire::frame_error_name(e)] = get(c.by_frame_error[static_cast<int>(e)]);
+    if (e != wire::FrameError::bad_json && e != wire::FrameError::bad_request &&
+        e != wire::FrameError::unknown_command)
+      frame_errors[wire::frame_error_name(e)] = get(c.by_frame_error[static_cast<int>(e)]);
   d["frame_errors"] = frame_errors;
   py::dict verdicts;
   for (Verdict v : kVerdicts) verdicts[verdict_name(v)] = get(c.by_verdict[static_cast<int>(v)]);
@@ -75,6 +77,10 @@ py::dict server_stats(const Server& s) {
   d["reloads"] = get(c.reloads);
   d["evicted_streams"] = get(c.evicted);
   d["loop_iterations"] = get(c.loop_iterations);
+  d["reclaimed_streams"] = get(c.reclaimed);
+  d["refused_peers"] = get(c.refused_peers);
+  d["control_overloaded"] = get(c.control_overloaded);
+  d["dropped_at_stop"] = get(c.dropped_at_stop);
   d["streams"] = s.stream_count();
   add_outcome_counts(d, c);
   py::dict lat;
@@ -97,7 +103,7 @@ py::object next_control(Server& s, double timeout_s) {
     got = s.next_control(r, timeout_s);
   }
   if (!got) return py::none();
-  return py::make_tuple(r.token, py::bytes(r.payload));
+  return py::make_tuple(r.token, py::bytes(r.payload), r.client_key);
 }
 
 std::vector<std::uint64_t> scored_streams(const Server& s) {
@@ -111,6 +117,13 @@ std::vector<std::uint64_t> scored_streams(const Server& s) {
 }  // namespace
 
 void bind_server(py::module_& m) {
+  py::class_<Histogram>(m, "Histogram", "The fixed-memory log histogram of the stats (tests).")
+      .def(py::init<double, int, int>(), py::arg("lowest"), py::arg("octaves"), py::arg("sub"))
+      .def("record", &Histogram::record, py::arg("v"))
+      .def("percentile", &Histogram::percentile, py::arg("p"))
+      .def_property_readonly("count", &Histogram::count)
+      .def_property_readonly("max", &Histogram::max)
+      .def("bucket_counts", &Histogram::bucket_counts);
   using C = ServerConfig;
   py::class_<C>(m, "ServerConfig")
       .def(py::init<>())
@@ -119,7 +132,10 @@ void bind_server(py::module_& m) {
       .def_readwrite("spin", &C::spin).def_readwrite("rt_priority", &C::rt_priority)
       .def_readwrite("lock_memory", &C::lock_memory)
       .def_readwrite("idle_evict_s", &C::idle_evict_s)
-      .def_readwrite("score_every_s", &C::score_every_s).def_readwrite("echo", &C::echo);
+      .def_readwrite("score_every_s", &C::score_every_s).def_readwrite("echo", &C::echo)
+      .def_readwrite("reclaim_idle_s", &C::reclaim_idle_s)
+      .def_readwrite("curve_secret_key", &C::curve_secret_key)
+      .def_readwrite("client_keys", &C::client_keys);
   py::class_<Server>(m, "Server", "The tmn-serve loop; see cpp/include/tmn/server.hpp.")
       .def(py::init<Engine*, const ServerConfig&>(), py::arg("engine"), py::arg("config"),
            py::keep_alive<1, 2>())
@@ -127,7 +143,7 @@ void bind_server(py::module_& m) {
       .def("stop", &Server::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("running", &Server::running)
       .def("next_control", &next_control, py::arg("timeout_s"),
-           "(token, JSON bytes) of the next control request, or None.")
+           "(token, JSON bytes, client key) of the next control request, or None.")
       .def(
           "reply_control",
           [](Server& s, std::uint64_t token, const py::bytes& json) {
@@ -143,6 +159,9 @@ void bind_server(py::module_& m) {
             s.swap_engine(next);
           },
           py::arg("engine"), "Swap the engine between two requests. Keep both alive until it returns.")
+      .def("scoped_stream", &Server::scoped_stream, py::arg("client_key"), py::arg("stream"),
+           "The engine's id of a client's stream (its CURVE key's scope).")
+      .def_property_readonly("bound_endpoint", &Server::bound_endpoint)
       .def("stats", &server_stats)
       .def(
           "stream_accuracy",

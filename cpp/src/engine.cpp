@@ -1,5 +1,6 @@
 #include "tmn/engine.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -88,7 +89,8 @@ int checked_horizons(const ModelSpec& m) {
   require(K >= 1 && K <= kMaxHorizons,
           "horizons: need 1 to " + std::to_string(kMaxHorizons) + " horizons");
   const double h0 = m.horizons_s[0];
-  require(h0 > 0.0 && std::isfinite(h0), "horizons: must be positive");
+  require(h0 > 0.0 && K * h0 <= kMaxHorizonS,
+          "horizons: must be positive, the last at most kMaxHorizonS");
   for (int k = 0; k < K; ++k)
     require(std::fabs(m.horizons_s[k] - (k + 1) * h0) <= 1e-9 * (k + 1),
             "horizons: must be equally spaced multiples of the first (h_k = (k+1) h_0)");
@@ -96,13 +98,41 @@ int checked_horizons(const ModelSpec& m) {
 }
 
 KalmanParams checked_kalman(const ModelSpec& m) {
-  require(m.kalman.q >= 0.0 && std::isfinite(m.kalman.q), "kalman.q must be >= 0");
-  require(m.kalman.r_pos > 0.0 && std::isfinite(m.kalman.r_pos), "kalman.r_pos must be > 0");
-  require(m.kalman.r_vel > 0.0 && std::isfinite(m.kalman.r_vel), "kalman.r_vel must be > 0");
+  const auto in = [](double v, double lo, double hi) { return v >= lo && v <= hi; };
+  require(in(m.kalman.q, 0.0, kMaxKalmanQ), "kalman.q must be in [0, kMaxKalmanQ]");
+  require(in(m.kalman.r_pos, kMinKalmanR, kMaxKalmanR),
+          "kalman.r_pos must be in [kMinKalmanR, kMaxKalmanR]");
+  require(in(m.kalman.r_vel, kMinKalmanR, kMaxKalmanR),
+          "kalman.r_vel must be in [kMinKalmanR, kMaxKalmanR]");
   return m.kalman;
 }
 
+GateParams checked_gate(const ModelSpec& m) {
+  require(m.gate.eps >= kMinGateEps && m.gate.eps <= kMaxGateEps,
+          "gate.eps must be in [kMinGateEps, kMaxGateEps]");
+  require(m.gate.budget >= 1 && m.gate.budget <= kMaxGateBudget,
+          "gate.budget must be in [1, kMaxGateBudget]");
+  return m.gate;
+}
+
 }  // namespace
+
+InputRanges input_ranges(const ModelSpec& m) noexcept {
+  InputRanges r;
+  r.lo[0] = -kMaxAbsTimeS;
+  r.hi[0] = kMaxAbsTimeS;
+  for (int f = 0; f < 4; ++f) {  // features x, y, vx, vy are tick fields 1..4
+    const double reach = kInputSigmas * m.feature_std[f];
+    r.lo[f + 1] = m.feature_mean[f] - reach;
+    r.hi[f + 1] = m.feature_mean[f] + reach;
+  }
+  for (int a = 0; a < 2; ++a) {  // positions: also an absolute bound
+    const double limit = kMaxAbsOutputUnits * m.output_scale[a];
+    r.lo[a + 1] = std::max(r.lo[a + 1], -limit);
+    r.hi[a + 1] = std::min(r.hi[a + 1], limit);
+  }
+  return r;
+}
 
 Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_streams, Isa isa)
     : system_(m.system),
@@ -114,7 +144,8 @@ Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_stream
       kalman_(checked_kalman(m)),
       w_(load_weights(m, K_)),
       scratch_(m.hidden, 2 * K_),
-      table_(max_streams, m.hidden) {
+      table_(max_streams, m.hidden),
+      saved_hidden_(static_cast<std::size_t>(m.hidden)) {
   require(isa_available(isa), std::string("isa '") + isa_name(isa) +
                                   "' is not available in this build on this CPU");
   kernels_ = &gru_kernels(isa);
@@ -133,8 +164,9 @@ Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_stream
   }
   require(window_s_ >= 0.0 && std::isfinite(window_s_), "window must be >= 0");
   require(max_gap_s_ > 0.0, "max_gap must be > 0");
+  ranges_ = input_ranges(m);
   for (int k = 0; k < K_; ++k) h_[k] = m.horizons_s[k];
-  if (system_ == System::B) gate_.emplace(m.gate, K_, h_[0]);
+  if (system_ == System::B) gate_.emplace(checked_gate(m), K_, h_[0]);
   clock::calibrate();
 }
 
@@ -147,8 +179,10 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
 
   // 1. ingest: validate before touching any state
   std::uint32_t slot = table_.find(stream);
-  Status st = validate_tick(k, slot == StreamTable::kNone ? kNaN : table_.state(slot).t_last);
-  if (st == Status::ok && slot == StreamTable::kNone) {
+  Status st = validate_tick(k, slot == StreamTable::kNone ? kNaN : table_.state(slot).t_last,
+                            ranges_);
+  const bool inserted = st == Status::ok && slot == StreamTable::kNone;
+  if (inserted) {
     slot = table_.insert(stream);
     if (slot == StreamTable::kNone) st = Status::capacity_exceeded;
   }
@@ -160,6 +194,9 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   }
   StreamState& s = table_.state(slot);
   float* h = table_.hidden(slot);
+  saved_state_ = s;  // for the output check in stage 5
+  const std::uint64_t saved_seen = table_.last_seen(slot);
+  for (int i = 0; i < w_.hidden; ++i) saved_hidden_[i] = h[i];
   bool fresh = s.ticks == 0;
   if (!fresh && k.t - s.t_last > max_gap_s_) {  // stale state: start over
     fresh = true;
@@ -221,7 +258,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
     out.verdict = g.verdict;
     out.d2 = static_cast<float>(g.d2);
     // a certificate only for the certified path; a fallback serves the prior
-    if (g.verdict == Verdict::pass) out.cert_error = static_cast<float>(g.cert.error_bound);
+    if (g.verdict == Verdict::pass) out.cert_error = bound_as_float(g.cert.error_bound);
     out.work = static_cast<std::uint32_t>(g.cert.work);
     const double* chosen = g.verdict == Verdict::pass ? proj_.data() : rel_.data();
     for (int i = 0; i < 2 * K_; ++i) proj_[i] = chosen[i] * out_scale_[i & 1];
@@ -229,17 +266,31 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   }
   const std::uint64_t c4 = clock::now();
 
-  // 5. actuation: the absolute path in data units
+  // 5. actuation: the absolute path in data units, which must be finite
+  bool finite = true;
   for (int kk = 0; kk < K_; ++kk) {
     out.path[2 * kk] = bx + rel[2 * kk];
     out.path[2 * kk + 1] = by + rel[2 * kk + 1];
+    finite = finite && std::isfinite(out.path[2 * kk]) && std::isfinite(out.path[2 * kk + 1]);
   }
   out.status = Status::ok;
+  if (!finite) {  // refuse the tick and put the stream back as it was
+    if (inserted) {
+      table_.erase(stream);
+    } else {
+      s = saved_state_;
+      table_.touch(slot, saved_seen);
+      for (int i = 0; i < w_.hidden; ++i) h[i] = saved_hidden_[i];
+      if (out.restarted) --restarts_;
+    }
+    out.status = Status::non_finite_output;
+    out.restarted = false;
+  }
   const std::uint64_t c5 = clock::now();
   out.stage_ns = {clock::to_ns(c1 - c0), clock::to_ns(c2 - c1), clock::to_ns(c3 - c2),
                   clock::to_ns(c4 - c3), clock::to_ns(c5 - c4)};
   out.total_ns = clock::to_ns(c5 - c0);
-  return Status::ok;
+  return out.status;
 }
 
 Status Engine::reset(std::uint64_t stream) noexcept {

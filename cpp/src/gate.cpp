@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "tmn/clock.hpp"
+
 namespace tmn {
 
 const char* verdict_name(Verdict v) noexcept {
@@ -47,7 +49,7 @@ solver::CsrMatrix smoothing_matrix(int K, double lambda) {
 
 }  // namespace
 
-SolverGate::SolverGate(const GateParams& p, int K, double dh)
+SolverGate::SolverGate(const GateParams& p, int K, double dh, bool guarded)
     : p_(p), K_(K), dh_(dh), b_(2 * K), u_(2 * K), r_(2 * K) {
   if (K < 1) throw std::invalid_argument("gate: need at least one horizon");
   if (!(p.lambda > 0.0 && p.lambda < kMaxLambda))
@@ -64,6 +66,10 @@ SolverGate::SolverGate(const GateParams& p, int K, double dh)
   // on 1: the contraction is 16 lambda / (2 + 16 lambda) instead of plain
   // Jacobi's 10 lambda / (1 + 6 lambda) (0.44 vs 0.63 at lambda = 0.1).
   omega_ = (1.0 + 6.0 * p.lambda) / (1.0 + 8.0 * p.lambda);
+  if (guarded) {
+    clock::calibrate();
+    guard_ = solver::WallGuard{kGateGuardWork, clock::from_ns(static_cast<double>(kGateGuardNs))};
+  }
 }
 
 GateResult SolverGate::run(const float* delta, const double* prior,
@@ -87,7 +93,7 @@ GateResult SolverGate::run(const float* delta, const double* prior,
   b_[0] += p_.lambda * v[0] * dh_;  // boundary terms: -lambda D^T c, per axis
   b_[1] += p_.lambda * v[1] * dh_;
   res.cert = solver::jacobi_solve(a_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget, 1.0,
-                                  omega_);
+                                  omega_, guard_);
   if (!res.cert.certified) {
     res.verdict = Verdict::fallback_uncertified;
     return res;

@@ -1,5 +1,6 @@
 #include "tmn/histogram.hpp"
 
+#include <limits>
 #include <stdexcept>
 
 namespace tmn {
@@ -23,8 +24,11 @@ void Histogram::reset() noexcept {
 std::size_t Histogram::bucket(double v) const noexcept {
   const std::size_t overflow = counts_.size() - 1;
   if (!(v >= lowest_)) return std::isnan(v) ? overflow : 0;  // underflow
+  const double q = v / lowest_;
+  // +inf (or a quotient that overflows to it): frexp's exponent is unspecified
+  if (!(q <= std::numeric_limits<double>::max())) return overflow;
   int e = 0;
-  const double m = std::frexp(v / lowest_, &e);  // v/lowest = m 2^e, m in [0.5, 1)
+  const double m = std::frexp(q, &e);  // v/lowest = m 2^e, m in [0.5, 1)
   const long octave = e - 1;
   if (octave >= octaves_) return overflow;
   const long s = static_cast<long>((2.0 * m - 1.0) * sub_);  // linear within the octave
@@ -37,6 +41,12 @@ double Histogram::upper_edge(std::size_t b) const noexcept {
   const long octave = static_cast<long>(k) / sub_;
   const long s = static_cast<long>(k) % sub_;
   return lowest_ * std::ldexp(1.0 + static_cast<double>(s + 1) / sub_, static_cast<int>(octave));
+}
+
+std::vector<std::uint64_t> Histogram::bucket_counts() const {
+  std::vector<std::uint64_t> out(counts_.size());
+  for (std::size_t i = 0; i < counts_.size(); ++i) out[i] = counts_[i].load(std::memory_order_relaxed);
+  return out;
 }
 
 double Histogram::percentile(double p) const noexcept {

@@ -7,11 +7,13 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <stdexcept>
 
 #include "tmn/clock.hpp"
@@ -20,8 +22,7 @@ namespace tmn {
 
 namespace {
 
-constexpr int kPollTimeoutMs = 100;         // blocking mode: heartbeat and stop latency
-constexpr std::size_t kMaxDrain = 1 << 20;  // messages answered after stop()
+constexpr int kPollTimeoutMs = 100;  // blocking mode: heartbeat and stop latency
 
 template <class T>
 void bump(std::atomic<T>& c, T by = 1) noexcept {
@@ -48,9 +49,10 @@ void write_record(const Prediction& p, Status st, int K, std::uint8_t* out) noex
   r.status = static_cast<std::uint8_t>(st);
   r.verdict = st == Status::ok ? static_cast<std::uint8_t>(p.verdict) : kNoPrediction;
   r.flags = p.restarted ? 1 : 0;
-  r.work = p.work;
-  r.d2 = p.d2;
-  r.cert_error = p.cert_error;
+  const bool ok = st == Status::ok;  // a refused tick has no gate figures (not the last tick's)
+  r.work = ok ? p.work : 0;
+  r.d2 = ok ? p.d2 : std::numeric_limits<float>::quiet_NaN();
+  r.cert_error = ok ? p.cert_error : std::numeric_limits<float>::quiet_NaN();
   r.total_ns = p.total_ns;
   for (int s = 0; s < kStages; ++s) r.stage_ns[s] = p.stage_ns[s];
   std::memcpy(out, &r, sizeof r);
@@ -98,17 +100,35 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
   }
   if (cfg_.rt_priority < 0 || cfg_.rt_priority > 99)
     throw std::invalid_argument("rt priority must be in [0, 99]");
+  if (!(cfg_.idle_evict_s >= 0.0) || !(cfg_.reclaim_idle_s >= 0.0))
+    throw std::invalid_argument("idle times must be >= 0 (and not NaN)");
+  const bool curve = !cfg_.curve_secret_key.empty();
+  if (curve) {
+    std::uint8_t raw[32];
+    if (cfg_.curve_secret_key.size() != 40 ||
+        zmq_z85_decode(raw, cfg_.curve_secret_key.c_str()) == nullptr)
+      throw std::invalid_argument("the CURVE secret key must be 40 characters of Z85");
+    std::random_device rd;
+    for (const std::string& k : cfg_.client_keys) {
+      if (k.size() != 40 || zmq_z85_decode(raw, k.c_str()) == nullptr)
+        throw std::invalid_argument("a client key is not 40 characters of Z85: " + k);
+      const std::uint64_t salt = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+      salts_.emplace_back(k, salt == 0 ? 1 : salt);
+    }
+    std::sort(salts_.begin(), salts_.end());
+  }
 
   for (int s = 0; s < kStages; ++s) stage_[s] = std::make_unique<Histogram>(1.0, 34, 16);
   tick_total_ = std::make_unique<Histogram>(1.0, 34, 16);
   server_ns_ = std::make_unique<Histogram>(1.0, 34, 16);
   live_ = std::make_unique<LiveAccuracy>(engine_->streams().capacity(), engine_->horizons_s(),
                                          cfg_.score_every_s, engine_->error_resolution());
-  reply_.assign(sizeof(wire::Header) + sizeof(wire::PredictionInfo) +
-                    static_cast<std::size_t>(wire::kMaxBatch) * record_bytes(kMaxHorizons),
-                0);
+  reply_.assign(sizeof(wire::Header) + sizeof(wire::ErrorBody) + kMaxErrorText, 0);
   pub_buf_.assign(sizeof(wire::Header) + sizeof(wire::PredictionInfo) + record_bytes(kMaxHorizons),
                   0);
+  jobs_.resize(kMaxJobs);
+  for (std::size_t i = 0; i < kMaxJobs; ++i) free_[i] = kMaxJobs - 1 - i;
+  nfree_ = kMaxJobs;
 
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw std::runtime_error("eventfd failed");
@@ -119,24 +139,52 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
 
   const auto fail = [this](const std::string& what) {
     const std::string msg = zmq_problem(what);
-    if (router_) zmq_close(router_);
-    if (pub_) zmq_close(pub_);
+    for (void* sock : {router_, pub_, zap_})
+      if (sock) zmq_close(sock);
     zmq_ctx_term(ctx_);
     ::close(wake_fd_);
     throw std::runtime_error(msg);
   };
+  const int linger = 500, one = 1, sndhwm = kSendHwm, rcvhwm = kRecvHwm, pubhwm = kPubHwm;
+  const std::int64_t maxmsg = static_cast<std::int64_t>(kMaxMessageBytes);
+  const auto secure = [&](void* sock) {
+    if (!curve) return true;
+    return zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "tmn", 3) == 0 &&
+           zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) == 0 &&
+           zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, cfg_.curve_secret_key.c_str(), 40) == 0;
+  };
+  if (curve) {  // the ZAP handler must exist before any peer connects
+    zap_ = zmq_socket(ctx_, ZMQ_REP);
+    if (zap_ == nullptr || zmq_bind(zap_, "inproc://zeromq.zap.01") != 0) fail("ZAP handler");
+  }
   router_ = zmq_socket(ctx_, ZMQ_ROUTER);
   if (router_ == nullptr) fail("zmq_socket(ROUTER)");
-  const int hwm = 100000, linger = 500;
-  zmq_setsockopt(router_, ZMQ_SNDHWM, &hwm, sizeof hwm);
-  zmq_setsockopt(router_, ZMQ_RCVHWM, &hwm, sizeof hwm);
+  zmq_setsockopt(router_, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+  zmq_setsockopt(router_, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
   zmq_setsockopt(router_, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(router_, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+  zmq_setsockopt(router_, ZMQ_ROUTER_MANDATORY, &one, sizeof one);  // a full queue is counted
+  // A client reconnecting under its routing id takes it over at once. Not
+  // with CURVE: there a routing id would let one key take another's replies
+  // (streams are scoped by key, so a reconnect keeps them anyway).
+  if (!curve) zmq_setsockopt(router_, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+  if (!secure(router_)) fail("CURVE on ROUTER");
   if (zmq_bind(router_, cfg_.endpoint.c_str()) != 0) fail("cannot bind " + cfg_.endpoint);
+  char last[1024];
+  std::size_t last_size = sizeof last;
+  bound_endpoint_ = zmq_getsockopt(router_, ZMQ_LAST_ENDPOINT, last, &last_size) == 0
+                        ? std::string(last)
+                        : cfg_.endpoint;
   if (!cfg_.pub_endpoint.empty()) {
-    pub_ = zmq_socket(ctx_, ZMQ_PUB);
-    if (pub_ == nullptr) fail("zmq_socket(PUB)");
-    zmq_setsockopt(pub_, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    // XPUB with NODROP: a full subscriber queue makes the send fail (counted
+    // as dropped_pub) instead of dropping silently
+    pub_ = zmq_socket(ctx_, ZMQ_XPUB);
+    if (pub_ == nullptr) fail("zmq_socket(XPUB)");
+    zmq_setsockopt(pub_, ZMQ_SNDHWM, &pubhwm, sizeof pubhwm);
     zmq_setsockopt(pub_, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(pub_, ZMQ_XPUB_NODROP, &one, sizeof one);
+    zmq_setsockopt(pub_, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (!secure(pub_)) fail("CURVE on PUB");
     if (zmq_bind(pub_, cfg_.pub_endpoint.c_str()) != 0)
       fail("cannot bind PUB " + cfg_.pub_endpoint);
   }
@@ -144,19 +192,27 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
 
 Server::~Server() {
   stop();
-  if (router_) zmq_close(router_);
-  if (pub_) zmq_close(pub_);
+  for (void* sock : {router_, pub_, zap_})
+    if (sock) zmq_close(sock);
   if (ctx_) zmq_ctx_term(ctx_);
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
 void Server::start() {
   if (thread_.joinable()) throw std::runtime_error("server already started");
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer reserves terabytes of shadow memory: never lock it
+  if (cfg_.lock_memory) {
+    std::lock_guard<std::mutex> lock(mu_);
+    warnings_.push_back("built with AddressSanitizer: memory is not locked");
+  }
+#else
   if (cfg_.lock_memory && mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
     std::lock_guard<std::mutex> lock(mu_);
     warnings_.push_back(std::string("mlockall failed (") + std::strerror(errno) +
                         "): memory may be paged out");
   }
+#endif
   std::unique_lock<std::mutex> lock(mu_);
   thread_ = std::thread([this] { run(); });
   cv_.wait(lock, [this] { return running_.load(std::memory_order_acquire); });
@@ -181,6 +237,24 @@ std::vector<std::string> Server::warnings() const {
 }
 
 std::uint32_t Server::stream_count() const noexcept { return engine_->streams().size(); }
+
+std::uint64_t Server::salt_of(const char* user_id) const noexcept {
+  if (user_id == nullptr || salts_.empty()) return 0;
+  std::size_t lo = 0, hi = salts_.size();
+  while (lo < hi) {  // binary search, no allocation
+    const std::size_t mid = (lo + hi) / 2;
+    const int c = std::strcmp(salts_[mid].first.c_str(), user_id);
+    if (c == 0) return salts_[mid].second;
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return 0;
+}
+
+std::uint64_t Server::scoped_stream(const std::string& client_key,
+                                    std::uint64_t stream) const noexcept {
+  return stream ^ salt_of(client_key.empty() ? nullptr : client_key.c_str());
+}
 
 void Server::setup_thread() noexcept {
   std::vector<std::string> w;
@@ -214,23 +288,36 @@ void Server::run() noexcept {
     running_.store(true, std::memory_order_release);
   }
   cv_.notify_all();
-  zmq_pollitem_t items[2] = {{router_, 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+  // the requests, the wake-up, and the ZAP handler and subscriptions if any
+  zmq_pollitem_t items[4] = {{router_, 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+  int nitems = 2;
+  for (void* sock : {zap_, pub_})
+    if (sock) items[nitems++] = {sock, 0, ZMQ_POLLIN, 0};
   const std::uint64_t evict_period = clock::from_ns(1e9);
   while (!stop_.load(std::memory_order_acquire)) {
     bump(counters_.loop_iterations);
     if (pending_.load(std::memory_order_acquire)) service_commands();
-    if (cfg_.spin) {
-      receive_one(ZMQ_DONTWAIT);
+    if (run_slice()) {
+      // between two slices: one more request (ROUTER fair-queues the peers)
+      if (njobs_ < kMaxJobs) receive_one();
+      serve_zap();
+      drain_subscriptions();
+    } else if (cfg_.spin || pending_.load(std::memory_order_relaxed)) {
+      receive_one();
+      serve_zap();
+      drain_subscriptions();
     } else {
-      items[0].revents = items[1].revents = 0;
-      if (zmq_poll(items, 2, kPollTimeoutMs) > 0) {
+      for (auto& it : items) it.revents = 0;
+      // a reply waiting for room is retried soon; otherwise sleep until a request
+      const int timeout = njobs_ > 0 ? 1 : kPollTimeoutMs;
+      if (zmq_poll(items, nitems, timeout) > 0) {
         if (items[1].revents & ZMQ_POLLIN) {
           std::uint64_t v;
           [[maybe_unused]] const ssize_t n = ::read(wake_fd_, &v, sizeof v);
         }
-        if (items[0].revents & ZMQ_POLLIN)
-          while (receive_one(ZMQ_DONTWAIT) && !pending_.load(std::memory_order_relaxed)) {
-          }
+        if (items[0].revents & ZMQ_POLLIN) receive_one();
+        serve_zap();
+        drain_subscriptions();
       }
     }
     const std::uint64_t now = clock::now();
@@ -241,21 +328,29 @@ void Server::run() noexcept {
       live_->evict_idle(now, idle);
     }
   }
-  // stop: no new connections; answer what already arrived
-  zmq_unbind(router_, cfg_.endpoint.c_str());
-  for (std::size_t i = 0; i < kMaxDrain && receive_one(ZMQ_DONTWAIT); ++i) {
+  // stop: no new connections; answer what already arrived, for at most kDrainNs
+  zmq_unbind(router_, bound_endpoint_.c_str());
+  const std::uint64_t deadline = clock::now() + clock::from_ns(static_cast<double>(kDrainNs));
+  while (clock::now() < deadline) {
+    if (pending_.load(std::memory_order_acquire)) service_commands();
+    if (run_slice()) {
+      if (njobs_ < kMaxJobs) receive_one();
+    } else if (!receive_one()) {
+      break;
+    }
   }
+  drop_jobs();
   if (pending_.load(std::memory_order_acquire)) service_commands();
   running_.store(false, std::memory_order_release);
 }
 
-bool Server::receive_one(int flags) noexcept {
+bool Server::receive_one() noexcept {
   // A request is [identity, payload] (DEALER) or [identity, empty, payload]
   // (REQ). Anything else is answered with bad_envelope.
   constexpr int kMaxParts = 3;
   zmq_msg_t parts[kMaxParts];
   zmq_msg_init(&parts[0]);
-  if (zmq_msg_recv(&parts[0], router_, flags) < 0) {
+  if (zmq_msg_recv(&parts[0], router_, ZMQ_DONTWAIT) < 0) {
     zmq_msg_close(&parts[0]);
     return false;
   }
@@ -288,35 +383,99 @@ bool Server::receive_one(int flags) noexcept {
   }
   const auto* data = payload ? static_cast<const std::uint8_t*>(zmq_msg_data(payload)) : nullptr;
   const std::size_t size = payload ? zmq_msg_size(payload) : 0;
+  const char* user = zap_ && payload ? zmq_msg_gets(payload, "User-Id") : nullptr;
   if (size == 0) {
     send_error(wire::FrameError::bad_envelope, 0,
                "expected [identity, (empty,) payload] with a non-empty payload");
   } else if (data[0] == '{') {
     // control: hand it to the control thread (allocation is fine here: this
-    // is not the tick path)
+    // is not the tick path), unless it is too big or too many wait
     bump(counters_.control);
-    {
+    bool queued = false;
+    if (size <= kMaxControlBytes) {
       std::lock_guard<std::mutex> lock(mu_);
-      const std::uint64_t token = next_token_++;
-      envelopes_[token] = Envelope{
-          std::string(reinterpret_cast<const char*>(identity_), identity_size_), delimiter_};
-      control_in_.push_back(
-          ControlRequest{token, std::string(reinterpret_cast<const char*>(data), size)});
+      if (control_in_.size() < kMaxControlQueue) {
+        const std::uint64_t token = next_token_++;
+        envelopes_[token] = Envelope{
+            std::string(reinterpret_cast<const char*>(identity_), identity_size_), delimiter_};
+        control_in_.push_back(ControlRequest{
+            token, std::string(reinterpret_cast<const char*>(data), size), user ? user : ""});
+        queued = true;
+      }
     }
-    cv_.notify_all();
+    if (queued) {
+      cv_.notify_all();
+    } else {
+      bump(counters_.control_overloaded);
+      static constexpr char kTooBig[] =
+          R"({"ok": false, "error": "bad_request", "message": "control message larger than 65536 bytes"})";
+      static constexpr char kBusy[] =
+          R"({"ok": false, "error": "overloaded", "message": "too many control requests waiting; retry later"})";
+      if (size > kMaxControlBytes) send_reply(kTooBig, sizeof kTooBig - 1);
+      else send_reply(kBusy, sizeof kBusy - 1);
+    }
   } else if (cfg_.echo) {
     send_reply(data, size);
     server_ns_->record(clock::to_ns(clock::now() - t_recv));
   } else {
-    handle_ticks(data, size, t_recv);
+    accept_ticks(payload, t_recv, salt_of(user));
   }
   for (int i = 0; i < n; ++i) zmq_msg_close(&parts[i]);
   return true;
 }
 
+void Server::serve_zap() noexcept {
+  // ZAP (RFC 27): [version, request id, domain, address, identity, mechanism,
+  // credentials...]; the reply names the client's key as its User-Id.
+  if (zap_ == nullptr) return;
+  for (;;) {
+    char frame[7][64];
+    std::size_t len[7] = {};
+    int got = 0;
+    bool more = true;
+    while (more) {
+      char buf[64];
+      const int r = zmq_recv(zap_, buf, sizeof buf, got == 0 ? ZMQ_DONTWAIT : 0);
+      if (r < 0) {
+        if (got == 0) return;  // nothing waiting
+        break;
+      }
+      if (got < 7) {
+        len[got] = std::min<std::size_t>(static_cast<std::size_t>(r), sizeof buf);
+        std::memcpy(frame[got], buf, len[got]);
+      }
+      ++got;
+      int m = 0;
+      std::size_t ms = sizeof m;
+      more = zmq_getsockopt(zap_, ZMQ_RCVMORE, &m, &ms) == 0 && m != 0;
+    }
+    char key[41] = {};
+    const bool curve = got >= 7 && len[5] == 5 && std::memcmp(frame[5], "CURVE", 5) == 0 &&
+                       len[6] == 32 &&
+                       zmq_z85_encode(key, reinterpret_cast<const std::uint8_t*>(frame[6]), 32);
+    const bool allowed = curve && salt_of(key) != 0;
+    if (!allowed) bump(counters_.refused_peers);
+    const char* status = allowed ? "200" : "400";
+    const char* text = allowed ? "OK" : "unknown client key";
+    zmq_send(zap_, "1.0", 3, ZMQ_SNDMORE);
+    zmq_send(zap_, frame[1], got > 1 ? len[1] : 0, ZMQ_SNDMORE);
+    zmq_send(zap_, status, 3, ZMQ_SNDMORE);
+    zmq_send(zap_, text, std::strlen(text), ZMQ_SNDMORE);
+    zmq_send(zap_, key, allowed ? 40 : 0, ZMQ_SNDMORE);
+    zmq_send(zap_, "", 0, 0);
+  }
+}
+
+void Server::drain_subscriptions() noexcept {
+  if (pub_ == nullptr) return;
+  char buf[64];
+  while (zmq_recv(pub_, buf, sizeof buf, ZMQ_DONTWAIT) >= 0) {
+  }
+}
+
 void Server::send_error(wire::FrameError code, std::uint32_t seq, const char* msg) noexcept {
   bump(counters_.by_frame_error[static_cast<int>(code) & 15]);
-  const std::size_t len = std::min<std::size_t>(std::strlen(msg), 1024);
+  const std::size_t len = std::min<std::size_t>(std::strlen(msg), kMaxErrorText);
   const wire::Header h{wire::kMagic, wire::kVersion, static_cast<std::uint16_t>(wire::Kind::error),
                        0, seq};
   const wire::ErrorBody b{static_cast<std::uint16_t>(code), static_cast<std::uint16_t>(len), 0};
@@ -324,93 +483,275 @@ void Server::send_error(wire::FrameError code, std::uint32_t seq, const char* ms
   std::memcpy(out, &h, sizeof h);
   std::memcpy(out + sizeof h, &b, sizeof b);
   std::memcpy(out + sizeof h + sizeof b, msg, len);
-  send_reply(out, sizeof h + sizeof b + len);
+  deliver(identity_, identity_size_, delimiter_, out, sizeof h + sizeof b + len, true);
+}
+
+void Server::deliver(const std::uint8_t* identity, std::size_t identity_size, bool delim,
+                     const void* data, std::size_t n, bool ordered) noexcept {
+  // Replies keep request order per peer (`ordered`: behind its queued jobs),
+  // and wait for room in the peer's queue: either way as a job of its own,
+  // done, with its reply ready.
+  const std::uint64_t hash = identity_hash(identity, identity_size);
+  std::size_t behind = 0;
+  for (std::size_t i = 0; i < njobs_; ++i)
+    behind += same_peer(jobs_[order_[i]], hash, identity, identity_size);
+  if (behind == 0 || !ordered) {
+    zmq_msg_t m;
+    if (zmq_msg_init_size(&m, n) != 0) {
+      bump(counters_.dropped_replies);
+      return;
+    }
+    std::memcpy(zmq_msg_data(&m), data, n);
+    const int err = send_to(identity, identity_size, delim, &m);
+    if (err == 0) return;
+    zmq_msg_close(&m);
+    if (err != EAGAIN) {  // the peer is gone
+      bump(counters_.dropped_replies);
+      return;
+    }
+  }
+  if (nfree_ == 0 || behind >= kMaxJobsPerPeer) {
+    bump(counters_.dropped_replies);
+    return;
+  }
+  const std::size_t idx = free_[--nfree_];
+  Job& j = jobs_[idx];
+  zmq_msg_init(&j.request);
+  if (zmq_msg_init_size(&j.reply, n) != 0) {
+    free_[nfree_++] = idx;
+    bump(counters_.dropped_replies);
+    return;
+  }
+  std::memcpy(zmq_msg_data(&j.reply), data, n);
+  std::memcpy(j.identity, identity, identity_size);
+  j.identity_size = identity_size;
+  j.identity_hash = hash;
+  j.delimiter = delim;
+  j.t_recv = j.t_done = clock::now();
+  j.count = j.next = 0;
+  j.started = false;
+  j.done = true;
+  order_[njobs_++] = idx;
+}
+
+std::uint64_t Server::identity_hash(const std::uint8_t* id, std::size_t n) noexcept {
+  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (std::size_t i = 0; i < n; ++i) hash = (hash ^ id[i]) * 1099511628211ull;
+  return hash;
+}
+
+bool Server::same_peer(const Job& j, std::uint64_t hash, const std::uint8_t* identity,
+                       std::size_t identity_size) noexcept {
+  return j.identity_hash == hash && j.identity_size == identity_size &&
+         std::memcmp(j.identity, identity, identity_size) == 0;
 }
 
 void Server::send_reply(const void* data, std::size_t n) noexcept {
+  deliver(identity_, identity_size_, delimiter_, data, n, false);
+}
+
+int Server::send_to(const std::uint8_t* identity, std::size_t identity_size, bool delim,
+                    zmq_msg_t* msg) noexcept {
+  // ROUTER_MANDATORY: a full queue refuses the first frame (EAGAIN), so
+  // nothing was sent and the caller may try again; EHOSTUNREACH: peer gone
   const int more = ZMQ_SNDMORE | ZMQ_DONTWAIT;
-  if (zmq_send(router_, identity_, identity_size_, more) < 0 ||
-      (delimiter_ && zmq_send(router_, "", 0, more) < 0) ||
-      zmq_send(router_, data, n, ZMQ_DONTWAIT) < 0)
-    bump(counters_.dropped_replies);
+  if (zmq_send(router_, identity, identity_size, more) < 0) return zmq_errno();
+  if (delim) zmq_send(router_, "", 0, more);
+  zmq_msg_send(msg, router_, ZMQ_DONTWAIT);
+  return 0;
 }
 
 void Server::send_envelope_reply(const std::string& identity, bool delim, const void* data,
                                  std::size_t n) noexcept {
-  const int more = ZMQ_SNDMORE | ZMQ_DONTWAIT;
-  if (zmq_send(router_, identity.data(), identity.size(), more) < 0 ||
-      (delim && zmq_send(router_, "", 0, more) < 0) ||
-      zmq_send(router_, data, n, ZMQ_DONTWAIT) < 0)
-    bump(counters_.dropped_replies);
+  deliver(reinterpret_cast<const std::uint8_t*>(identity.data()),
+          std::min(identity.size(), sizeof identity_), delim, data, n, false);
 }
 
-void Server::handle_ticks(const std::uint8_t* data, std::size_t n, std::uint64_t t_recv) noexcept {
+void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_t salt) noexcept {
+  const auto* data = static_cast<const std::uint8_t*>(zmq_msg_data(payload));
+  const std::size_t n = zmq_msg_size(payload);
   wire::Header h;
-  if (n < sizeof h) {
-    send_error(wire::FrameError::bad_magic, 0, "frame shorter than the 16-byte header");
+  const char* why = "";
+  if (const std::uint16_t code = wire::check_tick_frame(data, n, h, &why)) {
+    const auto e = static_cast<wire::FrameError>(code);
+    send_error(e, e == wire::FrameError::bad_magic ? 0 : h.seq, why);
     return;
   }
-  std::memcpy(&h, data, sizeof h);
-  if (h.magic != wire::kMagic) {
-    send_error(wire::FrameError::bad_magic, 0, "not a tmn frame: bad magic (and not JSON)");
-    return;
+  // this peer's queued work, in ticks
+  const std::uint64_t hash = identity_hash(identity_, identity_size_);
+  std::uint64_t queued = h.count;
+  std::size_t slots = 0, reply_bytes = 0;
+  for (std::size_t i = 0; i < njobs_; ++i) {
+    const Job& j = jobs_[order_[i]];
+    if (same_peer(j, hash, identity_, identity_size_)) {
+      queued += j.count - j.next;
+      ++slots;
+      if (j.started || j.done) reply_bytes += zmq_msg_size(&const_cast<Job&>(j).reply);
+    }
   }
-  if (h.version != wire::kVersion) {
-    send_error(wire::FrameError::bad_version, h.seq, "unsupported frame version; this server speaks 1");
-    return;
-  }
-  if (h.kind != static_cast<std::uint16_t>(wire::Kind::ticks)) {
-    send_error(wire::FrameError::bad_kind, h.seq, "only tick batches (kind 1) are accepted");
-    return;
-  }
-  if (h.count == 0) {
-    send_error(wire::FrameError::empty_batch, h.seq, "a tick batch needs at least one tick");
-    return;
-  }
-  if (h.count > wire::kMaxBatch) {
-    send_error(wire::FrameError::batch_too_large, h.seq, "more than 4096 ticks in one frame");
-    return;
-  }
-  if (n != sizeof h + static_cast<std::size_t>(h.count) * sizeof(wire::TickRecord)) {
-    send_error(wire::FrameError::bad_size, h.seq, "frame length != 16 + 48 * count");
+  if (queued > kMaxQueuedTicksPerPeer || slots >= kMaxJobsPerPeer ||
+      reply_bytes > kMaxWaitingReplyBytesPerPeer || nfree_ == 0) {
+    send_error(wire::FrameError::overloaded, h.seq,
+               "too many ticks of this client are waiting; read the replies before sending more");
     return;
   }
   bump(counters_.batches);
-  Engine& e = *engine_;
-  const int K = e.horizons();
-  const std::size_t rb = record_bytes(K);
-  std::uint8_t* out = reply_.data();
-  write_prediction_header(h.count, h.seq, K, out);
-  std::uint8_t* rec = out + sizeof(wire::Header) + sizeof(wire::PredictionInfo);
-  Prediction p;
-  for (std::uint32_t i = 0; i < h.count; ++i, rec += rb) {
-    wire::TickRecord tr;
-    std::memcpy(&tr, data + sizeof h + i * sizeof tr, sizeof tr);
-    const Tick k{tr.t, tr.x, tr.y, tr.vx, tr.vy};
-    const Status st = e.tick(tr.stream, k, p);
-    write_record(p, st, K, rec);
-    bump(counters_.ticks);
-    bump(counters_.by_status[static_cast<int>(st) & 7]);
-    if (st != Status::ok) continue;
-    bump(counters_.ticks_ok);
-    bump(counters_.by_verdict[static_cast<int>(p.verdict) & 7]);
-    if (p.verdict == Verdict::pass) bump(counters_.cert_sum_pass, static_cast<double>(p.cert_error));
-    for (int s = 0; s < kStages; ++s) stage_[s]->record(p.stage_ns[s]);
-    tick_total_->record(p.total_ns);
-    live_->observe(k, p, t_recv);
-    if (pub_ != nullptr) {
-      // topic: the stream id, 8 bytes little-endian; then a one-record frame
-      std::uint8_t* pb = pub_buf_.data();
-      write_prediction_header(1, h.seq, K, pb);
-      std::memcpy(pb + sizeof(wire::Header) + sizeof(wire::PredictionInfo), rec, rb);
-      if (zmq_send(pub_, &tr.stream, sizeof tr.stream, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-          zmq_send(pub_, pb, sizeof(wire::Header) + sizeof(wire::PredictionInfo) + rb,
-                   ZMQ_DONTWAIT) < 0)
-        bump(counters_.dropped_pub);
+  const std::size_t idx = free_[--nfree_];
+  Job& j = jobs_[idx];
+  zmq_msg_init(&j.request);
+  zmq_msg_move(&j.request, payload);
+  std::memcpy(j.identity, identity_, identity_size_);
+  j.identity_size = identity_size_;
+  j.identity_hash = hash;
+  j.delimiter = delimiter_;
+  j.t_recv = t_recv;
+  j.salt = salt;
+  j.count = h.count;
+  j.seq = h.seq;
+  j.next = 0;
+  j.started = j.done = false;
+  order_[njobs_++] = idx;
+}
+
+bool Server::run_slice() noexcept {
+  for (std::size_t tries = 0; tries < njobs_; ++tries) {
+    const std::size_t pos = (rr_ + tries) % njobs_;
+    Job& j = jobs_[order_[pos]];
+    // A peer's jobs compute in order, and their replies go out in order.
+    bool earlier = false, earlier_computing = false;
+    for (std::size_t q = 0; q < pos && !earlier_computing; ++q) {
+      const Job& o = jobs_[order_[q]];
+      if (same_peer(o, j.identity_hash, j.identity, j.identity_size)) {
+        earlier = true;
+        earlier_computing = !o.done;
+      }
     }
+    if (earlier_computing || (j.done && earlier)) continue;
+    if (j.done) {  // its reply waits for room in the peer's queue
+      if (retry_reply(pos)) {
+        rr_ = pos;
+        return true;
+      }
+      continue;
+    }
+    if (!j.started && hold_) continue;  // a reload waits for the started jobs
+
+    Engine& e = *engine_;
+    const int K = e.horizons();
+    const std::size_t rb = record_bytes(K);
+    const std::size_t head = sizeof(wire::Header) + sizeof(wire::PredictionInfo);
+    if (!j.started) {  // libzmq allocates the reply, which it then sends without a copy
+      if (zmq_msg_init_size(&j.reply, head + j.count * rb) != 0) {
+        std::memcpy(identity_, j.identity, j.identity_size);
+        identity_size_ = j.identity_size;
+        delimiter_ = j.delimiter;
+        const std::uint32_t seq = j.seq;
+        zmq_msg_close(&j.request);
+        free_[nfree_++] = order_[pos];
+        for (std::size_t q = pos; q + 1 < njobs_; ++q) order_[q] = order_[q + 1];
+        --njobs_;
+        send_error(wire::FrameError::internal, seq, "out of memory for the reply");
+        return true;
+      }
+      write_prediction_header(j.count, j.seq, K,
+                              static_cast<std::uint8_t*>(zmq_msg_data(&j.reply)));
+      j.started = true;
+      ++started_jobs_;
+    }
+    const auto* data = static_cast<const std::uint8_t*>(zmq_msg_data(&j.request));
+    std::uint8_t* rec = static_cast<std::uint8_t*>(zmq_msg_data(&j.reply)) + head + j.next * rb;
+    const std::uint64_t until = clock::now() + clock::from_ns(static_cast<double>(kSliceNs));
+    Prediction p;
+    while (j.next < j.count) {
+      wire::TickRecord tr;
+      std::memcpy(&tr, data + sizeof(wire::Header) + j.next * sizeof tr, sizeof tr);
+      const Tick k{tr.t, tr.x, tr.y, tr.vx, tr.vy};
+      const std::uint64_t id = tr.stream ^ j.salt;  // the engine's id of this client's stream
+      Status st = e.tick(id, k, p);
+      if (st == Status::capacity_exceeded && reclaim()) st = e.tick(id, k, p);
+      write_record(p, st, K, rec);
+      std::memcpy(rec, &tr.stream, sizeof tr.stream);  // the client's own id
+      bump(counters_.ticks);
+      bump(counters_.by_status[static_cast<int>(st) & 7]);
+      if (st == Status::ok) {
+        bump(counters_.ticks_ok);
+        bump(counters_.by_verdict[static_cast<int>(p.verdict) & 7]);
+        if (p.verdict == Verdict::pass)
+          bump(counters_.cert_sum_pass, static_cast<double>(p.cert_error));
+        for (int s = 0; s < kStages; ++s) stage_[s]->record(p.stage_ns[s]);
+        tick_total_->record(p.total_ns);
+        live_->observe(k, p, j.t_recv);
+        if (pub_ != nullptr) publish(tr.stream, j.seq, K, rec, rb);
+      }
+      ++j.next;
+      rec += rb;
+      if (clock::now() >= until) break;
+    }
+    if (j.next == j.count) {
+      j.done = true;
+      j.t_done = clock::now();
+      --started_jobs_;
+      if (!earlier && retry_reply(pos)) rr_ = pos;  // the job after it now sits at pos
+      else rr_ = pos + 1;
+    } else {
+      rr_ = pos + 1;
+    }
+    return true;
   }
-  send_reply(out, static_cast<std::size_t>(rec - out));
-  server_ns_->record(clock::to_ns(clock::now() - t_recv));
+  return false;
+}
+
+bool Server::reclaim() noexcept {
+  // A full table: forget streams idle for reclaim_idle_s (at most every 10 ms,
+  // since each try scans the table).
+  const std::uint64_t now = clock::now();
+  if (cfg_.reclaim_idle_s <= 0.0 || now < next_reclaim_) return false;
+  next_reclaim_ = now + clock::from_ns(1e7);
+  const std::uint32_t n = engine_->evict_idle(cfg_.reclaim_idle_s);
+  live_->evict_idle(now, clock::from_ns(cfg_.reclaim_idle_s * 1e9));
+  bump(counters_.reclaimed, static_cast<std::uint64_t>(n));
+  return n > 0;
+}
+
+void Server::publish(std::uint64_t stream, std::uint32_t seq, int K, const std::uint8_t* rec,
+                     std::size_t rb) noexcept {
+  // topic: the stream id, 8 bytes little-endian; then a one-record frame
+  std::uint8_t* pb = pub_buf_.data();
+  write_prediction_header(1, seq, K, pb);
+  std::memcpy(pb + sizeof(wire::Header) + sizeof(wire::PredictionInfo), rec, rb);
+  if (zmq_send(pub_, &stream, sizeof stream, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+      zmq_send(pub_, pb, sizeof(wire::Header) + sizeof(wire::PredictionInfo) + rb,
+               ZMQ_DONTWAIT) < 0)
+    bump(counters_.dropped_pub);
+}
+
+bool Server::retry_reply(std::size_t pos) noexcept {
+  Job& j = jobs_[order_[pos]];
+  const int err = send_to(j.identity, j.identity_size, j.delimiter, &j.reply);
+  if (err == EAGAIN && clock::now() - j.t_done < clock::from_ns(kReplyWaitNs))
+    return false;  // the peer is not reading: keep the reply (and its later jobs) waiting
+  if (err == 0) {
+    server_ns_->record(clock::to_ns(clock::now() - j.t_recv));
+  } else {
+    bump(counters_.dropped_replies);
+    zmq_msg_close(&j.reply);
+  }
+  zmq_msg_close(&j.request);
+  free_[nfree_++] = order_[pos];
+  for (std::size_t q = pos; q + 1 < njobs_; ++q) order_[q] = order_[q + 1];
+  --njobs_;
+  return true;
+}
+
+void Server::drop_jobs() noexcept {
+  for (std::size_t i = 0; i < njobs_; ++i) {
+    Job& j = jobs_[order_[i]];
+    if (j.started || j.done) zmq_msg_close(&j.reply);
+    zmq_msg_close(&j.request);
+    free_[nfree_++] = order_[i];
+    bump(counters_.dropped_at_stop);
+  }
+  njobs_ = started_jobs_ = 0;
 }
 
 // Loop thread: run posted commands and send control replies.
@@ -423,12 +764,16 @@ void Server::service_commands() noexcept {
     if (cmd_ == Cmd::reset) {
       cmd_status_ = engine_->reset(cmd_stream_);
       live_->forget(cmd_stream_);
+    } else if (cmd_ == Cmd::swap && started_jobs_ > 0) {
+      hold_ = true;  // finish the started jobs with the old engine first
+      pending_.store(true, std::memory_order_relaxed);
     } else if (cmd_ == Cmd::swap) {
       std::swap(engine_, cmd_engine_);  // cmd_engine_ now holds the old engine
       std::swap(live_, cmd_live_);
       bump(counters_.reloads);
+      hold_ = false;
     }
-    if (cmd_ != Cmd::none) {
+    if (cmd_ != Cmd::none && !hold_) {
       cmd_ = Cmd::none;
       cmd_done_ = true;
     }

@@ -6,7 +6,28 @@
 #include <stdexcept>
 #include <string>
 
+#include "tmn/clock.hpp"
+
 namespace tmn::solver {
+
+namespace {
+constexpr double kUnitRoundoff = std::numeric_limits<double>::epsilon() / 2.0;  // 2^-53
+
+// gamma = (m+1)u / (1 - (m+1)u), the relative rounding of one residual entry.
+double residual_gamma(const CsrMatrix& a) noexcept {
+  const double m1 = static_cast<double>(a.max_row_nnz() + 1);
+  return m1 * kUnitRoundoff / (1.0 - m1 * kUnitRoundoff);
+}
+double norm_fudge(const CsrMatrix& a) noexcept {
+  return 1.0 + 4.0 * static_cast<double>(a.n()) * kUnitRoundoff;
+}
+}  // namespace
+
+double rounding_floor(const CsrMatrix& a, const double* b, double lambda_lb) noexcept {
+  double bb = 0.0;
+  for (int i = 0; i < a.n(); ++i) bb += b[i] * b[i];
+  return residual_gamma(a) * std::sqrt(bb) * norm_fudge(a) / lambda_lb;
+}
 
 CsrMatrix CsrMatrix::from_dense(const double* a, int n) {
   std::vector<std::int32_t> indptr{0}, indices;
@@ -98,8 +119,7 @@ __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
                          double* r, double eps, std::uint64_t budget,
-                         double lambda_lb, double omega) noexcept {
-  constexpr double u = std::numeric_limits<double>::epsilon() / 2.0;  // 2^-53
+                         double lambda_lb, double omega, WallGuard guard) noexcept {
   const int n = a.n();
   const std::int32_t* ip = a.indptr();
   const std::int32_t* ix = a.indices();
@@ -107,13 +127,13 @@ Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
   const std::vector<int>& offsets = a.diagonal_offsets();
   const double* dia = a.diagonal_data();
   const double* inv_d = a.inv_diag();
-  const double m1 = static_cast<double>(a.max_row_nnz() + 1);
-  const double gamma = m1 * u / (1.0 - m1 * u);
-  const double norm_fudge = 1.0 + 4.0 * static_cast<double>(n) * u;
+  const double gamma = residual_gamma(a);
+  const double fudge = norm_fudge(a);
 
   Certificate c;
   c.error_bound = std::numeric_limits<double>::infinity();
   if (!(lambda_lb > 0.0)) return c;  // no bound can be proven
+  std::uint64_t deadline = 0;  // set when the guard starts
   // The full bound, rounding term included, for the current x and residual.
   const auto full_bound = [&]() noexcept {
     double bb = 0.0, xx = 0.0;
@@ -122,7 +142,7 @@ Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
       xx += x[i] * x[i];
     }
     const double rounding = gamma * (std::sqrt(bb) + a.abs_norm_bound() * std::sqrt(xx));
-    return (c.residual_norm + rounding) * norm_fudge / lambda_lb;
+    return (c.residual_norm + rounding) * fudge / lambda_lb;
   };
   // Each pass computes a residual, then updates x only if the budget allows
   // the residual that will certify the update: the returned bound always
@@ -152,8 +172,12 @@ Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
     c.residual_norm = std::sqrt(rr);
     // The residual alone is a lower estimate of the bound: add the rounding
     // term only when the target is within reach, or when this is the last pass.
-    const bool last = c.work + a.nnz() > budget;
-    if (c.residual_norm * norm_fudge / lambda_lb <= eps || last) {
+    if (c.work >= guard.after_work && deadline == 0) {  // the guard starts
+      if (!(rounding_floor(a, b, lambda_lb) <= eps)) break;  // never certifiable
+      deadline = clock::now() + guard.ticks;
+    }
+    const bool last = c.work + a.nnz() > budget || (deadline != 0 && clock::now() >= deadline);
+    if (c.residual_norm * fudge / lambda_lb <= eps || last) {
       c.error_bound = full_bound();
       if (c.error_bound <= eps) {
         c.certified = true;

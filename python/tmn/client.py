@@ -14,6 +14,8 @@ import zmq
 
 from tmn import _core
 from tmn.engine import PERCENTILES, VERDICT_NAMES, percentiles
+from tmn._core import Status
+from tmn.argtypes import bounded
 from tmn.protocol import (MAX_BATCH, Predictions, ProtocolError, decode_reply, encode_ticks,
                           make_ticks)
 
@@ -32,10 +34,24 @@ class Client:
     """
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout_s: float = 5.0,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, key_file: Path | None = None,
+                 server_key_file: Path | None = None, routing_id: bytes | None = None) -> None:
+        """Connect to ``endpoint``. For a CURVE server pass this client's
+        ``.key_secret`` file and the server's public ``.key`` file
+        (docs/security.md). ``routing_id`` fixes the connection's identity."""
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if (key_file is None) != (server_key_file is None):
+            raise ValueError("CURVE needs both key_file and server_key_file")
+        if key_file is not None and server_key_file is not None:
+            from tmn.keys import load_public_key, load_secret_key
+
+            self._sock.curve_secretkey = load_secret_key(key_file).encode()
+            self._sock.curve_publickey = load_public_key(key_file).encode()
+            self._sock.curve_serverkey = load_public_key(server_key_file).encode()
+        if routing_id is not None:
+            self._sock.setsockopt(zmq.ROUTING_ID, routing_id)
         self._sock.connect(endpoint)
         self.endpoint = endpoint
         self.timeout_ms = int(timeout_s * 1000)
@@ -158,14 +174,18 @@ def _pace(start: float, t0: float, t: float) -> None:
         time.sleep(delay)
 
 
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.endpoint, key_file=args.key, server_key_file=args.server_key)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     ticks = load_recording(args.file)
     if args.streams > 1:  # replicate the recording over N stream ids
         ticks = np.concatenate([np.sort(ticks, order="t")] * args.streams)
         ticks["stream"] = np.repeat(np.arange(args.streams, dtype=np.uint64), len(ticks) // args.streams)
         ticks = ticks[np.argsort(ticks["t"], kind="stable")]
-    rtt, verdicts = [], np.zeros(256, dtype=np.int64)
-    with Client(args.endpoint) as c:
+    rtt, verdicts, statuses = [], np.zeros(256, dtype=np.int64), np.zeros(256, dtype=np.int64)
+    with _client(args) as c:
         start, t0 = time.perf_counter(), float(ticks["t"][0])
         for i in range(0, len(ticks), args.batch):
             batch = ticks[i:i + args.batch]
@@ -175,6 +195,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             reply = c.ticks(batch)
             rtt.append(time.perf_counter_ns() - a)
             np.add.at(verdicts, reply.records["verdict"], 1)
+            np.add.at(statuses, reply.records["status"], 1)
             if i // args.batch % max(1, args.print_every) == 0:
                 r = reply.records[-1]
                 print(f"t={r['t']:.4f} stream={r['stream']} verdict={r['verdict']} "
@@ -182,12 +203,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     lat = percentiles_us(np.asarray(rtt, dtype=np.float64))
     print(f"{len(ticks)} ticks in {len(rtt)} requests; round trip (us): " +
           " ".join(f"{k}={v:.1f}" for k, v in lat.items()))
+    refused = len(ticks) - int(statuses[0])
+    if refused:
+        names = {s.value: s.name for s in Status.__members__.values()}
+        by = ", ".join(f"{names.get(i, i)}: {n}" for i, n in enumerate(statuses) if n and i)
+        print(f"tmn-client: the server refused {refused} of {len(ticks)} ticks ({by})",
+              file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     ticks = demo_trajectory(args.seconds)
-    with Client(args.endpoint) as c:
+    with _client(args) as c:
         h = c.health()
         if not h.get("ok"):
             print(f"server unhealthy: {h}", file=sys.stderr)
@@ -228,32 +256,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from tmn.keys import generate
+
+    public, secret = generate(args.dir, args.name)
+    print(f"public key (give it to the other side): {public}\nsecret key (keep it): {secret}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The tmn-client command line."""
     p = argparse.ArgumentParser(prog="tmn-client", description="Talk to a running tmn-serve.")
     p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+    p.add_argument("--key", type=Path, default=None, metavar="FILE",
+                   help="this client's CURVE .key_secret file (with --server-key)")
+    p.add_argument("--server-key", type=Path, default=None, metavar="FILE",
+                   help="the server's public CURVE .key file")
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("replay", help="send a recording and print predictions and latency")
+    r = sub.add_parser("replay", help="send a recording and print predictions and latency; "
+                                      "exits 1 if the server refused any tick")
     r.add_argument("file", type=Path, help="CSV or NPZ with t,x,y,vx,vy[,stream]")
     r.add_argument("--rate", choices=("real", "max"), default="max")
-    r.add_argument("--streams", type=int, default=1, help="replay as N parallel streams")
-    r.add_argument("--batch", type=int, default=1, help=f"ticks per request (<= {MAX_BATCH})")
-    r.add_argument("--print-every", type=int, default=1000, help="print every Nth reply")
-    sub.add_parser("stats", help="print the server's stats")
+    r.add_argument("--streams", type=bounded(int, 1, 1 << 20), default=1,
+                   help="replay as N parallel streams")
+    r.add_argument("--batch", type=bounded(int, 1, MAX_BATCH), default=1,
+                   help=f"ticks per request (1 to {MAX_BATCH})")
+    r.add_argument("--print-every", type=bounded(int, 1), default=1000,
+                   help="print every Nth reply")
+    st = sub.add_parser("stats", help="print the server's stats")
+    st.add_argument("--format", choices=("json", "prometheus"), default="json",
+                    help="JSON (default) or the Prometheus text format")
     sub.add_parser("health", help="print the server's health")
     d = sub.add_parser("demo", help="stream a built-in trajectory and compare with the truth")
-    d.add_argument("--seconds", type=float, default=10.0)
+    d.add_argument("--seconds", type=bounded(float, 0.001, 86400), default=10.0)
     d.add_argument("--rate", choices=("real", "max"), default="real")
+    k = sub.add_parser("keygen", help="write a CURVE key pair NAME.key and NAME.key_secret")
+    k.add_argument("name")
+    k.add_argument("--dir", type=Path, default=Path("."), help="folder to write to")
     args = p.parse_args(argv)
     try:
+        if args.cmd == "keygen":
+            return cmd_keygen(args)
         if args.cmd == "replay":
             return cmd_replay(args)
         if args.cmd == "demo":
             return cmd_demo(args)
-        with Client(args.endpoint) as c:
-            print(json.dumps(c.stats() if args.cmd == "stats" else c.health(), indent=2))
+        with _client(args) as c:
+            reply = c.stats() if args.cmd == "stats" else c.health()
+        if args.cmd == "stats" and args.format == "prometheus":
+            from tmn.metrics import prometheus_text
+
+            if not reply.get("ok"):
+                raise ProtocolError(str(reply.get("error")), str(reply.get("message")))
+            sys.stdout.write(prometheus_text(reply["stats"]))
+        else:
+            print(json.dumps(reply, indent=2))
         return 0
-    except (TimeoutError, ProtocolError, ValueError, OSError) as e:
+    except (TimeoutError, ProtocolError, ValueError, OSError, zmq.ZMQError) as e:
         print(f"tmn-client: {e}", file=sys.stderr)
         return 1
 

@@ -33,6 +33,8 @@ WEIGHTS_FILE = "model.safetensors"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 # Limits the engine enforces too (defined in C++).
 MAX_HIDDEN, MAX_HORIZONS, MAX_LAMBDA = _core.MAX_HIDDEN, _core.MAX_HORIZONS, _core.MAX_LAMBDA
+MAX_CONFIG_BYTES = 1 << 20   # config.json is a few KB; anything bigger is refused unread
+MAX_WEIGHTS_BYTES = 1 << 26  # 64 MiB: above the largest model the engine can hold
 
 # name -> (dtype, shape as a function of H = hidden, O = 2K); F features
 _F = len(FEATURES)
@@ -124,16 +126,27 @@ def load(path: str | Path | None = None) -> Model:
     """Load and validate a model artifact folder (default: the built-in model).
 
     Raises :class:`ModelFormatError` naming the file and field of the first
-    problem found, and ``FileNotFoundError`` if the folder does not exist.
+    problem found (whatever the problem: unreadable, oversized, deeply nested
+    or out-of-range content all end up there), and ``FileNotFoundError`` if
+    the folder does not exist.
     """
     folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
-    if not folder.is_dir():
+    try:
+        is_dir = folder.is_dir()
+    except (OSError, ValueError) as e:  # e.g. a path with a NUL byte
+        raise ModelFormatError(f"{folder}: not a readable folder: {e}") from e
+    if not is_dir:
         if path is None:
             raise FileNotFoundError(
                 f"no built-in model at {folder}; pass the path of a model folder")
         raise FileNotFoundError(f"model folder not found: {folder}")
-    config = _read_config(folder / CONFIG_FILE)
-    tensors = _read_tensors(folder / WEIGHTS_FILE, config)
+    try:
+        config = _read_config(folder / CONFIG_FILE)
+        tensors = _read_tensors(folder / WEIGHTS_FILE, config)
+    except ModelFormatError:
+        raise
+    except (OSError, ValueError, RecursionError, MemoryError) as e:
+        raise ModelFormatError(f"{folder}: cannot read the model: {type(e).__name__}: {e}") from e
     return Model(path=folder, config=config, tensors=tensors)
 
 
@@ -177,13 +190,28 @@ def _number(file: Path, cfg: dict[str, Any], field: str, lo: float = -math.inf,
     return float(v)
 
 
-def _read_config(file: Path) -> dict[str, Any]:
+def _read_bounded(file: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or a ModelFormatError."""
     if not file.is_file():
         raise ModelFormatError(f"{file}: missing")
     try:
-        cfg = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        with open(file, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise ModelFormatError(f"{file}: cannot be read: {e.strerror or e}") from e
+    if len(data) > limit:
+        raise ModelFormatError(f"{file}: larger than {limit} bytes")
+    return data
+
+
+def _read_config(file: Path) -> dict[str, Any]:
+    text = _read_bounded(file, MAX_CONFIG_BYTES)
+    try:
+        cfg = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
         raise ModelFormatError(f"{file}: not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise ModelFormatError(f"{file}: not valid JSON: nested too deeply") from e
     if not isinstance(cfg, dict):
         raise ModelFormatError(f"{file}: must hold a JSON object")
     version = cfg.get("format_version")
@@ -205,15 +233,18 @@ def _read_config(file: Path) -> dict[str, Any]:
         raise _fail(file, "horizons_ms", f"must hold 1 to {MAX_HORIZONS} horizons, got {len(h)}")
     if any(abs(hk - (k + 1) * h[0]) > 1e-6 * (k + 1) for k, hk in enumerate(h)):
         raise _fail(file, "horizons_ms", "must be equally spaced: h_k = (k + 1) * h_0")
+    if h[-1] > _core.MAX_HORIZON_S * 1000.0:
+        raise _fail(file, "horizons_ms",
+                    f"the last horizon must be at most {_core.MAX_HORIZON_S * 1000.0:g} ms")
     _number_list(file, cfg, "normalisation.mean", _F)
     _number_list(file, cfg, "normalisation.std", _F, positive=True)
     _number_list(file, cfg, "normalisation.output_scale", 2, positive=True)
-    _number(file, cfg, "kalman.q", 0)
-    _number(file, cfg, "kalman.r_pos", 0, lo_open=True)
-    _number(file, cfg, "kalman.r_vel", 0, lo_open=True)
+    _number(file, cfg, "kalman.q", 0, _core.MAX_KALMAN_Q)
+    _number(file, cfg, "kalman.r_pos", _core.MIN_KALMAN_R, _core.MAX_KALMAN_R)
+    _number(file, cfg, "kalman.r_vel", _core.MIN_KALMAN_R, _core.MAX_KALMAN_R)
     if cfg["system"] == "B":
-        _number(file, cfg, "gate.eps", 0, lo_open=True)
-        _number(file, cfg, "gate.budget", 1, 2**53)
+        _number(file, cfg, "gate.eps", _core.MIN_GATE_EPS, _core.MAX_GATE_EPS)
+        _number(file, cfg, "gate.budget", 1, _core.MAX_GATE_BUDGET)
         if not isinstance(cfg["gate"]["budget"], int):
             raise _fail(file, "gate.budget", f"must be an integer, got {cfg['gate']['budget']!r}")
         _number(file, cfg, "gate.lambda", 0, MAX_LAMBDA, lo_open=True, hi_open=True)
@@ -231,17 +262,16 @@ def _read_config(file: Path) -> dict[str, Any]:
 
 def _read_tensors(file: Path, cfg: dict[str, Any]) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load
 
-    if not file.is_file():
-        raise ModelFormatError(f"{file}: missing")
-    digest = file_sha256(file)
+    data = _read_bounded(file, MAX_WEIGHTS_BYTES)
+    digest = hashlib.sha256(data).hexdigest()
     if digest != cfg["weights"]["sha256"]:
         raise ModelFormatError(
             f"{file}: checksum mismatch: config.json field 'weights.sha256' says "
             f"{cfg['weights']['sha256']}, the file hashes to {digest}")
     try:
-        tensors = load_file(str(file))
+        tensors = load(data)
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelFormatError(f"{file}: not a readable safetensors file: {e}") from e
     H, O = int(cfg["hidden"]), 2 * len(cfg["horizons_ms"])

@@ -88,12 +88,20 @@ def serve_argv(model: Path | None, endpoint: str, *extra: str) -> list[str]:
     return argv + list(extra)
 
 
-def _health_ok(endpoint: str, proc: subprocess.Popen, deadline: float) -> bool:
+def _health_ok(endpoint: str, proc: subprocess.Popen, deadline: float,
+               probe_keys: tuple[Path, Path] | None = None) -> bool:
     """Poll ``health`` until it answers (True) or the process exits (False);
-    fails the test at the deadline."""
+    fails the test at the deadline. ``probe_keys``: (client .key_secret, server
+    .key) for a CURVE daemon."""
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    if probe_keys is not None:
+        from tmn.keys import load_public_key, load_secret_key
+
+        sock.curve_secretkey = load_secret_key(probe_keys[0]).encode()
+        sock.curve_publickey = load_public_key(probe_keys[0]).encode()
+        sock.curve_serverkey = load_public_key(probe_keys[1]).encode()
     try:
         sock.connect(endpoint)
         sock.send(b'{"cmd": "health"}')  # queued until the daemon has bound
@@ -110,7 +118,8 @@ def _health_ok(endpoint: str, proc: subprocess.Popen, deadline: float) -> bool:
 
 
 def start_daemon(model: Path | None, *extra: str, log_dir: Path, endpoint: str | None = None,
-                 pub: bool = False, pidfile: Path | None = None) -> Daemon:
+                 pub: bool = False, pidfile: Path | None = None,
+                 probe_keys: tuple[Path, Path] | None = None) -> Daemon:
     """Start tmn-serve and wait (bounded) until it answers ``health``.
 
     ``endpoint=None`` picks a free loopback TCP port (retrying if another
@@ -132,7 +141,7 @@ def start_daemon(model: Path | None, *extra: str, log_dir: Path, endpoint: str |
                                     stdin=subprocess.DEVNULL)
         d = Daemon(proc, ep, argv, log_path, pub_ep, pidfile)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        if _health_ok(ep, proc, deadline):
+        if _health_ok(ep, proc, deadline, probe_keys):
             return d
         if proc.poll() is None:  # alive but silent: give up on it
             proc.kill()

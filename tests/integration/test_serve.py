@@ -496,7 +496,7 @@ def test_bad_control_request_gets_an_error_and_the_daemon_goes_on(
 
 def test_reload_of_a_corrupt_model_is_refused_naming_the_file(
         daemon_b: Daemon, models: dict[str, Path], tmp_path: Path) -> None:
-    bad = tmp_path / "corrupt"
+    bad = models["B"].parent / f"corrupt-{tmp_path.name}"  # under the model root
     shutil.copytree(models["B"], bad)
     cfg = json.loads((bad / "config.json").read_text())
     cfg["hidden"] = "thirty-two"
@@ -705,7 +705,8 @@ def test_stats_count_every_request_tick_error_and_verdict(streamed: dict[str, An
     assert s["batches"] == n_batches and s["ticks"] == n + 2 and s["ticks_ok"] == n
     assert s["messages"] >= n_batches + 3
     assert s["tick_errors"] == {"non_finite": 1, "time_not_increasing": 1,
-                                "capacity_exceeded": 0, "unknown_stream": 0}
+                                "capacity_exceeded": 0, "unknown_stream": 0,
+                                "out_of_range": 0, "non_finite_output": 0}
     fe = s["frame_errors"]
     assert fe["bad_magic"] == 1 and fe["empty_batch"] == 1
     assert sum(fe.values()) == 2

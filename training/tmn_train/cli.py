@@ -47,8 +47,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tmn_train.export import export, summary
     from tmn_train.train import load_final
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
     cfg, ck = load_final(Path(args.checkpoint))
-    folder = export(ck, cfg, Path(args.out))
+    folder = export(ck, cfg, out)
     _log(f"exported {summary(folder)}")
     return 0
 
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (ConfigError, DataError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, DataError, OSError, ValueError) as e:
         print(f"tmn-train: error: {e}", file=sys.stderr)
         return 2
 

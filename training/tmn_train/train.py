@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import os
 import time
 from pathlib import Path
@@ -188,7 +189,6 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     ckpt_path = folder / CHECKPOINT
     scale = np.asarray(prep.output_scale)
     tr, va = prep.splits["train"], prep.splits["val"]
-    w = cfg.ticks(cfg.window_ms)
     train_chains = tr.chains(cfg)
     if sum(max(len(c) - 1, 0) for c in train_chains) == 0 or \
             sum(max(len(c) - 1, 0) for c in va.chains(cfg)) == 0:
@@ -227,15 +227,8 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     while state["epoch"] < cfg.epochs and state["epoch"] - state["best_epoch"] < cfg.patience:
         epoch = state["epoch"] + 1
         t0 = time.perf_counter()
-        model.train()
-        plans = [lanes(train_chains, cfg.batch, w, rng) for _ in range(cfg.data.passes)]
-        steps = sum(p[0].shape[1] - int(p[1][:, 0].all()) for p in plans)
-        bar = tqdm(total=steps, desc=f"seed {seed} epoch {epoch}", leave=False, unit="step",
-                   dynamic_ncols=True, disable=None)
-        sums = [sweep(model, tr, plan, cfg, scale, opt, bar, sched) for plan in plans]
-        bar.close()
-        train_mse = float(np.mean([m for m, _ in sums]))
-        train_loss = float(np.mean([x for _, x in sums]))
+        train_mse, train_loss, steps = _train_epoch(model, tr, train_chains, cfg, scale, opt,
+                                                    sched, rng, f"seed {seed} epoch {epoch}")
         if writer is not None:
             writer.add_scalar("train/loss", train_loss, epoch)
         vl = val_loss(model, va, cfg, scale)
@@ -265,6 +258,23 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
         writer.close()
     state["finished"] = True
     return {"seed": seed, "best_model": best_model, **state}
+
+
+def _train_epoch(model: MicroGru, tr: SplitArrays, chains: list[np.ndarray], cfg: Config,
+                 scale: np.ndarray, opt: torch.optim.Optimizer,
+                 sched: torch.optim.lr_scheduler.LRScheduler | None, rng: np.random.Generator,
+                 desc: str) -> tuple[float, float, int]:
+    """``data.passes`` sweeps of fresh lanes (TBPTT, a step per window), with a
+    progress bar: (train MSE, train loss, optimiser steps)."""
+    model.train()
+    w = cfg.ticks(cfg.window_ms)
+    plans = [lanes(chains, cfg.batch, w, rng) for _ in range(cfg.data.passes)]
+    steps = sum(p[0].shape[1] - int(p[1][:, 0].all()) for p in plans)
+    bar = tqdm(total=steps, desc=desc, leave=False, unit="step", dynamic_ncols=True,
+               disable=None)
+    sums = [sweep(model, tr, plan, cfg, scale, opt, bar, sched) for plan in plans]
+    bar.close()
+    return float(np.mean([m for m, _ in sums])), float(np.mean([x for _, x in sums])), steps
 
 
 def _schedule(opt: torch.optim.Optimizer, cfg: Config, chains: list[np.ndarray]
@@ -384,8 +394,11 @@ def _log_metrics(m: dict[str, Any], log) -> None:  # type: ignore[no-untyped-def
 
 
 def load_final(path: Path) -> tuple[Config, dict[str, Any]]:
-    ck = torch.load(path, weights_only=False)
-    if "tensors" not in ck:
+    try:
+        ck = torch.load(path, weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a checkpoint written by tmn-train fit ({e})") from e
+    if not isinstance(ck, dict) or "tensors" not in ck:
         raise ValueError(f"{path}: not a final checkpoint of tmn-train fit (no tensors); "
                          "export the final.pt that fit writes")
     return from_saved(ck["config"], where=str(path)), ck

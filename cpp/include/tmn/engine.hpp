@@ -35,10 +35,22 @@
 namespace tmn {
 
 inline constexpr int kMaxHorizons = 32;
+inline constexpr double kMaxHorizonS = 60.0;  // the last horizon, seconds
 inline constexpr int kStages = 5;
 // The stages in tick order: Prediction::stage_ns and every timing use it.
 inline constexpr const char* kStageNames[kStages] = {"ingest", "prior", "network", "gate",
                                                      "actuation"};
+
+// Valid input ranges (docs/protocol.md, "Valid ranges"). A feature may lie at
+// most kInputSigmas of its training standard deviations from its training
+// mean: far beyond anything the network has seen, far below float32
+// overflow of the normalised input (|z| <= kInputSigmas). Positions are also
+// bounded in absolute value by kMaxAbsOutputUnits output units (times
+// normalisation.output_scale), and t by kMaxAbsTimeS, so that no downstream
+// float32 (d2, the certificate, features) can overflow.
+inline constexpr double kInputSigmas = 1.0e4;
+inline constexpr double kMaxAbsOutputUnits = 1.0e9;
+inline constexpr double kMaxAbsTimeS = 1.0e10;  // Unix time in seconds fits
 
 enum class System : std::uint8_t { A = 0, B = 1 };
 enum class Precision : std::uint8_t { fp32 = 0, int8 = 1 };
@@ -62,6 +74,10 @@ struct ModelSpec {
   std::vector<std::int8_t> q_ih, q_hh, q_out;
   std::vector<float> s_ih, s_hh, s_out;
 };
+
+// The valid range of every tick field for model m: the one place the ranges
+// are derived (from normalisation and output_scale), see kInputSigmas.
+InputRanges input_ranges(const ModelSpec& m) noexcept;
 
 struct Prediction {
   std::uint64_t stream = 0;
@@ -142,6 +158,7 @@ class Engine {
   Precision precision() const noexcept { return precision_; }
   Isa isa() const noexcept { return kernels_->isa; }
   const StreamTable& streams() const noexcept { return table_; }
+  const InputRanges& ranges() const noexcept { return ranges_; }
   const GruScratch& scratch() const noexcept { return scratch_; }
   std::uint64_t restarts() const noexcept { return restarts_; }
 
@@ -151,6 +168,7 @@ class Engine {
   int K_;
   const GruKernels* kernels_;
   Normaliser norm_;
+  InputRanges ranges_;
   std::array<double, 2> out_scale_;
   std::array<double, 2> inv_out_scale2_;  // 1 / scale^2, for variances
   double window_s_, max_gap_s_;
@@ -170,6 +188,9 @@ class Engine {
   std::array<float, 2 * kMaxHorizons> y_{};
   std::array<double, 2 * kMaxHorizons> rel_{}, inv_var_{}, proj_{};
   std::array<double, kMaxHorizons> var_{};
+  // the stream's state before the tick, restored on non_finite_output
+  StreamState saved_state_{};
+  AlignedBuffer<float> saved_hidden_;
 };
 
 }  // namespace tmn

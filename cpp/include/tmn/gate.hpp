@@ -25,9 +25,17 @@
 //    solved as one system A (x) I_2 (same lambda_min); damped Jacobi from
 //    u = q stops when the proven bound on the whole path's error is <= eps.
 //    Out of budget: fallback_uncertified.
+// 3. Bounds. A model's eps and budget must lie in the ranges below (checked
+//    when an Engine is built from it), and each solve has a guard of its own
+//    (solver.hpp, WallGuard): once it has spent kGateGuardWork (an ordinary
+//    tick needs a few hundred), it stops, uncertified, at once if its
+//    rounding floor exceeds eps (it could never be certified), else after
+//    kGateGuardNs more.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "tmn/aligned.hpp"
 #include "tmn/solver.hpp"
@@ -58,6 +66,20 @@ inline constexpr double kMaxLambda = 0.25;
 
 const char* verdict_name(Verdict v) noexcept;
 
+inline constexpr double kMinGateEps = 1e-6;          // output units
+inline constexpr double kMaxGateEps = 1e3;
+inline constexpr std::uint64_t kMaxGateBudget = 2'000'000;  // touched nonzeros per tick
+inline constexpr std::uint64_t kGateGuardWork = 20'000;     // the guard starts after this
+inline constexpr std::uint64_t kGateGuardNs = 500'000;     // then at most 0.5 ms more
+
+// A certificate stored as float32 must still be a bound: round upward
+// (to nearest, then one float up when that went below the double).
+inline float bound_as_float(double bound) noexcept {
+  const float f = static_cast<float>(bound);
+  return static_cast<double>(f) < bound ? std::nextafter(f, std::numeric_limits<float>::infinity())
+                                        : f;
+}
+
 struct GateParams {
   double eps;          // certificate target, output units
   std::uint64_t budget;  // touched nonzeros per tick, both axes together
@@ -75,7 +97,10 @@ class SolverGate {
  public:
   // K horizons, equally spaced by dh seconds (h_k = (k + 1) dh).
   // Throws std::invalid_argument on parameters outside the contract.
-  SolverGate(const GateParams& p, int K, double dh);
+  // `guarded`: the wall-clock guard of 3. (the engine's gates are guarded;
+  // tests of the maths may leave it off so that no result depends on the
+  // scheduler).
+  SolverGate(const GateParams& p, int K, double dh, bool guarded = true);
   SolverGate(const SolverGate&) = delete;
   SolverGate& operator=(const SolverGate&) = delete;
   SolverGate(SolverGate&&) noexcept = default;
@@ -94,6 +119,7 @@ class SolverGate {
   double dh_;
   solver::CsrMatrix a_;
   double omega_;  // Jacobi damping, see the constructor
+  solver::WallGuard guard_;
   AlignedBuffer<double> b_, u_, r_;  // scratch, 2K each (interleaved axes)
 };
 

@@ -3,7 +3,7 @@
 // Contract:
 //   * Buckets cover [lowest, lowest * 2^octaves) with `sub` linear buckets per
 //     octave (relative bucket width 1/sub); values below go to an underflow
-//     bucket, values above (and NaN) to an overflow bucket. Exact count,
+//     bucket, values above (+inf and NaN included) to an overflow bucket. Exact count,
 //     sum, min and max are kept besides.
 //   * record() never allocates, locks or throws: a handful of flops.
 //   * One writer thread. Counters are relaxed atomics written with plain
@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "tmn/aligned.hpp"
 
@@ -47,6 +48,8 @@ class Histogram {
   double mean() const noexcept { return count() ? sum() / static_cast<double>(count()) : 0.0; }
   // p in [0, 100]; NaN when empty.
   double percentile(double p) const noexcept;
+  // Every bucket's count: underflow first, overflow last (for tests).
+  std::vector<std::uint64_t> bucket_counts() const;
 
  private:
   static void bump(std::atomic<std::uint64_t>& c) noexcept {

@@ -16,11 +16,18 @@
 //             s_k = p_pp + 2 h_k p_pv + h_k^2 p_vv + q h_k^3 / 3.
 //   cost    ~60 flops per step, ~5 flops per horizon; no allocation, no errors
 //           (inputs are validated by ingest; dt > 0).
+//   bounds  q in [0, kMaxKalmanQ], r_pos and r_vel in [kMinKalmanR,
+//           kMaxKalmanR] (checked when an engine is built): wide enough for
+//           any data unit, narrow enough that no variance overflows.
 #pragma once
 
 #include "tmn/tick.hpp"
 
 namespace tmn {
+
+inline constexpr double kMaxKalmanQ = 1e15;
+inline constexpr double kMinKalmanR = 1e-12;
+inline constexpr double kMaxKalmanR = 1e15;
 
 struct KalmanParams {
   double q;      // white-noise acceleration spectral density, (units/s^2)^2 / Hz

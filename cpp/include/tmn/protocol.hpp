@@ -9,7 +9,9 @@
 
 #include <array>
 #include <bit>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 
 namespace tmn::wire {
@@ -37,15 +39,16 @@ enum class FrameError : std::uint16_t {
   unknown_command = 9,
   bad_envelope = 10,  // multipart layout not [identity, (empty,) payload]
   internal = 11,      // the request could not be completed (see message)
+  overloaded = 12,    // too many of this client's ticks are waiting (server.hpp)
 };
 
 // The names of the frame errors, in value order from 1 (stats and
 // tmn.protocol use them), and every frame error in that order.
 inline constexpr const char* kFrameErrorNames[] = {
     "bad_magic", "bad_version", "bad_kind", "bad_size", "batch_too_large", "empty_batch",
-    "bad_json", "bad_request", "unknown_command", "bad_envelope", "internal"};
+    "bad_json", "bad_request", "unknown_command", "bad_envelope", "internal", "overloaded"};
 inline constexpr int kFrameErrorCount = static_cast<int>(std::size(kFrameErrorNames));
-static_assert(static_cast<int>(FrameError::internal) == kFrameErrorCount,
+static_assert(static_cast<int>(FrameError::overloaded) == kFrameErrorCount,
               "every frame error needs its name, in value order");
 inline constexpr auto kFrameErrors = [] {
   std::array<FrameError, kFrameErrorCount> all{};
@@ -106,5 +109,30 @@ struct ErrorBody {
   std::uint32_t reserved;
 };
 static_assert(sizeof(ErrorBody) == 8);
+
+// The frame-level check of a tick batch (its records are checked per tick by
+// the engine). Returns 0 and fills h when the frame is a readable tick batch,
+// else the FrameError to answer, and its message in *why. The header is read
+// only when the frame holds one (h.seq is echoed for codes other than
+// bad_magic).
+inline std::uint16_t check_tick_frame(const std::uint8_t* data, std::size_t n, Header& h,
+                                      const char** why) noexcept {
+  const auto fail = [why](FrameError e, const char* msg) {
+    *why = msg;
+    return static_cast<std::uint16_t>(e);
+  };
+  if (n < sizeof h) return fail(FrameError::bad_magic, "frame shorter than the 16-byte header");
+  std::memcpy(&h, data, sizeof h);
+  if (h.magic != kMagic) return fail(FrameError::bad_magic, "not a tmn frame: bad magic (and not JSON)");
+  if (h.version != kVersion)
+    return fail(FrameError::bad_version, "unsupported frame version; this server speaks 1");
+  if (h.kind != static_cast<std::uint16_t>(Kind::ticks))
+    return fail(FrameError::bad_kind, "only tick batches (kind 1) are accepted");
+  if (h.count == 0) return fail(FrameError::empty_batch, "a tick batch needs at least one tick");
+  if (h.count > kMaxBatch) return fail(FrameError::batch_too_large, "more than 4096 ticks in one frame");
+  if (n != sizeof h + static_cast<std::size_t>(h.count) * sizeof(TickRecord))
+    return fail(FrameError::bad_size, "frame length != 16 + 48 * count");
+  return 0;
+}
 
 }  // namespace tmn::wire

@@ -16,10 +16,38 @@
 //   * The control plane (JSON control messages, stream reset, model reload,
 //     stats) is served by ONE other thread (tmn-serve's Python main thread):
 //     next_control() hands it the JSON requests, reply_control() sends its
-//     answer, reset_stream() and swap_engine() run on the loop between two
-//     requests, so a reload never splits or drops a request.
-//   * stop(): stop intake (unbind), answer what was already received, join.
+//     answer, reset_stream() runs on the loop between two slices and
+//     swap_engine() once no job is half done, so a reload never splits or
+//     drops a request.
+//   * Fairness: a tick batch is a job. The loop runs jobs round-robin in
+//     slices of kSliceNs, and reads the next request between two slices, so
+//     no client holds the loop for longer than a slice while others wait.
+//     Jobs of one peer (routing id) run in arrival order, so its replies and
+//     its streams' ticks keep their order.
+//   * Bounds: a message is at most kMaxMessageBytes (ZMQ_MAXMSGSIZE: a
+//     larger one disconnects its peer). At most kMaxJobs jobs wait; of one
+//     peer at most kMaxJobsPerPeer, kMaxQueuedTicksPerPeer unanswered ticks
+//     and kMaxWaitingReplyBytesPerPeer of finished replies (beyond: error
+//     `overloaded`, itself dropped and counted if it cannot be queued). A
+//     control message is at most kMaxControlBytes and at most
+//     kMaxControlQueue wait for the control thread (beyond: a JSON reply).
+//     High-water marks (kSendHwm, kRecvHwm) bound libzmq's queues. A reply
+//     (of any kind) refused by a full queue waits, in order, for up to
+//     kReplyWaitNs, then is dropped; a publication refused is dropped at
+//     once; both are counted (dropped_replies, dropped_pub), and the loop
+//     never blocks on a peer.
+//   * CURVE (curve_secret_key set): every peer must present one of
+//     client_keys (a ZAP handler on the loop thread checks). Stream ids are
+//     then scoped per client key: the engine sees id XOR a random 64-bit salt
+//     of that key, so no client can reach another's streams. Control
+//     requests carry the client's key (empty without CURVE).
+//   * A full stream table reclaims the streams idle for reclaim_idle_s (at
+//     most once every 10 ms), so idle ids cannot block new streams for long.
+//   * stop(): stop intake (unbind), answer what was already received within
+//     kDrainNs, join.
 #pragma once
+
+#include <zmq.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -41,6 +69,24 @@ namespace tmn {
 
 // tmn-serve binds loopback unless told otherwise (docs/protocol.md).
 inline constexpr const char* kDefaultEndpoint = "tcp://127.0.0.1:5555";
+// ZMQ_MAXMSGSIZE: above the largest tick frame (16 + 48 x 4096 bytes), so that
+// a frame a little too long still gets its error reply.
+inline constexpr std::size_t kMaxMessageBytes = 256 * 1024;
+static_assert(kMaxMessageBytes >
+              sizeof(wire::Header) + (wire::kMaxBatch + 1) * sizeof(wire::TickRecord));
+inline constexpr std::size_t kMaxControlBytes = 64 * 1024;
+inline constexpr std::size_t kMaxControlQueue = 64;
+inline constexpr std::size_t kMaxJobs = 256;
+inline constexpr std::size_t kMaxJobsPerPeer = 64;  // requests of one peer waiting (and errors)
+inline constexpr std::size_t kMaxWaitingReplyBytesPerPeer = 16 << 20;
+inline constexpr std::uint32_t kMaxQueuedTicksPerPeer = 4 * wire::kMaxBatch;
+inline constexpr std::uint64_t kSliceNs = 50'000;       // 50 us of one job, then the next
+inline constexpr std::uint64_t kDrainNs = 1'000'000'000;  // stop(): answer the queue for <= 1 s
+inline constexpr std::uint64_t kReplyWaitNs = 2'000'000'000;  // a reply waits <= 2 s for room
+inline constexpr int kSendHwm = 32;   // messages per peer
+inline constexpr int kRecvHwm = 32;
+inline constexpr int kPubHwm = 1000;  // publications per subscriber
+inline constexpr std::size_t kMaxErrorText = 1024;
 
 struct ServerConfig {
   std::string endpoint = kDefaultEndpoint;
@@ -52,12 +98,18 @@ struct ServerConfig {
   bool lock_memory = true;
   double idle_evict_s = 60.0;     // forget streams idle this long (wall time)
   double score_every_s = 0.01;    // live accuracy: one kept prediction per stream per interval
+  double reclaim_idle_s = 2.0;    // a full table reuses the LRU stream idle this long
   bool echo = false;  // benchmark floor: answer every binary request with its own bytes
+  // CURVE: the server's secret key (Z85, 40 characters; empty: no CURVE) and
+  // the public keys (Z85) allowed to connect.
+  std::string curve_secret_key;
+  std::vector<std::string> client_keys;
 };
 
 struct ControlRequest {
   std::uint64_t token = 0;
-  std::string payload;  // JSON text
+  std::string payload;     // JSON text
+  std::string client_key;  // the peer's CURVE public key (Z85), empty without CURVE
 };
 
 // Counters and histograms, written by the loop thread only (relaxed), read by
@@ -65,7 +117,8 @@ struct ControlRequest {
 struct ServerCounters {
   std::atomic<std::uint64_t> messages{0}, batches{0}, ticks{0}, ticks_ok{0};
   std::atomic<std::uint64_t> control{0}, dropped_replies{0}, dropped_pub{0};
-  std::atomic<std::uint64_t> reloads{0}, evicted{0}, loop_iterations{0};
+  std::atomic<std::uint64_t> reloads{0}, evicted{0}, loop_iterations{0}, reclaimed{0};
+  std::atomic<std::uint64_t> refused_peers{0}, control_overloaded{0}, dropped_at_stop{0};
   std::atomic<std::uint64_t> by_status[8]{};
   std::atomic<std::uint64_t> by_frame_error[16]{};
   std::atomic<std::uint64_t> by_verdict[8]{};
@@ -88,6 +141,11 @@ class Server {
   bool next_control(ControlRequest& out, double timeout_s);
   void reply_control(std::uint64_t token, const std::string& json);
   Status reset_stream(std::uint64_t stream);
+  // The engine's id for a client's stream id: id XOR the key's salt (0 for
+  // an empty key, or without CURVE).
+  std::uint64_t scoped_stream(const std::string& client_key, std::uint64_t stream) const noexcept;
+  // The endpoint actually bound (ZMQ_LAST_ENDPOINT: a wildcard port resolved).
+  const std::string& bound_endpoint() const noexcept { return bound_endpoint_; }
   // Swap in a new engine between two requests; returns the old one. The
   // caller keeps ownership of both; live accuracy restarts with the model.
   Engine* swap_engine(Engine* next);
@@ -103,14 +161,50 @@ class Server {
   const ServerConfig& config() const noexcept { return cfg_; }
 
  private:
+  // A tick batch being answered: its request, its reply (built in a libzmq
+  // message as the ticks run) and where it stands.
+  struct Job {
+    zmq_msg_t request, reply;
+    std::uint8_t identity[256];
+    std::size_t identity_size = 0;
+    std::uint64_t identity_hash = 0;
+    bool delimiter = false;
+    std::uint64_t t_recv = 0, salt = 0;
+    std::uint32_t count = 0, next = 0, seq = 0;
+    std::uint64_t t_done = 0;
+    bool started = false, done = false;  // done: every tick answered, the reply not sent yet
+  };
+
   void run() noexcept;
   void setup_thread() noexcept;
-  bool receive_one(int flags) noexcept;  // false when nothing was read
-  void handle_ticks(const std::uint8_t* data, std::size_t n, std::uint64_t t_recv) noexcept;
+  bool receive_one() noexcept;  // false when nothing was read
+  // Check a tick frame; queue it as a job, or answer its error.
+  void accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_t salt) noexcept;
+  bool run_slice() noexcept;  // false when no job could run
+  bool reclaim() noexcept;    // true when streams were freed
+  void publish(std::uint64_t stream, std::uint32_t seq, int K, const std::uint8_t* rec,
+               std::size_t rb) noexcept;
+  // Send a done job's reply and retire it; false while the peer's queue is
+  // full and the reply is younger than kReplyWaitNs (then it is dropped).
+  bool retry_reply(std::size_t pos) noexcept;
+  void drop_jobs() noexcept;
+  // An error frame to the current request's peer, in order behind its jobs.
   void send_error(wire::FrameError code, std::uint32_t seq, const char* msg) noexcept;
+  // Send now, or queue as a done job behind the peer's jobs (`ordered`) or
+  // until its queue has room; dropped and counted when neither is possible.
+  void deliver(const std::uint8_t* identity, std::size_t identity_size, bool delim,
+               const void* data, std::size_t n, bool ordered) noexcept;
+  static std::uint64_t identity_hash(const std::uint8_t* id, std::size_t n) noexcept;
+  static bool same_peer(const Job& j, std::uint64_t hash, const std::uint8_t* identity,
+                        std::size_t identity_size) noexcept;
   void send_reply(const void* data, std::size_t n) noexcept;
+  int send_to(const std::uint8_t* identity, std::size_t identity_size, bool delim,
+              zmq_msg_t* msg) noexcept;  // 0 or the errno of the refusal
   void send_envelope_reply(const std::string& envelope, bool delim, const void* data,
                            std::size_t n) noexcept;
+  void serve_zap() noexcept;
+  void drain_subscriptions() noexcept;
+  std::uint64_t salt_of(const char* user_id) const noexcept;
   void service_commands() noexcept;
   void wake() noexcept;
 
@@ -119,7 +213,10 @@ class Server {
   void* ctx_ = nullptr;
   void* router_ = nullptr;
   void* pub_ = nullptr;
+  void* zap_ = nullptr;
   int wake_fd_ = -1;
+  std::string bound_endpoint_;
+  std::vector<std::pair<std::string, std::uint64_t>> salts_;  // sorted by Z85 key
   std::thread thread_;
   std::atomic<bool> running_{false}, stop_{false};
 
@@ -127,8 +224,15 @@ class Server {
   std::uint8_t identity_[256];
   std::size_t identity_size_ = 0;
   bool delimiter_ = false;
-  std::vector<std::uint8_t> reply_;    // sized for kMaxBatch at construction
+  std::vector<std::uint8_t> reply_;    // error frames
   std::vector<std::uint8_t> pub_buf_;  // one prediction frame
+  std::vector<Job> jobs_;              // kMaxJobs, a FIFO: jobs_[order_[0..njobs_)]
+  std::size_t order_[kMaxJobs];
+  std::size_t free_[kMaxJobs];
+  std::size_t njobs_ = 0, nfree_ = 0, rr_ = 0;
+  std::size_t started_jobs_ = 0;
+  bool hold_ = false;  // a reload waits: start no job
+  std::uint64_t next_reclaim_ = 0;
 
   ServerCounters counters_;
   std::unique_ptr<Histogram> stage_[kStages];

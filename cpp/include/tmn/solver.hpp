@@ -83,10 +83,25 @@ class CsrMatrix {
   std::vector<double> dia_data_;
 };
 
+// A guard for one solve, free until `after_work` nonzeros are spent. Then
+// the solve stops (uncertified) at once if the rounding floor (below) alone
+// exceeds eps, and otherwise after `ticks` more of tmn::clock. The default
+// never fires.
+struct WallGuard {
+  std::uint64_t after_work = ~std::uint64_t{0};
+  std::uint64_t ticks = 0;
+};
+
 // Jacobi iteration from the initial guess in x (in/out). `r` is caller
 // scratch of length n; on return it holds the last computed residual.
 Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
                          double* r, double eps, std::uint64_t budget,
-                         double lambda_lb, double omega = 1.0) noexcept;
+                         double lambda_lb, double omega = 1.0,
+                         WallGuard guard = {}) noexcept;
+
+// The smallest error_bound any x can get for this b: the rounding term
+// gamma ||b||_2 (1 + 4 n u) / lambda_lb. A target eps below it can never be
+// certified, whatever the budget.
+double rounding_floor(const CsrMatrix& a, const double* b, double lambda_lb) noexcept;
 
 }  // namespace tmn::solver

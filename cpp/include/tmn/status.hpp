@@ -16,11 +16,14 @@ enum class Status : std::uint8_t {
   time_not_increasing = 2, // t <= the stream's previous t
   capacity_exceeded = 3,   // a new stream, but the stream table is full
   unknown_stream = 4,      // reset/lookup of a stream the table does not hold
+  out_of_range = 5,        // a finite value outside the model's valid range (engine.hpp)
+  non_finite_output = 6,   // the engine computed a non-finite path; nothing was kept
 };
 
 // Every status, in value order (the bindings export each one by name).
 inline constexpr Status kStatuses[] = {Status::ok, Status::non_finite, Status::time_not_increasing,
-                                       Status::capacity_exceeded, Status::unknown_stream};
+                                       Status::capacity_exceeded, Status::unknown_stream,
+                                       Status::out_of_range, Status::non_finite_output};
 
 constexpr const char* status_name(Status s) noexcept {
   switch (s) {
@@ -29,6 +32,8 @@ constexpr const char* status_name(Status s) noexcept {
     case Status::time_not_increasing: return "time_not_increasing";
     case Status::capacity_exceeded: return "capacity_exceeded";
     case Status::unknown_stream: return "unknown_stream";
+    case Status::out_of_range: return "out_of_range";
+    case Status::non_finite_output: return "non_finite_output";
   }
   return "unknown_status";
 }

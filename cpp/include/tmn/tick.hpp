@@ -6,8 +6,10 @@
 //   output  Status::ok, or the first problem found; on ok, the z-scored
 //           network features;
 //   cost    a handful of compares and four fused multiply-adds;
-//   errors  non_finite, time_not_increasing. Validation never writes to
-//           stream state: the caller commits state only after ok.
+//   errors  non_finite, out_of_range (a finite value outside the model's
+//           InputRanges, see engine.hpp), time_not_increasing. Validation
+//           never writes to stream state: the caller commits state only
+//           after ok.
 // Long gaps are not errors: the engine restarts the stream (see engine.hpp).
 #pragma once
 
@@ -43,13 +45,20 @@ struct Normaliser {
   }
 };
 
+// The closed interval [lo, hi] each tick field must lie in, in the order
+// t, x, y, vx, vy. Derived from the model by input_ranges() (engine.hpp).
+struct InputRanges {
+  std::array<double, 5> lo{}, hi{};
+};
+
 // `prev_t` is NaN for a stream that has no tick yet. Comparisons with NaN
-// are false, so a new stream accepts any finite t.
-inline Status validate_tick(const Tick& k, double prev_t) noexcept {
-  if (!(std::isfinite(k.t) && std::isfinite(k.x) && std::isfinite(k.y) &&
-        std::isfinite(k.vx) && std::isfinite(k.vy))) {
-    return Status::non_finite;
-  }
+// are false, so a new stream accepts any finite t in range.
+inline Status validate_tick(const Tick& k, double prev_t, const InputRanges& r) noexcept {
+  const double v[5] = {k.t, k.x, k.y, k.vx, k.vy};
+  for (double f : v)
+    if (!std::isfinite(f)) return Status::non_finite;
+  for (int i = 0; i < 5; ++i)
+    if (!(v[i] >= r.lo[i] && v[i] <= r.hi[i])) return Status::out_of_range;
   if (k.t <= prev_t) return Status::time_not_increasing;
   return Status::ok;
 }
