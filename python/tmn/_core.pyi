@@ -47,6 +47,7 @@ class FrameError(_Enum):
     unknown_command: FrameError
     bad_envelope: FrameError
     internal: FrameError
+    overloaded: FrameError
 
 class FrameKind(_Enum):
     """What a binary frame carries."""
