@@ -33,6 +33,7 @@ from tmn_train.config import Config, from_saved
 from tmn_train.export import artifact_config
 from tmn_train.models import MicroGru
 from tmn_train.pipeline import Prepared, SplitArrays, lanes, prepare, targets
+from tmn_train.selection import epoch_plans, selector_for
 from tmn_train.sources import load_sources
 
 CHECKPOINT = "checkpoint.pt"
@@ -151,7 +152,6 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     ckpt_path = folder / CHECKPOINT
     scale = np.asarray(prep.output_scale)
     tr, va = prep.splits["train"], prep.splits["val"]
-    w = cfg.ticks(cfg.window_ms)
     train_chains = tr.chains(cfg)
     if sum(max(len(c) - 1, 0) for c in train_chains) == 0 or \
             sum(max(len(c) - 1, 0) for c in va.chains(cfg)) == 0:
@@ -176,6 +176,7 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
         torch.set_rng_state(ck["rng"]["torch"])
         state = {k: ck[k] for k in state}
         log(f"seed {seed}: resumed after epoch {state['epoch']}")
+    selector = selector_for(cfg, tr, train_chains, scale, seed, log)  # None: uniform passes
     writer = _tensorboard(tensorboard, seed, log)
     if state["epoch"] == 0:
         state["initial_val"] = val_loss(model, va, cfg, scale)
@@ -186,7 +187,7 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
         epoch = state["epoch"] + 1
         t0 = time.perf_counter()
         model.train()
-        plans = [lanes(train_chains, cfg.batch, w, rng) for _ in range(cfg.data.passes)]
+        plans, sel_s = epoch_plans(selector, train_chains, cfg, rng, epoch, model)
         steps = sum(p[0].shape[1] - int(p[1][:, 0].all()) for p in plans)
         bar = tqdm(total=steps, desc=f"seed {seed} epoch {epoch}", leave=False, unit="step",
                    dynamic_ncols=True, disable=None)
@@ -203,13 +204,14 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
             best_model = {k: v.clone() for k, v in model.state_dict().items()}
         secs = time.perf_counter() - t0
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "train_mse": train_mse,
-                                 "val_loss": vl, "seconds": secs})
+                                 "val_loss": vl, "seconds": secs, "selection_seconds": sel_s})
         state["epoch"] = epoch
         if epoch - state["best_epoch"] >= cfg.patience:
             log(f"seed {seed}: early stop, no better validation loss for {cfg.patience} epochs")
         log(f"seed {seed} epoch {epoch:2d}/{cfg.epochs} train {train_loss:.5f} "
             f"val {vl:.5f}{' *' if better else '  '} best {state['best_val']:.5f}@"
-            f"{state['best_epoch']} steps {steps} {secs:.1f}s")
+            f"{state['best_epoch']} steps {steps} {secs:.1f}s"
+            + (f" (selection {sel_s:.1f}s)" if selector is not None else ""))
         if writer is not None:
             writer.add_scalar("val/loss", vl, epoch)
         save_atomic({"config": cfg.to_dict(), "seed": seed, "model": model.state_dict(),
