@@ -18,7 +18,8 @@ struct PyPushGraph {
               const py::object& weights)
       : graph(static_cast<int>(indptr.size()) - 1, narrow_indices(indptr, "indptr"),
               narrow_indices(indices, "indices"),
-              weights.is_none() ? std::vector<double>{} : to_vector(weights.cast<carray<double>>())),
+              weights.is_none() ? std::vector<double>{}
+                                : to_vector(weights.cast<carray<double>>())),
         ws(graph.n()) {}
 
   py::dict pagerank(const carray<std::int64_t>& nodes, const carray<double>& weights,

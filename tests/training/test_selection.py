@@ -13,7 +13,7 @@ import torch
 from tmn import _core
 from tmn_train import selection, synth
 from tmn_train.models import MicroGru
-from tmn_train.pipeline import lanes, prepare
+from tmn_train.pipeline import Prepared, lanes, prepare
 from tmn_train.train import FINAL, fit, load_final
 
 from train_helpers import tiny_config
@@ -23,7 +23,7 @@ ACTIVE = ["active_selection.enabled=true", "epochs=3"]
 
 
 @pytest.fixture(scope="module")
-def prep():  # type: ignore[no-untyped-def]
+def prep() -> Prepared:
     cfg = tiny_config("B", *ACTIVE)
     return prepare(synth.generate(0.75, seed=4, stream_s=15.0), cfg, kalman=KALMAN,
                    log=lambda m: None)
@@ -52,7 +52,7 @@ def test_a_single_window_gives_a_graph_without_edges() -> None:
     assert list(indptr) == [0, 0] and len(indices) == 0
 
 
-def test_motion_features_do_not_change_when_the_motion_is_moved_or_turned(prep) -> None:  # type: ignore[no-untyped-def]
+def test_motion_features_do_not_change_when_the_motion_is_moved_or_turned(prep: Prepared) -> None:
     a = prep.splits["train"]
     starts = np.concatenate(a.chains(prep.cfg))
     f = selection.motion_features(a, starts, prep.cfg)
@@ -72,7 +72,7 @@ def two_part_graph(n: int) -> _core.PushGraph:
     return _core.PushGraph(*selection.knn_csr(x, half - 1))
 
 
-def test_the_pagerank_follows_the_errors_and_the_floor_feeds_every_window(prep) -> None:  # type: ignore[no-untyped-def]
+def test_the_pagerank_follows_the_errors_and_the_floor_feeds_every_window(prep: Prepared) -> None:
     sel = prep.cfg.active_selection
     n = 40
     g = two_part_graph(n)
@@ -107,15 +107,17 @@ def test_drawn_runs_hold_as_many_windows_as_a_uniform_pass_and_follow_the_weight
 def test_lanes_carry_the_hidden_state_within_a_drawn_run_and_reset_between_runs() -> None:
     w = 256
     runs = [np.array([0, 256, 512]), np.array([5000, 5256]), np.array([9000, 9256, 9512])]
-    for seed in range(10):
-        start, reset, valid = lanes(runs, 1, w, np.random.default_rng(seed),
-                                    sampler=lambda c, r: c)
+    uniform = [np.arange(0, 20 * w, w)]
+    for seed in range(10):  # the sampler's runs replace the chains lanes() was given
+        start, reset, valid = lanes(uniform, 1, w, np.random.default_rng(seed),
+                                    sampler=lambda c, r: runs)
         s, rs = start[0][valid[0]], reset[0][valid[0]]
+        assert sorted(s) == sorted(np.concatenate(runs))
         assert rs[0]
         np.testing.assert_array_equal(rs[1:], s[1:] != s[:-1] + w)  # carried inside a run
 
 
-def test_a_selector_is_deterministic_under_a_seed_and_keeps_the_steps_of_a_pass(prep) -> None:  # type: ignore[no-untyped-def]
+def test_a_selector_is_deterministic_and_keeps_the_steps_of_a_pass(prep: Prepared) -> None:
     cfg, a = prep.cfg, prep.splits["train"]
     chains = a.chains(cfg)
     scale = np.asarray(prep.output_scale)

@@ -169,8 +169,9 @@ def window_errors(model: MicroGru, a: SplitArrays, starts: np.ndarray, chains: l
         y, h = model(torch.from_numpy(a.z[idx]), h)
         tgt = targets(a, idx, cfg, scale)
         e = ((y.numpy().reshape(tgt.shape) - tgt) ** 2).mean(axis=(1, 2, 3))
-        at = np.searchsorted(starts, start[valid[:, j], j])
-        err[at], hidden[at], cold[at] = e[valid[:, j]], h[0].numpy()[valid[:, j]], reset[valid[:, j], j]
+        v = valid[:, j]
+        at = np.searchsorted(starts, start[v, j])
+        err[at], hidden[at], cold[at] = e[v], h[0].numpy()[v], reset[v, j]
     nxt = np.minimum(np.arange(len(starts)) + 1, len(starts) - 1)
     follows = (starts[nxt] == starts + w) & ~cold[nxt]
     err[cold & follows] = err[nxt][cold & follows]
