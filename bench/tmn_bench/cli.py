@@ -402,10 +402,13 @@ def add_pagerank_command(sub: Any) -> None:
 
 def pagerank_command(args: argparse.Namespace) -> int:
     """Run ``tmn-bench pagerank``: measure, print the table, write the JSON."""
-    from tmn_bench.pagerank import format_pagerank_report, run_pagerank_bench
+    from tmn_bench.pagerank import K, RESTART, format_pagerank_report, run_pagerank_bench
 
     if args.compare_at not in args.sizes:
         return _fail("pagerank", f"--compare-at {args.compare_at} is not one of --sizes")
+    if min(args.sizes) <= max(K, RESTART):
+        return _fail("pagerank", f"--sizes must be above {max(K, RESTART)} nodes (k = {K} "
+                     "neighbours each)")
     try:
         import networkx  # noqa: F401
     except ImportError:

@@ -55,3 +55,5 @@ def test_the_cli_writes_json_and_refuses_a_comparison_size_it_does_not_run(
     bad = cli("--sizes", "1000", "--compare-at", "5000")
     assert bad.returncode == 2 and "not one of --sizes" in bad.stderr
     assert "Traceback" not in bad.stderr
+    tiny = cli("--sizes", "10", "--compare-at", "10")
+    assert tiny.returncode == 2 and "must be above 15 nodes" in tiny.stderr
