@@ -153,3 +153,20 @@ def test_a_fit_with_active_selection_is_deterministic_under_a_seed(tmp_path: Pat
     for k, v in finals[0]["tensors"].items():
         np.testing.assert_array_equal(v, finals[1]["tensors"][k])
     assert any(m.startswith("selection epoch 2:") for m in logs[0])
+
+
+def test_the_refresh_schedule_and_the_hidden_state_embedding(prep: Prepared) -> None:
+    a, scale = prep.splits["train"], np.asarray(prep.output_scale)
+    cfg = tiny_config("B", *ACTIVE, "active_selection.refresh_every=2",
+                      "active_selection.embedding=hidden")
+    sel = selection.Selector(cfg, a, a.chains(cfg), scale, seed=1, log=lambda m: None)
+    assert [sel.due(e) for e in (1, 2)] == [False, True]
+    model = MicroGru(cfg.micro_gru.hidden, cfg.K)
+    sel.refresh(2, model)
+    first = sel.graph
+    assert first is not None and sel.weights is not None
+    assert [sel.due(e) for e in (3, 4, 5, 6)] == [False, True, False, True]
+    sel.refresh(4, model)
+    assert sel.graph is not first  # the hidden-state graph is rebuilt at every refresh
+    resumed = selection.Selector(cfg, a, a.chains(cfg), scale, seed=1, log=lambda m: None)
+    assert resumed.due(3)  # a resumed run without scores refreshes at once
