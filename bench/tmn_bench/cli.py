@@ -3,10 +3,11 @@
     tmn-bench engine   [--model DIR] [--ticks N] [--json OUT] [--isa auto] [--strict]
     tmn-bench serve    [--model DIR] [--requests N] [--json OUT] [--server-core C ...]
     tmn-bench latency  [--model DIR] [--json OUT] [--report DIR] [--quick] [--skip-serve]
-    tmn-bench accuracy --data SOURCE ... --models DIR ... [--json OUT] [--report DIR]
+    tmn-bench accuracy --data SOURCE ... --models DIR ... [--baseline DIR ...] [--json OUT]
+    tmn-bench pagerank [--sizes N ...] [--compare-at N] [--json OUT] [--strict]
 
 This module only parses the command line and prints; the benchmarks are
-``tmn_bench.engine``, ``.serve``, ``.latency`` and ``.accuracy``. Nothing
+``tmn_bench.engine``, ``.serve``, ``.latency``, ``.accuracy`` and ``.pagerank``. Nothing
 imports it. Each subcommand is an ``add_*`` function in :data:`COMMANDS`. A
 user's mistake (a bad model folder, an unusable core, ``--report`` without
 matplotlib) exits with status 2 before anything is measured; ``--strict``
@@ -325,6 +326,10 @@ def add_accuracy_command(sub: Any) -> None:
     p.add_argument("--models", nargs="+", required=True, type=Path, metavar="DIR",
                    help="model artifacts from tmn-train; several of one system are seeds, "
                    "B_i is paired with A_i (or every B with a single A)")
+    p.add_argument("--baseline", nargs="+", type=Path, default=None, metavar="DIR",
+                   help="models of the same systems to compare --models with one to one, in "
+                   "the order given (active selection against uniform sampling); labelled "
+                   "'B0 baseline'")
     p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
                    help="the part of each source to evaluate, split as the first model was "
                    "trained (default test; all: every stream whole)")
@@ -359,7 +364,7 @@ def accuracy_command(args: argparse.Namespace) -> int:
         r, plots = evaluate.run(
             args.models, args.data, split=args.split, precision=args.precision,
             resamples=args.bootstrap, block_s=args.block_seconds, resample_by=args.resample_by,
-            seed=args.seed, log=_logger("accuracy"))
+            seed=args.seed, baselines=args.baseline, log=_logger("accuracy"))
     except (evaluate.AccuracyError, ConfigError, DataError, tmn.ModelFormatError,
             FileNotFoundError) as e:
         return _fail("accuracy", str(e))
@@ -373,11 +378,54 @@ def accuracy_command(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
+# tmn-bench pagerank
+
+
+def add_pagerank_command(sub: Any) -> None:
+    """Register ``tmn-bench pagerank``."""
+    from tmn_bench.pagerank import SIZES
+
+    p = _subparser(sub, "pagerank", "forward-push PageRank: work against graph size, and "
+                   "against networkx at the same accuracy", "tmn_bench.pagerank", model=False)
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=list(SIZES), metavar="N",
+                   help=f"graph sizes in nodes (default {' '.join(f'{n:_}' for n in SIZES)})")
+    p.add_argument("--compare-at", type=positive_int, default=100_000, metavar="N",
+                   help="the size (one of --sizes) compared with networkx (default 100_000)")
+    p.add_argument("--repeats", type=positive_int, default=20,
+                   help="push solves timed per size (default 20)")
+    p.add_argument("--nx-repeats", type=positive_int, default=3,
+                   help="networkx.pagerank runs timed (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random points")
+    _add_common(p)
+    p.set_defaults(func=pagerank_command)
+
+
+def pagerank_command(args: argparse.Namespace) -> int:
+    """Run ``tmn-bench pagerank``: measure, print the table, write the JSON."""
+    from tmn_bench.pagerank import K, RESTART, format_pagerank_report, run_pagerank_bench
+
+    if args.compare_at not in args.sizes:
+        return _fail("pagerank", f"--compare-at {args.compare_at} is not one of --sizes")
+    if min(args.sizes) <= max(K, RESTART):
+        return _fail("pagerank", f"--sizes must be above {max(K, RESTART)} nodes (k = {K} "
+                     "neighbours each)")
+    try:
+        import networkx  # noqa: F401
+    except ImportError:
+        return _fail("pagerank", "the comparison needs networkx: pip install networkx")
+    r = run_pagerank_bench(tuple(sorted(set(args.sizes))), args.compare_at, args.repeats,
+                           args.nx_repeats, args.seed, log=_logger("pagerank"))
+    print(format_pagerank_report(r))
+    return _finish(r, r.targets, args)
+
+
+# ---------------------------------------------------------------------------
 # The entry point
 
 # Subcommands, in the order `tmn-bench --help` lists them.
 COMMANDS: tuple[Callable[[Any], None], ...] = (add_engine_command, add_serve_command,
-                                               add_latency_command, add_accuracy_command)
+                                               add_latency_command, add_accuracy_command,
+                                               add_pagerank_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -473,6 +473,75 @@ class LatencyResult:
 
 
 # ---------------------------------------------------------------------------
+# tmn-bench pagerank
+
+
+@dataclass(frozen=True)
+class PushWorkload:
+    """The graphs and the solve of ``tmn-bench pagerank``."""
+
+    graph: str
+    k: int
+    alpha: float
+    eps: float
+    restart_nodes: int
+    restart: str
+    budget: int
+    repeats: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class PushAtSize:
+    """The forward push on the graph of one size (the same solve ``repeats`` times)."""
+
+    n: int
+    edges: int              # stored entries of the CSR (both directions)
+    graph_seconds: float    # building the graph and the PushGraph, not timed below
+    work: int               # touched entries, the machine-independent cost
+    pushes: int
+    support: int            # nodes touched
+    rounds: int             # threshold rounds
+    error_bound: float      # the certificate on the L1 error
+    certified: bool
+    solve_ns: Percentiles   # wall clock of PushGraph.pagerank from Python
+
+
+@dataclass(frozen=True)
+class PushComparison:
+    """The push, networkx.pagerank and a scipy power iteration at the same L1
+    accuracy on one graph; errors are L1 against a power iteration to 1e-14."""
+
+    n: int
+    eps: float
+    push_error: float
+    push_error_bound: float
+    push_seconds: float          # P50 of the solves at this size
+    networkx_tol: float          # networkx's tol (per node), which certifies eps
+    networkx_error: float
+    networkx_seconds: float      # median of the runs, graph already built
+    networkx_graph_seconds: float
+    scipy_power_error: float
+    scipy_power_seconds: float
+    networkx_over_push: float
+    scipy_power_over_push: float
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """Everything ``tmn-bench pagerank`` measured."""
+
+    machine: Machine
+    workload: PushWorkload
+    sizes: list[PushAtSize]
+    work_max_over_min: float
+    comparison: PushComparison
+    targets: list[Target]
+    benchmark: str = "pagerank"
+    schema_version: int = SCHEMA_VERSION
+
+
+# ---------------------------------------------------------------------------
 # tmn-bench accuracy
 
 

@@ -16,6 +16,8 @@ targets:
   plan's success criteria;
 * issue 9: System B earns its place (B against the ridge baseline, the gate's
   fallback win rate, B's jitter against A's).
+* issue 10: the forward-push PageRank (certificate, work flat in the graph's
+  size, against networkx) and active selection against uniform sampling.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tmn_bench.results import (Comparison, CriterionOne, CriterionTwo, EngineResult,
-                               GateSummary, PlanCriteria, SeedTarget, ServeRatios, ServerNotRun,
-                               ServerRun, Skipped, Target, ThroughputCase)
+                               GateSummary, PlanCriteria, PushResult, SeedTarget, ServeRatios,
+                               ServerNotRun, ServerRun, Skipped, Target, ThroughputCase)
 
-ENGINE, SERVE, ACCURACY, B_EARNS = "issue 2", "issue 4", "issue 5", "issue 9"
+ENGINE, SERVE, ACCURACY, B_EARNS, SELECTION = ("issue 2", "issue 4", "issue 5", "issue 9",
+                                              "issue 10")
 
 
 @dataclass(frozen=True)
@@ -160,8 +163,26 @@ def _ci(ci: list[float] | None) -> str:
     return "n/a" if not ci else f"{ci[0]:.3f}-{ci[1]:.3f}"
 
 
+# the label suffix of a --baseline model (tmn_bench.accuracy.evaluate.load_entrants)
+BASELINE = " baseline"
+OVER_BASELINE_P99 = Stated("model / baseline P99 error @{headline} (active / uniform)", 0.95, "<=",
+                           "x", SELECTION)
+BETTER_THAN_BASELINE = Stated("model better than baseline: paired p (block t-test)", 0.05, "<=",
+                              "", SELECTION)
+SELECTION_OVERHEAD = Stated("selection time / training time", 0.2, "<=", "x", SELECTION)
+
+
 def comparison_targets(c: Comparison, precision: str, headline: str) -> list[SeedTarget]:
-    """The targets of one comparison: B against its A, or against its Kalman prior."""
+    """The targets of one comparison: B against its A, against its Kalman prior,
+    or a model against its ``--baseline`` (active selection against uniform)."""
+    if c.base.endswith(BASELINE):
+        who = f"{c.new} vs {c.base}"
+        return [
+            seed_target(OVER_BASELINE_P99, who, c.p99_ratio,
+                        f"{precision}; CI95 {_ci(c.p99_ratio_ci95)}", headline=headline),
+            seed_target(BETTER_THAN_BASELINE, who, c.per_block.t_test_p_new_lower,
+                        f"one-sided, {c.blocks} blocks; issue 10 asks p < 0.05"),
+        ]
     if c.base.startswith("Kalman only"):
         kalman = Stated("B / Kalman-only MSE @{headline}", 0.7, "<=", "x", ACCURACY)
         return [seed_target(kalman, c.new, c.mse_ratio,
@@ -178,6 +199,13 @@ def comparison_targets(c: Comparison, precision: str, headline: str) -> list[See
                     f"one-sided, {c.blocks} blocks; two-sided per-tick p "
                     f"{c.per_tick.t_test_p:.2g}"),
     ]
+
+
+def selection_overhead_target(label: str, share: float | None) -> SeedTarget:
+    """Selection time over training time, from the model's training history."""
+    return seed_target(SELECTION_OVERHEAD, label, share,
+                       "from provenance.history" if share is not None else
+                       "no selection time in the model's history (uniform sampling?)")
 
 
 def gate_targets(label: str, g: GateSummary, precision: str) -> list[SeedTarget]:
@@ -213,3 +241,31 @@ def plan_criteria(c: Comparison, g: GateSummary) -> PlanCriteria:
         f"{c.new} vs {c.base}",
         CriterionOne("MET" if (acc_ok or lat_ok) else "MISSED", c.p99_ratio, lat),
         CriterionTwo("MET" if gate_ok else "MISSED", g.pass_rate, g.cert_mean))
+
+
+# -- the forward push and active selection (issue 10) ---------------------------------
+
+PUSH_WORK_FLAT = Stated("push work max / min from {lo} to {hi} nodes", 2.0, "<=", "x",
+                        SELECTION)
+PUSH_VS_NETWORKX = Stated("networkx / push time at the same accuracy, {n} nodes", 10.0, ">=",
+                          "x", SELECTION)
+PUSH_CERTIFIED = Stated("push L1 error / its certificate, {n} nodes", 1.0, "<=", "x", SELECTION)
+
+
+def pagerank_targets(r: PushResult) -> list[Target]:
+    """The forward push's stated targets. (The certificate on 10,000 random graphs
+    is tests/unit/test_solver_push.py's.)"""
+    c, sizes = r.comparison, [s.n for s in r.sizes]
+    names = {"lo": f"{min(sizes):,}", "hi": f"{max(sizes):,}", "n": f"{c.n:,}"}
+    uncertified = [s.n for s in r.sizes if not s.certified]
+    return [
+        PUSH_WORK_FLAT.check(r.work_max_over_min if not uncertified else None,
+                             f"eps {r.workload.eps}, restart on {r.workload.restart_nodes} "
+                             f"nodes" if not uncertified else f"uncertified at {uncertified}",
+                             **names),
+        PUSH_VS_NETWORKX.check(c.networkx_over_push, f"both certify L1 error <= {c.eps}; "
+                               "networkx's graph built beforehand", **names),
+        PUSH_CERTIFIED.check(c.push_error / c.push_error_bound,
+                             f"error {c.push_error:.6g}, certificate {c.push_error_bound:.6g}; "
+                             "against a power iteration to 1e-14", **names),
+    ]

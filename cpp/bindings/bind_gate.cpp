@@ -42,18 +42,6 @@ py::dict run_gate(SolverGate& g, const carray<float>& delta, const carray<double
   return out;
 }
 
-// indices arrive as int64 so that nothing wraps silently on narrowing
-std::vector<std::int32_t> narrow_indices(const carray<std::int64_t>& a, const char* name) {
-  std::vector<std::int32_t> v(a.size());
-  for (py::ssize_t i = 0; i < a.size(); ++i) {
-    const std::int64_t x = a.data()[i];
-    if (x < 0 || x > std::numeric_limits<std::int32_t>::max())
-      throw py::value_error(std::string(name) + " entries must be in [0, 2^31)");
-    v[i] = static_cast<std::int32_t>(x);
-  }
-  return v;
-}
-
 py::tuple jacobi_solve(const carray<std::int64_t>& indptr, const carray<std::int64_t>& indices,
                        const carray<double>& data, const carray<double>& b,
                        const carray<double>& x0, double eps, std::uint64_t budget,

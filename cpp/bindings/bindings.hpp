@@ -13,6 +13,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,7 @@ void bind_kalman(py::module_& m);     // stage 2 on its own (bind_kalman.cpp)
 void bind_gate(py::module_& m);       // stage 4 and the solver (bind_gate.cpp)
 void bind_engine(py::module_& m);     // ModelSpec, Prediction, TickError, Engine (bind_engine.cpp)
 void bind_server(py::module_& m);     // ServerConfig, Server and its stats (bind_server.cpp)
+void bind_solver_push(py::module_& m);  // PushGraph: forward-push PageRank (bind_solver_push.cpp)
 
 template <class T>
 using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
@@ -42,6 +44,18 @@ py::array_t<T> to_array(const std::vector<T>& v) {
   py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
   std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
   return a;
+}
+
+// indices arrive as int64 so that nothing wraps silently on narrowing
+inline std::vector<std::int32_t> narrow_indices(const carray<std::int64_t>& a, const char* name) {
+  std::vector<std::int32_t> v(a.size());
+  for (py::ssize_t i = 0; i < a.size(); ++i) {
+    const std::int64_t x = a.data()[i];
+    if (x < 0 || x > std::numeric_limits<std::int32_t>::max())
+      throw py::value_error(std::string(name) + " entries must be in [0, 2^31)");
+    v[i] = static_cast<std::int32_t>(x);
+  }
+  return v;
 }
 
 inline void check_length(const py::array& a, py::ssize_t n, const char* name) {

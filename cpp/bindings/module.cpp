@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   b::bind_gate(m);
   b::bind_engine(m);
   b::bind_server(m);
+  b::bind_solver_push(m);
 }

@@ -133,6 +133,27 @@ def jacobi_solve(
     omega: float = 1.0,
 ) -> tuple[npt.NDArray[np.float64], dict[str, Any]]: ...
 
+class PushGraph:
+    """A weighted digraph in CSR for forward-push personalised PageRank."""
+
+    def __init__(
+        self, indptr: npt.ArrayLike, indices: npt.ArrayLike, weights: npt.ArrayLike | None = None
+    ) -> None: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def nnz(self) -> int: ...
+    @property
+    def dangling(self) -> int: ...
+    def pagerank(
+        self,
+        restart_nodes: npt.ArrayLike,
+        restart_weights: npt.ArrayLike,
+        alpha: float,
+        eps: float,
+        budget: int,
+    ) -> dict[str, Any]: ...
+
 class KalmanParams:
     q: float
     r_pos: float

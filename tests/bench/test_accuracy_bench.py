@@ -233,3 +233,38 @@ def test_the_json_keeps_the_keys_of_the_reference_reports(run) -> None:
     old = _keys(json.loads((ref / "accuracy.json").read_text(encoding="utf-8")))
     assert _keys(r) - old == {"/datasets[]/targets[]/source"}
     assert old - _keys(r) == set()
+
+
+def test_models_are_compared_with_their_baselines_one_to_one(artifacts: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    """--baseline (issue 10): a B trained with active selection against the uniform B."""
+    from tmn_train.train import fit
+
+    from train_helpers import tiny_config
+
+    out = tmp_path / "active"
+    fit(tiny_config("B", "active_selection.enabled=true", "epochs=2"), [DATA], out, [0],
+        log=lambda m: None)
+    cfg, ck = load_final(out / FINAL)
+    active = export(ck, cfg, tmp_path / "active-model")
+    p = bench("--data", DATA, "--models", str(active), "--baseline", str(artifacts["B"]),
+              "--bootstrap", "20", "--json", str(tmp_path / "acc.json"))
+    assert p.returncode == 0, p.stderr
+    r = json.loads((tmp_path / "acc.json").read_text())
+    assert [m["label"] for m in r["models"]] == ["B0", "B0 baseline"]
+    d = r["datasets"][0]
+    (c,) = d["comparisons"]
+    assert (c["new"], c["base"]) == ("B0", "B0 baseline")
+    assert c["p99_ratio"] == pytest.approx(d["predictors"]["B0 int8"]["p99"][-1]
+                                           / d["predictors"]["B0 baseline int8"]["p99"][-1])
+    issue10 = {t["kind"]: t for t in d["targets"] if t["source"] == "issue 10"}
+    assert set(issue10) == {"model / baseline P99 error @500 ms (active / uniform)",
+                            "model better than baseline: paired p (block t-test)",
+                            "selection time / training time"}
+    assert 0 < issue10["selection time / training time"]["value"] < 1
+    assert d["plan_criteria"] == []  # the plan's criteria are B against A
+    p = bench("--data", DATA, "--models", str(active), "--baseline", str(artifacts["A"]))
+    assert p.returncode == 2 and "its baseline" in p.stderr and "System A" in p.stderr
+    p = bench("--data", DATA, "--models", str(active), "--baseline", str(artifacts["B"]),
+              str(artifacts["B"]))
+    assert p.returncode == 2 and "one baseline per model" in p.stderr

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 from tmn_train import config as config_mod
+from tmn_train import synth
 from tmn_train.config import ConfigError
+from tmn_train.train import fit
+
+from train_helpers import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,7 +111,76 @@ def test_the_built_in_models_training_config_still_loads() -> None:
     ("horizon_ms=1700", "horizon_ms"),
     ("horizon_ms=0.75 horizon_step_ms=0.25", "horizon_step_ms"),
     ("window_ms=0.1", "window_ms"), ("kalman.tune=false", "kalman"),
+    ("active_selection.embedding=pixels", "active_selection.embedding"),
+    ("active_selection.k=0", "active_selection.k"),
+    ("active_selection.damping=1", "active_selection.damping"),
+    ("active_selection.eps=0", "active_selection.eps"),
+    ("active_selection.budget=0", "active_selection.budget"),
+    ("active_selection.floor=1.5", "active_selection.floor"),
+    ("active_selection.run_windows=0", "active_selection.run_windows"),
+    ("active_selection.refresh_every=0", "active_selection.refresh_every"),
+    ("active_selection.warmup_epochs=-1", "active_selection.warmup_epochs"),
 ])
 def test_every_validation_rule_names_its_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=f"key '{key}'"):
         config_mod.load(REPO / "configs" / "B_temporal_solver.yaml", override.split())
+
+
+# -- no stored-but-unused key ------------------------------------------------------
+
+def config_file_keys() -> set[str]:
+    """Every dotted key written in configs/*.yaml (``extends`` aside)."""
+    keys: set[str] = set()
+
+    def walk(d: dict, prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            elif k != "extends":
+                keys.add(prefix + k)
+
+    for f in sorted((REPO / "configs").glob("*.yaml")):
+        walk(yaml.safe_load(f.read_text(encoding="utf-8")), "")
+    return keys
+
+
+# config.py's own functions that derive values for the code (the rest of it
+# validates, converts and saves, which is not a use)
+DERIVED = {"ticks", "horizons_ms", "horizon_ticks", "K"}
+
+
+def test_every_key_in_every_config_file_is_read_by_the_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit of B with active selection on a 1 kHz recording without velocity (so
+    resampling and the differentiator run) reads every key the config files hold;
+    reads by the config machinery itself (validate, to_dict, dataclasses) do not count."""
+    reads: set[str] = set()
+    section = {"": config_mod.Config}
+    for f in dataclasses.fields(config_mod.Config):
+        tp = config_mod._strip_optional(typing.get_type_hints(config_mod.Config)[f.name])[0]
+        if dataclasses.is_dataclass(tp):
+            section[f.name + "."] = tp
+
+    def tracer(prefix: str):  # type: ignore[no-untyped-def]
+        def getattribute(self: object, name: str) -> object:
+            code = sys._getframe(1).f_code
+            machinery = code.co_filename == dataclasses.__file__ or (
+                code.co_filename == config_mod.__file__ and code.co_name not in DERIVED)
+            if not machinery:
+                reads.add(prefix + name)
+            return object.__getattribute__(self, name)
+        return getattribute
+
+    streams = synth.generate(0.75, seed=3)
+    rows = np.concatenate([np.column_stack([s.t, s.x, s.y, np.full(len(s), i)])[::2]
+                           for i, s in enumerate(streams)])
+    csv = tmp_path / "no_velocity_1khz.csv"
+    np.savetxt(csv, rows, delimiter=",", header="t,x,y,stream", comments="",
+               fmt=["%.17g"] * 3 + ["%d"])
+    cfg = tiny_config("B", "active_selection.enabled=true", "epochs=3")
+    for prefix, cls in section.items():
+        monkeypatch.setattr(cls, "__getattribute__", tracer(prefix))
+    fit(cfg, [str(csv)], tmp_path / "run", [0], log=lambda m: None)
+    monkeypatch.undo()
+    unread = sorted(config_file_keys() - reads)
+    assert not unread, f"keys in configs/*.yaml that no code reads: {unread}"

@@ -47,9 +47,18 @@ class SolverGateConfig:
 
 @dataclass
 class ActiveSelection:
-    # PageRank forward push over the stream graph: a later issue. Stored, not used yet.
-    k: int = 15
-    eps: float = 0.03
+    # PageRank-guided sampling of training windows (tmn_train.selection,
+    # docs/active-selection.md); off by default until it is shown to help.
+    enabled: bool = False
+    embedding: str = "motion"    # motion | hidden: what the kNN graph is built on
+    k: int = 15                  # neighbours per window in the kNN graph
+    damping: float = 0.85        # PageRank alpha: the chance to follow an edge
+    eps: float = 0.03            # L1 error certified by the forward push
+    budget: int = 100_000_000    # push work per refresh (touched entries)
+    floor: float = 0.2           # share of every pass drawn uniformly
+    run_windows: int = 8         # consecutive windows drawn together (carried state)
+    refresh_every: int = 1       # epochs between refreshes of the losses and scores
+    warmup_epochs: int = 1       # uniform epochs before the first selection
 
 
 @dataclass
@@ -178,6 +187,14 @@ FIELD_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("solver_gate.lambda_grid", lambda g: bool(g) and all(0 < v < MAX_LAMBDA for v in g),
      f"values must be in (0, {MAX_LAMBDA}) (diagonal dominance)"),
     ("solver_gate.min_pass_rate", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("active_selection.embedding", lambda v: v in ("motion", "hidden"),
+     "must be motion or hidden"),
+    *((f"active_selection.{k}", lambda v: v >= 1, "must be >= 1") for k in (
+        "k", "budget", "run_windows", "refresh_every")),
+    ("active_selection.damping", lambda v: 0 < v < 1, "must be in (0, 1)"),
+    ("active_selection.eps", lambda v: v > 0, "must be > 0"),
+    ("active_selection.floor", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("active_selection.warmup_epochs", lambda v: v >= 0, "must be >= 0"),
 )
 
 # (key named in the error, test of the whole config, what must hold): rules

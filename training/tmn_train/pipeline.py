@@ -50,6 +50,7 @@ does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -150,15 +151,22 @@ class SplitArrays(Pieces):
         return out
 
 
-def lanes(chains: list[np.ndarray], batch: int, w: int, rng: np.random.Generator | None
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+Sampler = Callable[[list[np.ndarray], np.random.Generator], list[np.ndarray]]
+
+
+def lanes(chains: list[np.ndarray], batch: int, w: int, rng: np.random.Generator | None,
+          sampler: Sampler | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lay chains into ``batch`` lanes: (start [batch, L], reset [batch, L], valid [batch, L]).
 
     With ``rng`` the chains are shuffled, rotated and cut into equal lanes (training);
     without, every chain is one lane of its own (validation; ``batch`` is ignored).
-    A window resets the hidden state (and is burn-in) where a lane starts or where it
-    does not follow the lane's previous window in the same piece.
+    A ``sampler`` (training only) first replaces the chains by the runs of windows
+    it draws with ``rng`` (tmn_train.selection). A window resets the hidden state (and
+    is burn-in) where a lane starts or where it does not follow the lane's previous
+    window in the same chain.
     """
+    if sampler is not None and rng is not None:
+        chains = sampler(chains, rng)
     chains = [c for c in chains if len(c)]
     if not chains:
         e = np.zeros((0, 0), np.int64)

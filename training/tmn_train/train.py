@@ -45,6 +45,7 @@ from tmn_train.config import Config, from_saved
 from tmn_train.export import artifact_config
 from tmn_train.models import MicroGru
 from tmn_train.pipeline import Prepared, SplitArrays, lanes, prepare, targets
+from tmn_train.selection import epoch_plans, selector_for
 from tmn_train.sources import load_sources
 
 CHECKPOINT = "checkpoint.pt"
@@ -206,17 +207,9 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
                              "zero_val": math.nan}
     best_model = {k: v.clone() for k, v in model.state_dict().items()}
     if resume and ckpt_path.is_file():
-        ck = torch.load(ckpt_path, weights_only=False)
-        _check_resumable(ck, cfg, seed, ckpt_path)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(ck["scheduler"])
-        best_model = ck["best_model"]
-        rng.bit_generator.state = ck["rng"]["numpy"]
-        torch.set_rng_state(ck["rng"]["torch"])
-        state = {k: ck[k] for k in state}
+        best_model = _resume(ckpt_path, cfg, seed, model, opt, sched, rng, state)
         log(f"seed {seed}: resumed after epoch {state['epoch']}")
+    selector = selector_for(cfg, tr, train_chains, scale, seed, log)  # None: uniform passes
     writer = _tensorboard(tensorboard, seed, log)
     if state["epoch"] == 0:
         state["initial_val"] = val_loss(model, va, cfg, scale)
@@ -227,8 +220,9 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     while state["epoch"] < cfg.epochs and state["epoch"] - state["best_epoch"] < cfg.patience:
         epoch = state["epoch"] + 1
         t0 = time.perf_counter()
-        train_mse, train_loss, steps = _train_epoch(model, tr, train_chains, cfg, scale, opt,
-                                                    sched, rng, f"seed {seed} epoch {epoch}")
+        plans, sel_s = epoch_plans(selector, train_chains, cfg, rng, epoch, model)
+        train_mse, train_loss, steps = _train_epoch(model, tr, plans, cfg, scale, opt, sched,
+                                                    f"seed {seed} epoch {epoch}")
         if writer is not None:
             writer.add_scalar("train/loss", train_loss, epoch)
         vl = val_loss(model, va, cfg, scale)
@@ -239,14 +233,16 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
         secs = time.perf_counter() - t0
         state["history"].append({"epoch": epoch, "train_loss": train_loss, "train_mse": train_mse,
                                  "val_loss": vl, "zero_val_loss": state["zero_val"],
-                                 "lr": opt.param_groups[0]["lr"], "seconds": secs})
+                                 "lr": opt.param_groups[0]["lr"], "seconds": secs,
+                                 "selection_seconds": sel_s})
         state["epoch"] = epoch
         if epoch - state["best_epoch"] >= cfg.patience:
             log(f"seed {seed}: early stop, no better validation loss for {cfg.patience} epochs")
         log(f"seed {seed} epoch {epoch:2d}/{cfg.epochs} train {train_loss:.5f} "
             f"val {vl:.5f}{' *' if better else '  '} (zero output {state['zero_val']:.5f}) "
             f"best {state['best_val']:.5f}@{state['best_epoch']} "
-            f"lr {opt.param_groups[0]['lr']:.2g} steps {steps} {secs:.1f}s")
+            f"lr {opt.param_groups[0]['lr']:.2g} steps {steps} {secs:.1f}s"
+            + (f" (selection {sel_s:.1f}s)" if selector is not None else ""))
         if writer is not None:
             writer.add_scalar("val/loss", vl, epoch)
         save_atomic({"config": cfg.to_dict(), "seed": seed, "model": model.state_dict(),
@@ -260,15 +256,14 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     return {"seed": seed, "best_model": best_model, **state}
 
 
-def _train_epoch(model: MicroGru, tr: SplitArrays, chains: list[np.ndarray], cfg: Config,
+def _train_epoch(model: MicroGru, tr: SplitArrays,
+                 plans: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: Config,
                  scale: np.ndarray, opt: torch.optim.Optimizer,
-                 sched: torch.optim.lr_scheduler.LRScheduler | None, rng: np.random.Generator,
+                 sched: torch.optim.lr_scheduler.LRScheduler | None,
                  desc: str) -> tuple[float, float, int]:
-    """``data.passes`` sweeps of fresh lanes (TBPTT, a step per window), with a
-    progress bar: (train MSE, train loss, optimiser steps)."""
+    """One sweep per lane plan (TBPTT, a step per window), with a progress bar:
+    (train MSE, train loss, optimiser steps)."""
     model.train()
-    w = cfg.ticks(cfg.window_ms)
-    plans = [lanes(chains, cfg.batch, w, rng) for _ in range(cfg.data.passes)]
     steps = sum(p[0].shape[1] - int(p[1][:, 0].all()) for p in plans)
     bar = tqdm(total=steps, desc=desc, leave=False, unit="step", dynamic_ncols=True,
                disable=None)
@@ -289,6 +284,23 @@ def _schedule(opt: torch.optim.Optimizer, cfg: Config, chains: list[np.ndarray]
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total + 1,
                                                pct_start=0.1, anneal_strategy="cos",
                                                div_factor=25.0, final_div_factor=400.0)
+
+
+def _resume(path: Path, cfg: Config, seed: int, model: MicroGru, opt: torch.optim.Optimizer,
+            sched: torch.optim.lr_scheduler.LRScheduler | None, rng: np.random.Generator,
+            state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Load a checkpoint into the model, optimiser, schedule, generators and
+    ``state`` (in place); returns the best model so far."""
+    ck = torch.load(path, weights_only=False)
+    _check_resumable(ck, cfg, seed, path)
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(ck["scheduler"])
+    rng.bit_generator.state = ck["rng"]["numpy"]
+    torch.set_rng_state(ck["rng"]["torch"])
+    state.update({k: ck[k] for k in state})
+    return ck["best_model"]
 
 
 def _check_resumable(ck: dict[str, Any], cfg: Config, seed: int, path: Path) -> None:

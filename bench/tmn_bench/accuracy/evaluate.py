@@ -19,7 +19,10 @@ tmn_bench.targets, MET or MISSED, per seed.
 
 Several artifacts of one system are seeds. B artifacts are paired with A
 artifacts in the order given (B_i with A_i); with a single A every B is
-compared with it. It needs the training package (its data loaders).
+compared with it. ``baselines`` (``--baseline``) are models of the same system
+that the models are compared with one to one, in the order given, with the
+same statistics: active selection against uniform sampling at equal steps
+(issue 10). It needs the training package (its data loaders).
 """
 
 from __future__ import annotations
@@ -65,10 +68,11 @@ class AccuracyError(ValueError):
 class Entrant:
     """One model artifact under test."""
 
-    label: str   # "A0", "B2": system and training seed
+    label: str   # "A0", "B2": system and training seed ("B2 baseline" for a baseline)
     path: Path
     model: tmn.Model
     seed: int | None
+    baseline: bool = False
 
 
 @dataclass
@@ -92,8 +96,9 @@ class PlotData:
 
 # -- models and data ------------------------------------------------------------------
 
-def load_entrants(paths: list[Path]) -> list[Entrant]:
-    """Load and label the artifacts; refuse ones without a training config."""
+def load_entrants(paths: list[Path], baseline: bool = False) -> list[Entrant]:
+    """Load and label the artifacts (as baselines: labels end in
+    ``tmn_bench.targets.BASELINE``); refuse ones without a training config."""
     out: list[Entrant] = []
     seen: dict[str, int] = {}
     for p in paths:
@@ -107,7 +112,7 @@ def load_entrants(paths: list[Path]) -> list[Entrant]:
         base = f"{m.system}{seed if seed is not None else ''}"
         seen[base] = seen.get(base, 0) + 1
         label = base if seen[base] == 1 else f"{base}#{seen[base]}"
-        out.append(Entrant(label, Path(p), m, seed))
+        out.append(Entrant(label + (tg.BASELINE if baseline else ""), Path(p), m, seed, baseline))
     return out
 
 
@@ -173,9 +178,9 @@ def replay_all(entrants: list[Entrant], h: HeldOut, rounds: int = REPLAY_ROUNDS,
 
 
 def pairs(entrants: list[Entrant]) -> list[tuple[Entrant, Entrant]]:
-    """(A, B) pairs: B_i with A_i, or every B with the only A."""
-    a = [e for e in entrants if e.model.system == "A"]
-    b = [e for e in entrants if e.model.system == "B"]
+    """(A, B) pairs: B_i with A_i, or every B with the only A (baselines aside)."""
+    a = [e for e in entrants if e.model.system == "A" and not e.baseline]
+    b = [e for e in entrants if e.model.system == "B" and not e.baseline]
     if not a or not b:
         return []
     if len(a) == 1:
@@ -184,6 +189,22 @@ def pairs(entrants: list[Entrant]) -> list[tuple[Entrant, Entrant]]:
         raise AccuracyError(f"{len(a)} System A and {len(b)} System B models: give one A, or "
                             "as many A as B (paired in the order given)")
     return list(zip(a, b))
+
+
+def baseline_pairs(entrants: list[Entrant]) -> list[tuple[Entrant, Entrant]]:
+    """(baseline, model) pairs, one to one in the order given; none without baselines."""
+    base = [e for e in entrants if e.baseline]
+    new = [e for e in entrants if not e.baseline]
+    if not base:
+        return []
+    if len(base) != len(new):
+        raise AccuracyError(f"{len(new)} models and {len(base)} baselines: --baseline takes "
+                            "one baseline per model (compared in the order given)")
+    for b, n in zip(base, new):
+        if b.model.system != n.model.system:
+            raise AccuracyError(f"{n.path} is System {n.model.system} but its baseline "
+                                f"{b.path} is System {b.model.system}")
+    return list(zip(base, new))
 
 
 def first_b(entrants: list[Entrant]) -> Entrant:
@@ -289,6 +310,12 @@ def comparisons(sc: Scored, precision: str, resamples: int, block_s: float, resa
                     lat[f"{a.label} {precision}"].total_ns["p99.9"]))
             out.append(c)
             step(f"{h.data}: {b.label} vs {base_label}")
+    for base, new in baseline_pairs(sc.entrants):
+        out.append(dataclasses.replace(stats.compare(
+            sc.errors[f"{base.label} {precision}"][:, -1],
+            sc.errors[f"{new.label} {precision}"][:, -1], block, resamples, seed,
+            unit=resample_by), new=new.label, base=base.label))
+        step(f"{h.data}: {new.label} vs {base.label}")
     return out
 
 
@@ -308,7 +335,19 @@ def dataset_targets(sc: Scored, d: DatasetResult) -> list[SeedTarget]:
                              d.predictors[f"{b.label} {prec}"].jitter[-1],
                              d.predictors[f"{a.label} {prec}"].jitter[-1], hl)
             for a, b in pairs(sc.entrants)]
+    out += [tg.selection_overhead_target(new.label, selection_share(new))
+            for _, new in baseline_pairs(sc.entrants)]
     return out
+
+
+def selection_share(e: Entrant) -> float | None:
+    """Selection time over training time in the model's training history
+    (provenance.history: ``selection_seconds`` of each epoch's ``seconds``);
+    None when the history has no selection time (uniform sampling)."""
+    hist = e.model.config["provenance"].get("history") or []
+    sel = sum(h.get("selection_seconds", 0.0) for h in hist)
+    train = sum(h["seconds"] for h in hist) - sel
+    return sel / train if sel > 0 and train > 0 else None
 
 
 def evaluate_dataset(spec: str, entrants: list[Entrant], cfg: Config, *, split: str = "test",
@@ -335,7 +374,8 @@ def evaluate_dataset(spec: str, entrants: list[Entrant], cfg: Config, *, split: 
         targets=[], plan_criteria=[])
     d = dataclasses.replace(d, targets=dataset_targets(sc, d), plan_criteria=[
         tg.plan_criteria(c, d.gate[f"{c.new} {precision}"]) for c in d.comparisons
-        if not c.base.startswith("Kalman only") and c.base != RIDGE])
+        if not c.base.startswith("Kalman only") and c.base != RIDGE
+        and not c.base.endswith(tg.BASELINE)])
     plot = PlotData(spec, cfg.horizons_ms, {k: v[:, -1] for k, v in sc.errors.items()},
                     {f"{label} {p}": r.stage_ns[_timed(r)]
                      for label, rr in sc.runs.items() for p, r in rr.items()},
@@ -389,17 +429,18 @@ def seed_summary(datasets: list[DatasetResult]) -> list[SeedSummary]:
 
 def run(model_paths: list[Path], data: list[str], *, split: str = "test",
         precision: str = "int8", resamples: int = 1000, block_s: float = 1.0,
-        resample_by: str = "block", seed: int = 0,
+        resample_by: str = "block", seed: int = 0, baselines: list[Path] | None = None,
         log: Log = print) -> tuple[AccuracyResult, list[PlotData]]:
     """``tmn-bench accuracy``: every data set, plus plot data."""
     from tqdm import tqdm
 
-    entrants = load_entrants(model_paths)
+    entrants = load_entrants(model_paths) + load_entrants(baselines or [], baseline=True)
     cfg = split_config(entrants)
-    n_pairs = len(pairs(entrants))  # refuses an unpairable set before any work
+    # refuses an unpairable set before any work; a step per comparison
+    n_comparisons = 2 * len(pairs(entrants)) + len(baseline_pairs(entrants))
     machine = machine_info()
     datasets, plots = [], []
-    with tqdm(total=len(data) * (2 + REPLAY_ROUNDS + 2 * n_pairs), desc="tmn-bench accuracy",
+    with tqdm(total=len(data) * (2 + REPLAY_ROUNDS + n_comparisons), desc="tmn-bench accuracy",
               unit="step", disable=None) as bar:
         def step(msg: str) -> None:
             bar.update(1)

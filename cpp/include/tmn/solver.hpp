@@ -24,7 +24,7 @@
 // |.|-sum) >= || |A| ||_2, and lambda_lb <= lambda_min(A) is supplied by the
 // caller (or Gershgorin's bound). The rounding term is evaluated only when
 // the residual alone says the target may be met.
-// Forward-push personalised PageRank will join this module with the same
+// Forward-push personalised PageRank is solver_push.hpp, with the same
 // Certificate (its bound is the L1 mass of the remaining residual).
 #pragma once
 
