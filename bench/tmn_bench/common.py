@@ -153,11 +153,14 @@ def resolved_model(path: Path | None) -> Iterator[ModelChoice]:
 
 
 def model_scale(model: Model) -> dict[str, tuple[float, float]]:
-    """Position scale and offset in the model's own units (its normalisation), so
-    that z-scored features of the synthetic workload are O(1) for any model."""
+    """Position scale and offset of the synthetic workload in the model's own units,
+    so that its z-scored features are O(1) for any model: the workload's speeds
+    are about 3 times its scale, and the model's first two features are the
+    velocity, normalised by its RMS. The features hold no absolute position, so
+    the offset is 0."""
     norm = model.config["normalisation"]
-    return {"scale": (float(norm["std"][0]), float(norm["std"][1])),
-            "offset": (float(norm["mean"][0]), float(norm["mean"][1]))}
+    return {"scale": (float(norm["std"][0]) / 3.0, float(norm["std"][1]) / 3.0),
+            "offset": (0.0, 0.0)}
 
 
 # ---------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 import tmn
-from tmn.model import FEATURES, Model
+from tmn import _core
+from tmn.model import Model
 from tmn_bench import report
 from tmn_bench.baselines import Reference
 from tmn_bench.common import (ROUNDS, WARMUP, Log, gc_paused, load_average, machine_info,
@@ -167,13 +168,22 @@ def _onnxruntime_bench(model: Model, z: np.ndarray, ref: Reference) -> Any:
     return OnnxRuntimeBench(model, z, ref)
 
 
+def network_inputs(model: Model, single: TickStreams) -> np.ndarray:
+    """The z-scored network inputs the engine makes of one stream: its grid
+    (ingest.hpp), the features with the prior, normalised in float32 (what the
+    baselines step through)."""
+    spec = model.spec()
+    grid = _core.resample(spec.ingest, *single.columns())
+    raw = _core.grid_features(spec.ingest, spec.system, spec.kalman, *grid)[0]
+    norm = model.config["normalisation"]
+    return ((raw - np.asarray(norm["mean"])) * (1.0 / np.asarray(norm["std"]))).astype(np.float32)
+
+
 def _benches(model: Model, workload: TickStreams, single: TickStreams, steps: int,
              torch_steps: int, isa: str, log: Log) -> tuple[dict[str, Any], dict[str, Skipped]]:
     """Every bench, set up and warmed up, and the baselines that were skipped."""
     engines = {p: tmn.Engine(model, precision=p, isa=isa) for p in PRECISIONS}
-    norm = model.config["normalisation"]
-    feats = np.stack([getattr(single, name) for name in FEATURES], axis=1)
-    z = ((feats - np.asarray(norm["mean"])) / np.asarray(norm["std"])).astype(np.float32)
+    z = network_inputs(model, single)
     log("computing the FP32 reference the baselines are checked against")
     ref = Reference.of(engines["fp32"], z)
     log("setting up and warming up every bench")

@@ -7,7 +7,8 @@ it (the engine benchmark, the naive server's test). numpy only.
 
 Each stream moves along a sum of three sinusoids per axis (0.2-3 Hz, like
 hand, gaze or vehicle motion) plus a slow drift, in units of ``scale``
-around ``offset``, sampled at ``rate_hz`` with +-5 % timing jitter. Positions
+around ``offset``, sampled at ``rate_hz`` with +-5 % timing jitter (``jitter``) around
+the grid ``t_0 + n / rate_hz``. Positions
 carry 0.1 % noise; velocities are the exact derivative plus 1 % noise. The
 streams share a clock and arrive round-robin, as a server would see them.
 """
@@ -60,7 +61,7 @@ class Motion:
 
     def __init__(self, streams: int, seed: int = 0, scale: tuple[float, float] = (1.0, 1.0),
                  offset: tuple[float, float] = (0.0, 0.0), rate_hz: float = 2000.0,
-                 first_stream: int = 0) -> None:
+                 first_stream: int = 0, jitter: float = 0.05) -> None:
         if streams < 1:
             raise ValueError("need at least one stream")
         rng = np.random.default_rng(seed)
@@ -76,7 +77,7 @@ class Motion:
         self.vel_noise = 1e-2 * (np.sqrt(0.5 * ((self.amp * self.w) ** 2).sum(-1))
                                  + np.abs(self.drift))
         self.ids = np.arange(first_stream, first_stream + streams, dtype=np.uint64)
-        self.rate_hz, self.rng, self.row = float(rate_hz), rng, 0
+        self.rate_hz, self.rng, self.row, self.jitter = float(rate_hz), rng, 0, float(jitter)
 
     @property
     def streams(self) -> int:
@@ -87,7 +88,8 @@ class Motion:
         S, rng = self.streams, self.rng
         i = self.row + np.arange(n, dtype=np.float64)
         self.row += n
-        t = self.t0[None, :] + (i[:, None] + rng.uniform(-0.05, 0.05, (n, S))) / self.rate_hz
+        j = rng.uniform(-self.jitter, self.jitter, (n, S)) if self.jitter else 0.0
+        t = self.t0[None, :] + (i[:, None] + j) / self.rate_hz
         arg = self.w[None] * t[:, :, None, None] + self.phase[None]            # (n, S, 2, 3)
         pos = (self.offset + self.drift[None] * t[..., None]
                + (self.amp[None] * np.sin(arg)).sum(-1))                      # (n, S, 2)
@@ -102,9 +104,9 @@ class Motion:
 def synthetic_ticks(n_ticks: int, streams: int = 8, rate_hz: float = 2000.0, seed: int = 0,
                     scale: tuple[float, float] = (1.0, 1.0),
                     offset: tuple[float, float] = (0.0, 0.0),
-                    first_stream: int = 0) -> TickStreams:
+                    first_stream: int = 0, jitter: float = 0.05) -> TickStreams:
     """``n_ticks`` rows of :class:`Motion` (the last round may cover only some streams)."""
     if n_ticks < 1:
         raise ValueError("need at least one tick")
-    m = Motion(streams, seed, scale, offset, rate_hz, first_stream)
+    m = Motion(streams, seed, scale, offset, rate_hz, first_stream, jitter)
     return m.next(-(-n_ticks // streams)).rows(slice(0, n_ticks))

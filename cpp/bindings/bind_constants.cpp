@@ -60,7 +60,13 @@ void bind_constants(py::module_& m) {
   py::enum_<Precision>(m, "Precision").value("fp32", Precision::fp32).value("int8", Precision::int8);
 
   m.attr("STAGES") = names_tuple(kStageNames);
-  m.attr("FEATURES") = names_tuple(kFeatureNames);
+  // the features each system reads, in input order (ingest.hpp)
+  py::dict features;
+  features["A"] = py::tuple(names_tuple(kFeatureNames)[py::slice(0, kFeaturesA, 1)]);
+  features["B"] = names_tuple(kFeatureNames);
+  m.attr("FEATURES") = features;
+  m.attr("MAX_VELOCITY_WINDOW") = kMaxVelocityWindow;
+  m.attr("MAX_GRID_STEPS_PER_TICK") = kMaxGridStepsPerTick;
   m.attr("NO_PREDICTION") = kNoPrediction;
   py::dict verdict_names;
   for (Verdict v : kVerdicts) verdict_names[py::int_(static_cast<int>(v))] = verdict_name(v);

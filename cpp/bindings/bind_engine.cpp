@@ -2,6 +2,8 @@
 // Prediction (stage 5's answer), TickError and Engine itself.
 #include <pybind11/stl.h>
 
+#include <optional>
+
 #include "bindings.hpp"
 #include "tmn/clock.hpp"
 #include "tmn/engine.hpp"
@@ -65,13 +67,17 @@ py::array_t<double> path_array(py::ssize_t n, int K) {
 }
 
 py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
-                const carray<double>& y, const carray<double>& vx, const carray<double>& vy,
-                const py::object& stream, bool candidates) {
+                const carray<double>& y, const std::optional<carray<double>>& vx,
+                const std::optional<carray<double>>& vy, const py::object& stream,
+                bool candidates) {
   const py::ssize_t n = t.size();
-  for (const auto* a : {&x, &y, &vx, &vy})
-    if (a->size() != n) throw py::value_error("t, x, y, vx and vy must have the same length");
-  ReplayInput in{t.data(), x.data(), y.data(), vx.data(), vy.data(), nullptr,
-                 static_cast<std::uint64_t>(n)};
+  if (vx.has_value() != vy.has_value()) throw py::value_error("give both vx and vy, or neither");
+  for (const auto* a : {&x, &y})
+    if (a->size() != n) throw py::value_error("t, x and y must have the same length");
+  if (vx && (vx->size() != n || vy->size() != n))
+    throw py::value_error("vx and vy must have t's length");
+  ReplayInput in{t.data(), x.data(), y.data(), vx ? vx->data() : nullptr,
+                 vy ? vy->data() : nullptr, nullptr, static_cast<std::uint64_t>(n)};
   carray<std::uint64_t> ids;
   if (!stream.is_none()) {
     ids = carray<std::uint64_t>::ensure(stream);
@@ -81,12 +87,14 @@ py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
   const int K = e.horizons();
   py::array_t<double> paths = path_array(n, K);
   py::array_t<std::uint8_t> status(n), verdict(n);
-  py::array_t<float> cert(n), d2(n);
+  py::array_t<float> cert(n), d2(n), blend(n);
+  py::array_t<double> t_grid(n);
   py::array_t<std::uint32_t> work(n), total(n);
   py::array_t<std::uint32_t> stages({n, static_cast<py::ssize_t>(kStages)});
   ReplayOutput out{paths.mutable_data(), status.mutable_data(), verdict.mutable_data(),
-                   cert.mutable_data(),  d2.mutable_data(),     work.mutable_data(),
-                   stages.mutable_data(), total.mutable_data()};
+                   cert.mutable_data(),  d2.mutable_data(),     blend.mutable_data(),
+                   t_grid.mutable_data(), work.mutable_data(),  stages.mutable_data(),
+                   total.mutable_data()};
   py::object prior = py::none(), proposal = py::none();
   if (candidates) {
     py::array_t<double> a = path_array(n, K), b = path_array(n, K);
@@ -106,6 +114,8 @@ py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
   d["verdict"] = verdict;
   d["cert"] = cert;
   d["d2"] = d2;
+  d["blend"] = blend;
+  d["t_grid"] = t_grid;
   d["work"] = work;
   d["stage_ns"] = stages;
   d["total_ns"] = total;
@@ -119,7 +129,7 @@ py::dict int8_scratch(const Engine& e) {
   const GruScratch& s = e.scratch();
   const std::size_t H = e.hidden(), G = 3 * H, O = 2 * e.horizons();
   py::dict d;
-  d["xq"] = buffer_to_array<std::int8_t>(s.xq, kFeatures);
+  d["xq"] = buffer_to_array<std::int8_t>(s.xq, static_cast<std::size_t>(e.features()));
   d["hq_out"] = buffer_to_array<std::int8_t>(s.hq, H);
   d["acc_ih"] = buffer_to_array<std::int32_t>(s.acc_ih, G);
   d["acc_hh"] = buffer_to_array<std::int32_t>(s.acc_hh, G);
@@ -132,7 +142,8 @@ py::dict int8_scratch(const Engine& e) {
 // "physical limit". The checksum consumes y.
 py::tuple time_network_steps(Engine& e, std::uint64_t n) {
   const int H = e.hidden();
-  std::vector<float> z{0.1f, -0.2f, 0.3f, -0.4f}, h(H, 0.0f), y(2 * e.horizons());
+  std::vector<float> z(static_cast<std::size_t>(e.features())), h(H, 0.0f), y(2 * e.horizons());
+  for (std::size_t j = 0; j < z.size(); ++j) z[j] = (j & 1 ? -0.1f : 0.1f) * (1 + j);
   py::array_t<std::uint32_t> ns(static_cast<py::ssize_t>(n));
   double checksum = 0.0;
   {
@@ -153,8 +164,9 @@ void bind_model_spec(py::module_& m) {
   py::class_<M>(m, "ModelSpec", "Plain arrays for Engine; built by tmn.load().")
       .def(py::init<>())
       .def_readwrite("system", &M::system).def_readwrite("hidden", &M::hidden)
-      .def_readwrite("horizons_s", &M::horizons_s)
+      .def_readwrite("horizons_s", &M::horizons_s).def_readwrite("ingest", &M::ingest)
       .def_readwrite("feature_mean", &M::feature_mean).def_readwrite("feature_std", &M::feature_std)
+      .def_readwrite("gate_variance", &M::gate_variance)
       .def_readwrite("output_scale", &M::output_scale)
       .def_readwrite("window_s", &M::window_s).def_readwrite("max_gap_s", &M::max_gap_s)
       .def_readwrite("kalman", &M::kalman).def_readwrite("gate", &M::gate)
@@ -166,6 +178,7 @@ void bind_prediction(py::module_& m) {
   using P = Prediction;
   py::class_<P>(m, "Prediction", "One tick's answer (stage 5, actuation).")
       .def_readonly("stream", &P::stream).def_readonly("t", &P::t)
+      .def_readonly("t_grid", &P::t_grid).def_readonly("blend", &P::blend)
       .def_readonly("status", &P::status).def_readonly("verdict", &P::verdict)
       .def_readonly("restarted", &P::restarted).def_readonly("d2", &P::d2)
       .def_readonly("cert_error", &P::cert_error).def_readonly("work", &P::work)
@@ -199,17 +212,22 @@ void bind_engine(py::module_& m) {
            py::arg("precision"), py::arg("max_streams"), py::arg("isa"))
       .def(
           "tick",
-          [](Engine& e, double t, double x, double y, double vx, double vy, std::uint64_t stream) {
+          [](Engine& e, double t, double x, double y, const std::optional<double>& vx,
+             const std::optional<double>& vy, std::uint64_t stream) {
+            if (vx.has_value() != vy.has_value())
+              throw py::value_error("give both vx and vy, or neither");
             Prediction p;
-            const Status st = e.tick(stream, Tick{t, x, y, vx, vy}, p);
+            const Status st =
+                e.tick(stream, Tick{t, x, y, vx.value_or(0.0), vy.value_or(0.0), vx.has_value()}, p);
             if (st != Status::ok)
               raise_tick_error(st, "tick t=" + py::repr(py::float_(t)).cast<std::string>() +
                                        " on stream " + std::to_string(stream) + " refused");
             return p;
           },
-          py::arg("t"), py::arg("x"), py::arg("y"), py::arg("vx"), py::arg("vy"),
-          py::arg("stream") = 0,
-          "Run one tick through all five stages; raises TickError on bad input.")
+          py::arg("t"), py::arg("x"), py::arg("y"), py::arg("vx") = py::none(),
+          py::arg("vy") = py::none(), py::arg("stream") = 0,
+          "Run one tick through all five stages (without vx, vy the engine differentiates "
+          "the positions); raises TickError on bad input.")
       .def(
           "reset",
           [](Engine& e, std::uint64_t stream) {
@@ -219,12 +237,13 @@ void bind_engine(py::module_& m) {
           },
           py::arg("stream"), "Forget a stream; raises TickError (unknown_stream).")
       .def("evict_idle", &Engine::evict_idle, py::arg("idle_s"))
-      .def("replay", &replay, py::arg("t"), py::arg("x"), py::arg("y"), py::arg("vx"),
-           py::arg("vy"), py::arg("stream") = py::none(), py::arg("candidates") = false)
+      .def("replay", &replay, py::arg("t"), py::arg("x"), py::arg("y"),
+           py::arg("vx") = py::none(), py::arg("vy") = py::none(),
+           py::arg("stream") = py::none(), py::arg("candidates") = false)
       .def(
           "network_step",
           [](Engine& e, const carray<float>& z, const carray<float>& h) {
-            check_length(z, kFeatures, "z");
+            check_length(z, e.features(), "z");
             check_length(h, e.hidden(), "h");
             std::vector<float> hv = to_vector(h), y(2 * e.horizons());
             e.network_step(z.data(), hv.data(), y.data());
@@ -236,6 +255,7 @@ void bind_engine(py::module_& m) {
       .def("time_network_steps", &time_network_steps, py::arg("n"))
       .def_property_readonly("horizons", &Engine::horizons)
       .def_property_readonly("hidden", &Engine::hidden)
+      .def_property_readonly("features", &Engine::features)
       .def_property_readonly("system", &Engine::system)
       .def_property_readonly("precision", &Engine::precision)
       .def_property_readonly("isa", &Engine::isa)
@@ -248,11 +268,16 @@ void bind_engine(py::module_& m) {
       [](const ModelSpec& spec) {
         const InputRanges r = input_ranges(spec);
         py::dict d;
-        const char* names[5] = {"t", "x", "y", "vx", "vy"};
-        for (int i = 0; i < 5; ++i) d[names[i]] = py::make_tuple(r.lo[i], r.hi[i]);
+        d["t"] = py::make_tuple(-r.t_max, r.t_max);
+        d["x"] = py::make_tuple(-r.pos_max[0], r.pos_max[0]);
+        d["y"] = py::make_tuple(-r.pos_max[1], r.pos_max[1]);
+        d["vx"] = py::make_tuple(-r.vel_max[0], r.vel_max[0]);
+        d["vy"] = py::make_tuple(-r.vel_max[1], r.vel_max[1]);
         return d;
       },
-      py::arg("spec"), "{field: (lo, hi)}: the valid range of every tick field for a model.");
+      py::arg("spec"),
+      "{field: (lo, hi)}: the valid range of every tick field for a model; a "
+      "displacement from the previous tick may imply at most the velocity range.");
   m.def("bound_as_float", &bound_as_float, py::arg("bound"),
         "A double bound as float32, rounded upward (how certificates are stored).");
 }

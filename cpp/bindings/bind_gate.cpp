@@ -62,12 +62,17 @@ py::tuple jacobi_solve(const carray<std::int64_t>& indptr, const carray<std::int
 
 void bind_gate(py::module_& m) {
   py::class_<GateParams>(m, "GateParams")
-      .def(py::init<double, std::uint64_t, double, double>(), py::arg("eps"), py::arg("budget"),
-           py::arg("lam"), py::arg("threshold"))
+      .def(py::init([](double eps, std::uint64_t budget, double lam, double threshold,
+                       double blend_s) {
+             return GateParams{eps, budget, lam, threshold, blend_s};
+           }),
+           py::arg("eps"), py::arg("budget"), py::arg("lam"), py::arg("threshold"),
+           py::arg("blend_s") = 0.0)
       .def_readwrite("eps", &GateParams::eps)
       .def_readwrite("budget", &GateParams::budget)
       .def_readwrite("lam", &GateParams::lambda)
-      .def_readwrite("threshold", &GateParams::threshold);
+      .def_readwrite("threshold", &GateParams::threshold)
+      .def_readwrite("blend_s", &GateParams::blend_s);
   py::class_<SolverGate>(m, "SolverGate", "Stage 4 on its own, for tests and training.")
       .def(py::init<const GateParams&, int, double, bool>(), py::arg("params"),
            py::arg("horizons"), py::arg("dh"), py::arg("guarded") = false,

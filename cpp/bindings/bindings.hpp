@@ -25,6 +25,7 @@ namespace py = pybind11;
 
 void bind_constants(py::module_& m);  // enums and constants (bind_constants.cpp)
 void bind_platform(py::module_& m);   // ISA, clock, CPUs, activations (bind_constants.cpp)
+void bind_ingest(py::module_& m);     // stage 1 on whole recordings (bind_ingest.cpp)
 void bind_kalman(py::module_& m);     // stage 2 on its own (bind_kalman.cpp)
 void bind_gate(py::module_& m);       // stage 4 and the solver (bind_gate.cpp)
 void bind_engine(py::module_& m);     // ModelSpec, Prediction, TickError, Engine (bind_engine.cpp)

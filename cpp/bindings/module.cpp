@@ -6,6 +6,7 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "tmn native engine: ingest, Kalman prior, GRU, certified gate, actuation";
   b::bind_constants(m);
   b::bind_platform(m);
+  b::bind_ingest(m);
   b::bind_kalman(m);
   b::bind_gate(m);
   b::bind_engine(m);

@@ -42,11 +42,11 @@ void pair_columns(const std::vector<std::int8_t>& src, int rows, int cols, long 
       dst[((j / 2) * ld + i) * 2 + (j & 1)] = src[static_cast<long>(i) * cols + j];
 }
 
-GruWeights load_weights(const ModelSpec& m, int K) {
+GruWeights load_weights(const ModelSpec& m, int K, int F) {
   const int H = m.hidden, G = 3 * m.hidden, O = 2 * K;
   require(H >= 1 && H <= kMaxHidden,
           "hidden must be in [1, " + std::to_string(kMaxHidden) + "]");
-  require_size(m.w_ih, static_cast<std::size_t>(G) * kFeatures, "w_ih");
+  require_size(m.w_ih, static_cast<std::size_t>(G) * F, "w_ih");
   require_size(m.w_hh, static_cast<std::size_t>(G) * H, "w_hh");
   require_size(m.b_ih, G, "b_ih");
   require_size(m.b_hh, G, "b_hh");
@@ -64,11 +64,11 @@ GruWeights load_weights(const ModelSpec& m, int K) {
   for (const auto* q : {&m.q_ih, &m.q_hh, &m.q_out})
     for (std::int8_t v : *q) require(v != -128, "int8 weights must be in [-127, 127]");
 
-  GruWeights w(H, O);
-  transpose_into(m.w_ih, G, kFeatures, w.ld_gates, w.w_ih_t.data());
+  GruWeights w(F, H, O);
+  transpose_into(m.w_ih, G, F, w.ld_gates, w.w_ih_t.data());
   transpose_into(m.w_hh, G, H, w.ld_gates, w.w_hh_t.data());
   transpose_into(m.w_out, O, H, w.ld_out, w.w_out_t.data());
-  pair_columns(m.q_ih, G, kFeatures, w.ld_gates, w.q_ih_p.data());
+  pair_columns(m.q_ih, G, F, w.ld_gates, w.q_ih_p.data());
   pair_columns(m.q_hh, G, H, w.ld_gates, w.q_hh_p.data());
   pair_columns(m.q_out, O, H, w.ld_out, w.q_out_p.data());
   for (int i = 0; i < G; ++i) {
@@ -112,24 +112,38 @@ GateParams checked_gate(const ModelSpec& m) {
           "gate.eps must be in [kMinGateEps, kMaxGateEps]");
   require(m.gate.budget >= 1 && m.gate.budget <= kMaxGateBudget,
           "gate.budget must be in [1, kMaxGateBudget]");
+  require(m.gate.blend_s >= 0.0 && m.gate.blend_s <= kMaxHorizonS,
+          "gate.blend_ms must be in [0, kMaxHorizonS]");
   return m.gate;
+}
+
+// The features of the model's system, with normalisation of that many.
+int checked_features(const ModelSpec& m) {
+  const int F = m.system == System::A ? kFeaturesA : kFeaturesB;
+  require(m.feature_mean.size() == static_cast<std::size_t>(F) &&
+              m.feature_std.size() == static_cast<std::size_t>(F),
+          "normalisation: need " + std::to_string(F) + " means and stds for System " +
+              (m.system == System::A ? "A" : "B"));
+  return F;
+}
+
+// Grid samples one tick can emit stay within kMaxGridStepsPerTick.
+IngestParams checked_ingest(const ModelSpec& m) {
+  require(m.max_gap_s > 0.0 && m.max_gap_s * m.ingest.rate_hz + 2.0 <= kMaxGridStepsPerTick,
+          "max_gap_ms times sample_rate_hz must stay below kMaxGridStepsPerTick");
+  return m.ingest;
 }
 
 }  // namespace
 
 InputRanges input_ranges(const ModelSpec& m) noexcept {
   InputRanges r;
-  r.lo[0] = -kMaxAbsTimeS;
-  r.hi[0] = kMaxAbsTimeS;
-  for (int f = 0; f < 4; ++f) {  // features x, y, vx, vy are tick fields 1..4
-    const double reach = kInputSigmas * m.feature_std[f];
-    r.lo[f + 1] = m.feature_mean[f] - reach;
-    r.hi[f + 1] = m.feature_mean[f] + reach;
-  }
-  for (int a = 0; a < 2; ++a) {  // positions: also an absolute bound
-    const double limit = kMaxAbsOutputUnits * m.output_scale[a];
-    r.lo[a + 1] = std::max(r.lo[a + 1], -limit);
-    r.hi[a + 1] = std::min(r.hi[a + 1], limit);
+  r.t_max = kMaxAbsTimeS;
+  r.max_gap_s = m.max_gap_s;
+  for (int a = 0; a < 2; ++a) {
+    r.pos_max[a] = kMaxAbsOutputUnits * m.output_scale[a];
+    // features 0 and 1 are the velocity (ingest.hpp), normalised by its RMS
+    r.vel_max[a] = kInputSigmas * (m.feature_std.size() > 1 ? m.feature_std[a] : 0.0);
   }
   return r;
 }
@@ -139,17 +153,20 @@ Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_stream
       precision_(precision),
       K_(checked_horizons(m)),
       kernels_(nullptr),
+      ingest_(checked_ingest(m)),
       window_s_(m.window_s),
       max_gap_s_(m.max_gap_s),
       kalman_(checked_kalman(m)),
-      w_(load_weights(m, K_)),
-      scratch_(m.hidden, 2 * K_),
-      table_(max_streams, m.hidden),
-      saved_hidden_(static_cast<std::size_t>(m.hidden)) {
+      w_(load_weights(m, K_, checked_features(m))),
+      scratch_(w_.inputs, m.hidden, 2 * K_),
+      table_(max_streams, m.hidden, 2 * K_),
+      saved_hidden_(static_cast<std::size_t>(m.hidden)),
+      saved_outputs_(static_cast<std::size_t>(2 * K_)) {
   require(isa_available(isa), std::string("isa '") + isa_name(isa) +
                                   "' is not available in this build on this CPU");
   kernels_ = &gru_kernels(isa);
-  for (int i = 0; i < 4; ++i) {
+  norm_.features = w_.inputs;
+  for (int i = 0; i < w_.inputs; ++i) {
     require(std::isfinite(m.feature_mean[i]), "normalisation.mean must be finite");
     require(m.feature_std[i] > 0.0 && std::isfinite(m.feature_std[i]),
             "normalisation.std must be positive");
@@ -163,11 +180,105 @@ Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_stream
     inv_out_scale2_[a] = 1.0 / (m.output_scale[a] * m.output_scale[a]);
   }
   require(window_s_ >= 0.0 && std::isfinite(window_s_), "window must be >= 0");
-  require(max_gap_s_ > 0.0, "max_gap must be > 0");
   ranges_ = input_ranges(m);
   for (int k = 0; k < K_; ++k) h_[k] = m.horizons_s[k];
-  if (system_ == System::B) gate_.emplace(checked_gate(m), K_, h_[0]);
+  if (system_ == System::B) {
+    gate_.emplace(checked_gate(m), K_, h_[0]);
+    gate_prior_variance_ = m.gate_variance.empty();
+    if (!gate_prior_variance_) {
+      require(m.gate_variance.size() == static_cast<std::size_t>(K_),
+              "gate.variance: need one per horizon");
+      for (int k = 0; k < K_; ++k) {
+        require(m.gate_variance[k] > 0.0 && std::isfinite(m.gate_variance[k]),
+                "gate.variance must be positive");
+        gate_inv_var_[2 * k] = gate_inv_var_[2 * k + 1] = 1.0 / m.gate_variance[k];
+      }
+    }
+  }
   clock::calibrate();
+}
+
+void Engine::step_sample(StreamState& s, float* h, float* y, const GridSample& g, bool first,
+                         std::uint64_t& prior_ticks, std::uint64_t& network_ticks) noexcept {
+  const std::uint64_t a = clock::now();
+  // 2. prior: the Kalman update on the grid sample, after its prediction of it
+  const Tick z{g.t, g.x, g.y, g.vx, g.vy};
+  double pred_x = g.x, pred_y = g.y;
+  if (first) {
+    kalman_.init(s.kf, z);
+  } else {
+    const double dt = g.t - ingest_.grid_t(s.grid, s.grid.n - 1);
+    pred_x = s.kf.px + s.kf.vx * dt;
+    pred_y = s.kf.py + s.kf.vy * dt;
+    kalman_.step(s.kf, z, dt);
+  }
+  const std::uint64_t b = clock::now();
+
+  // 3. network: the features, one GRU step, the head (kept for the ticks to come)
+  double f[kMaxFeatures];
+  if (system_ == System::A) ingest_.features_a(s.grid, g, f);
+  else ingest_.features_b(s.grid, g, s.kf, pred_x, pred_y, f);
+  float zf[kMaxFeatures];
+  norm_.apply(f, zf);
+  network_step(zf, h, y);
+  s.gx = g.x;
+  s.gy = g.y;
+  const std::uint64_t c = clock::now();
+  prior_ticks += b - a;
+  network_ticks += c - b;
+}
+
+const double* Engine::decide(StreamState& s, const float* y, double dt, Prediction& out,
+                             double& bx, double& by) noexcept {
+  const double t_grid = ingest_.grid_t(s.grid, s.grid.n - 1);
+  const bool warming = t_grid - s.t_first < window_s_;
+  out.d2 = std::numeric_limits<float>::quiet_NaN();
+  out.cert_error = std::numeric_limits<float>::quiet_NaN();
+  out.work = 0;
+  out.blend = 0.0f;
+  bx = s.kf.px;
+  by = s.kf.py;
+  if (system_ == System::A && !warming) {
+    // A predicts the displacement from the newest grid position
+    out.verdict = Verdict::ungated;
+    bx = s.gx;
+    by = s.gy;
+    for (int i = 0; i < 2 * K_; ++i) proj_[i] = y[i] * out_scale_[i & 1];
+    return proj_.data();
+  }
+  kalman_.extrapolate(s.kf, h_.data(), K_, rel_.data(), var_.data());
+  if (warming) {
+    out.verdict = Verdict::warming;
+    s.blend = 0.0f;
+    return rel_.data();
+  }
+  // B: work in output units, where eps and the threshold are defined
+  for (int kk = 0; kk < K_; ++kk) {
+    for (int a = 0; a < 2; ++a) {
+      rel_[2 * kk + a] /= out_scale_[a];
+      inv_var_[2 * kk + a] = gate_prior_variance_ ? 1.0 / (var_[kk] * inv_out_scale2_[a])
+                                                  : gate_inv_var_[2 * kk + a];
+    }
+  }
+  const double v[2] = {s.kf.vx / out_scale_[0], s.kf.vy / out_scale_[1]};
+  const GateResult g =
+      gate_->run(y, rel_.data(), inv_var_.data(), v, proj_.data(), s.blend > 0.0f);
+  out.verdict = g.verdict;
+  out.d2 = static_cast<float>(g.d2);
+  out.work = static_cast<std::uint32_t>(g.cert.work);
+  // the blend moves towards this tick's verdict, at most dt / blend_s
+  const double blend_s = gate_->params().blend_s;
+  const double step = blend_s > 0.0 ? dt / blend_s : 1.0;
+  double w = s.blend;
+  if (!g.projected) w = 0.0;  // nothing certified to blend with
+  else if (g.verdict == Verdict::pass) w = std::min(1.0, w + step);
+  else w = std::max(0.0, w - step);
+  s.blend = static_cast<float>(w);
+  out.blend = s.blend;
+  if (w > 0.0) out.cert_error = bound_as_float(w * g.cert.error_bound);
+  for (int i = 0; i < 2 * K_; ++i)
+    proj_[i] = (w * proj_[i] + (1.0 - w) * rel_[i]) * out_scale_[i & 1];
+  return proj_.data();
 }
 
 Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexcept {
@@ -179,8 +290,8 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
 
   // 1. ingest: validate before touching any state
   std::uint32_t slot = table_.find(stream);
-  Status st = validate_tick(k, slot == StreamTable::kNone ? kNaN : table_.state(slot).t_last,
-                            ranges_);
+  const Tick* prev = slot == StreamTable::kNone ? nullptr : &table_.state(slot).grid.prev;
+  Status st = validate_tick(k, prev, ranges_);
   const bool inserted = st == Status::ok && slot == StreamTable::kNone;
   if (inserted) {
     slot = table_.insert(stream);
@@ -194,76 +305,41 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   }
   StreamState& s = table_.state(slot);
   float* h = table_.hidden(slot);
+  float* y = table_.outputs(slot);
   saved_state_ = s;  // for the output check in stage 5
   const std::uint64_t saved_seen = table_.last_seen(slot);
   for (int i = 0; i < w_.hidden; ++i) saved_hidden_[i] = h[i];
+  for (int i = 0; i < 2 * K_; ++i) saved_outputs_[i] = y[i];
   bool fresh = s.ticks == 0;
-  if (!fresh && k.t - s.t_last > max_gap_s_) {  // stale state: start over
+  const double dt = fresh ? 0.0 : k.t - s.grid.prev.t;
+  if (!fresh && dt > max_gap_s_) {  // stale state: start over
     fresh = true;
     out.restarted = true;
     ++restarts_;
     for (int i = 0; i < w_.hidden; ++i) h[i] = 0.0f;
   }
-  float z[kFeatures];
-  norm_.apply(k, z);
+  // 2. and 3. for every grid sample the tick reaches (ingest.hpp)
+  std::uint64_t prior_ticks = 0, network_ticks = 0;
   const std::uint64_t c1 = clock::now();
-
-  // 2. prior: Kalman predict over the real dt, update, extrapolate
   if (fresh) {
-    kalman_.init(s.kf, k);
-    s.t_first = k.t;
     s.ticks = 0;
+    s.blend = 0.0f;
+    const GridSample g = ingest_.start(s.grid, k, k.has_velocity);
+    s.t_first = g.t;
+    step_sample(s, h, y, g, true, prior_ticks, network_ticks);
   } else {
-    kalman_.step(s.kf, k, k.t - s.t_last);
+    ingest_.advance(s.grid, k, k.has_velocity, [&](const GridSample& g) {
+      step_sample(s, h, y, g, false, prior_ticks, network_ticks);
+    });
   }
-  s.t_last = k.t;
   ++s.ticks;
   table_.touch(slot, c0);
-  kalman_.extrapolate(s.kf, h_.data(), K_, rel_.data(), var_.data());
-  const std::uint64_t c2 = clock::now();
-
-  // 3. network: one GRU step, hidden state carried in the stream table
-  if (precision_ == Precision::int8)
-    kernels_->step_int8(w_, z, h, y_.data(), scratch_);
-  else
-    kernels_->step_fp32(w_, z, h, y_.data(), scratch_);
   const std::uint64_t c3 = clock::now();
 
   // 4. gate: decide which path goes out, relative to (bx, by)
-  const bool warming = k.t - s.t_first < window_s_;
-  double bx = s.kf.px, by = s.kf.py;
-  const double* rel = rel_.data();  // data units
-  out.d2 = std::numeric_limits<float>::quiet_NaN();
-  out.cert_error = std::numeric_limits<float>::quiet_NaN();
-  out.work = 0;
-  if (warming) {
-    out.verdict = Verdict::warming;
-  } else if (system_ == System::A) {
-    // A predicts the displacement from the measured position
-    out.verdict = Verdict::ungated;
-    bx = k.x;
-    by = k.y;
-    for (int i = 0; i < 2 * K_; ++i) proj_[i] = y_[i] * out_scale_[i & 1];
-    rel = proj_.data();
-  } else {
-    // B: work in output units, where eps and the threshold are defined
-    for (int kk = 0; kk < K_; ++kk) {
-      for (int a = 0; a < 2; ++a) {
-        rel_[2 * kk + a] /= out_scale_[a];
-        inv_var_[2 * kk + a] = 1.0 / (var_[kk] * inv_out_scale2_[a]);
-      }
-    }
-    const double v[2] = {s.kf.vx / out_scale_[0], s.kf.vy / out_scale_[1]};
-    const GateResult g = gate_->run(y_.data(), rel_.data(), inv_var_.data(), v, proj_.data());
-    out.verdict = g.verdict;
-    out.d2 = static_cast<float>(g.d2);
-    // a certificate only for the certified path; a fallback serves the prior
-    if (g.verdict == Verdict::pass) out.cert_error = bound_as_float(g.cert.error_bound);
-    out.work = static_cast<std::uint32_t>(g.cert.work);
-    const double* chosen = g.verdict == Verdict::pass ? proj_.data() : rel_.data();
-    for (int i = 0; i < 2 * K_; ++i) proj_[i] = chosen[i] * out_scale_[i & 1];
-    rel = proj_.data();
-  }
+  double bx = 0.0, by = 0.0;
+  const double* rel = decide(s, y, dt, out, bx, by);
+  out.t_grid = ingest_.grid_t(s.grid, s.grid.n - 1);
   const std::uint64_t c4 = clock::now();
 
   // 5. actuation: the absolute path in data units, which must be finite
@@ -281,14 +357,16 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
       s = saved_state_;
       table_.touch(slot, saved_seen);
       for (int i = 0; i < w_.hidden; ++i) h[i] = saved_hidden_[i];
+      for (int i = 0; i < 2 * K_; ++i) y[i] = saved_outputs_[i];
       if (out.restarted) --restarts_;
     }
     out.status = Status::non_finite_output;
     out.restarted = false;
   }
   const std::uint64_t c5 = clock::now();
-  out.stage_ns = {clock::to_ns(c1 - c0), clock::to_ns(c2 - c1), clock::to_ns(c3 - c2),
-                  clock::to_ns(c4 - c3), clock::to_ns(c5 - c4)};
+  const std::uint64_t ingest_ticks = (c1 - c0) + (c3 - c1) - prior_ticks - network_ticks;
+  out.stage_ns = {clock::to_ns(ingest_ticks), clock::to_ns(prior_ticks),
+                  clock::to_ns(network_ticks), clock::to_ns(c4 - c3), clock::to_ns(c5 - c4)};
   out.total_ns = clock::to_ns(c5 - c0);
   return out.status;
 }
@@ -308,7 +386,9 @@ std::uint64_t Engine::replay(const ReplayInput& in, const ReplayOutput& out) noe
   const int P = 2 * K_;
   const bool with_candidates = out.prior != nullptr && out.proposal != nullptr;
   for (std::uint64_t i = 0; i < in.n; ++i) {
-    const Tick k{in.t[i], in.x[i], in.y[i], in.vx[i], in.vy[i]};
+    const bool has_v = in.vx != nullptr && in.vy != nullptr;
+    const Tick k{in.t[i], in.x[i], in.y[i], has_v ? in.vx[i] : 0.0, has_v ? in.vy[i] : 0.0,
+                 has_v};
     const Status st = tick(in.stream ? in.stream[i] : 0, k, p);
     double* row = out.paths + i * P;
     out.status[i] = static_cast<std::uint8_t>(st);
@@ -320,10 +400,14 @@ std::uint64_t Engine::replay(const ReplayInput& in, const ReplayOutput& out) noe
       out.verdict[i] = static_cast<std::uint8_t>(p.verdict);
       out.cert[i] = p.cert_error;
       out.d2[i] = p.d2;
+      out.blend[i] = p.blend;
+      out.t_grid[i] = p.t_grid;
       out.work[i] = p.work;
-      if (with_candidates)
-        candidates(table_.state(table_.find(p.stream)), k, out.prior + i * P,
+      if (with_candidates) {
+        const std::uint32_t slot = table_.find(p.stream);
+        candidates(table_.state(slot), table_.outputs(slot), out.prior + i * P,
                    out.proposal + i * P);
+      }
     } else {
       for (int j = 0; j < P; ++j) row[j] = kNaN;
       if (with_candidates)
@@ -331,13 +415,15 @@ std::uint64_t Engine::replay(const ReplayInput& in, const ReplayOutput& out) noe
       out.verdict[i] = kNoPrediction;
       out.cert[i] = std::numeric_limits<float>::quiet_NaN();
       out.d2[i] = std::numeric_limits<float>::quiet_NaN();
+      out.blend[i] = 0.0f;
+      out.t_grid[i] = kNaN;
       out.work[i] = 0;
     }
   }
   return good;
 }
 
-void Engine::candidates(const StreamState& s, const Tick& k, double* prior,
+void Engine::candidates(const StreamState& s, const float* y, double* prior,
                         double* proposal) const noexcept {
   std::array<double, 2 * kMaxHorizons> rel{};
   std::array<double, kMaxHorizons> var{};
@@ -346,8 +432,8 @@ void Engine::candidates(const StreamState& s, const Tick& k, double* prior,
   for (int i = 0; i < 2 * K_; ++i) {
     const double base = (i & 1) ? s.kf.py : s.kf.px;
     prior[i] = base + rel[i];
-    const double net = y_[i] * out_scale_[i & 1];
-    proposal[i] = a ? ((i & 1) ? k.y : k.x) + net : prior[i] + net;
+    const double net = y[i] * out_scale_[i & 1];
+    proposal[i] = a ? ((i & 1) ? s.gy : s.gx) + net : prior[i] + net;
   }
 }
 

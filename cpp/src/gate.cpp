@@ -73,16 +73,17 @@ SolverGate::SolverGate(const GateParams& p, int K, double dh, bool guarded)
 }
 
 GateResult SolverGate::run(const float* delta, const double* prior,
-                           const double* inv_var, const double* v,
-                           double* path) noexcept {
-  GateResult res{Verdict::fallback_implausible, 0.0, {}};
+                           const double* inv_var, const double* v, double* path,
+                           bool project_anyway) noexcept {
+  GateResult res{Verdict::fallback_implausible, 0.0, {}, false};
 
   // 1. plausibility: mean Mahalanobis distance of the correction
   double d2 = 0.0;
   for (int i = 0; i < 2 * K_; ++i) d2 += static_cast<double>(delta[i]) * delta[i] * inv_var[i];
   d2 /= K_;
   res.d2 = d2;
-  if (!(d2 <= p_.threshold)) return res;
+  const bool plausible = d2 <= p_.threshold;
+  if (!plausible && !(project_anyway && std::isfinite(d2))) return res;
 
   // 2. certified projection of both axes at once, warm-started at the proposal
   for (int i = 0; i < 2 * K_; ++i) {
@@ -99,7 +100,8 @@ GateResult SolverGate::run(const float* delta, const double* prior,
     return res;
   }
   for (int i = 0; i < 2 * K_; ++i) path[i] = u_[i];
-  res.verdict = Verdict::pass;
+  res.projected = true;
+  res.verdict = plausible ? Verdict::pass : Verdict::fallback_implausible;
   return res;
 }
 

@@ -130,7 +130,7 @@ void step_fp32(const GruWeights& w, const float* x, float* h, float* y,
     gi[i] = w.b_ih[i];
     gh[i] = w.b_hh[i];
   }
-  matvec_t(w.w_ih_t.data(), LG, x, kFeatures, gi);  // gi = W_ih x + b_ih
+  matvec_t(w.w_ih_t.data(), LG, x, w.inputs, gi);   // gi = W_ih x + b_ih
   matvec_t(w.w_hh_t.data(), LG, h, H, gh);          // gh = W_hh h + b_hh
   gru_cell(gi, gh, H, h);
   for (long o = 0; o < LO; ++o) yo[o] = w.b_out[o];
@@ -147,15 +147,16 @@ void step_int8(const GruWeights& w, const float* x, float* h, float* y,
 
   // quantise x with its dynamic scale, h with the static scale 1/127
   float xmax = 0.0f;
-  for (int j = 0; j < kFeatures; ++j) xmax = std::max(xmax, std::fabs(x[j]));
+  const int F = w.inputs;
+  for (int j = 0; j < F; ++j) xmax = std::max(xmax, std::fabs(x[j]));
   const float x_scale = xmax > 0.0f ? xmax / 127.0f : 1.0f;
   const float x_inv = xmax > 0.0f ? 127.0f / xmax : 0.0f;
   s.x_scale = x_scale;
-  quantise(x, x_inv, kFeatures, s.xq.data());
+  quantise(x, x_inv, F, s.xq.data());  // an odd F leaves the pad entry 0
   quantise(h, 127.0f, H, s.hq.data());
 
   // int32 accumulators, then dequantise and add the biases
-  matvec_pairs(w.q_ih_p.data(), LG, s.xq.data(), kFeatures / 2, s.acc_ih.data());
+  matvec_pairs(w.q_ih_p.data(), LG, s.xq.data(), (F + 1) / 2, s.acc_ih.data());
   matvec_pairs(w.q_hh_p.data(), LG, s.hq.data(), (H + 1) / 2, s.acc_hh.data());
   for (int i = 0; i < G; ++i) {
     gi[i] = static_cast<float>(s.acc_ih[i]) * (w.s_ih[i] * x_scale) + w.b_ih[i];

@@ -2,11 +2,21 @@
 
 namespace tmn {
 
-StreamTable::StreamTable(std::uint32_t capacity, int hidden)
+namespace {
+
+// n floats rounded up to whole 64-byte cache lines, in floats
+std::size_t padded(int n) {
+  return ((static_cast<std::size_t>(n) * sizeof(float) + 63) / 64) * 64 / sizeof(float);
+}
+
+}  // namespace
+
+StreamTable::StreamTable(std::uint32_t capacity, int hidden, int outputs)
     : index_(capacity),
-      stride_(((static_cast<std::size_t>(hidden) * sizeof(float) + 63) / 64) * 64 / sizeof(float)),
+      out_at_(padded(hidden)),
+      stride_(padded(hidden) + padded(outputs)),
       slots_(capacity),
-      hidden_(static_cast<std::size_t>(capacity) * stride_) {}
+      floats_(static_cast<std::size_t>(capacity) * stride_) {}
 
 std::uint32_t StreamTable::insert(std::uint64_t id) noexcept {
   const std::uint32_t slot = index_.insert(id);

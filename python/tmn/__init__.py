@@ -9,9 +9,10 @@ from tmn.artifact import quantise_rows
 from tmn.client import Client
 from tmn.engine import (NO_PREDICTION, PERCENTILES, STAGES, VERDICT_NAMES, Engine, Replay,
                         TickError, percentiles)
-from tmn.model import Model, ModelFormatError, load
+from tmn.model import FEATURES, Model, ModelFormatError, load
 
 __all__ = [
+    "FEATURES",
     "NO_PREDICTION",
     "PERCENTILES",
     "STAGES",

@@ -73,7 +73,9 @@ class Precision(_Enum):
 
 # Constants defined in C++ (bind_constants.cpp says where each one lives).
 STAGES: tuple[str, ...]
-FEATURES: tuple[str, ...]
+FEATURES: dict[str, tuple[str, ...]]
+MAX_VELOCITY_WINDOW: int
+MAX_GRID_STEPS_PER_TICK: int
 NO_PREDICTION: int
 VERDICT_NAMES: dict[int, str]
 PERCENTILES: tuple[tuple[str, float], ...]
@@ -154,6 +156,24 @@ class PushGraph:
         budget: int,
     ) -> dict[str, Any]: ...
 
+class IngestParams:
+    @property
+    def rate_hz(self) -> float: ...
+    @property
+    def velocity_window(self) -> int: ...
+    @property
+    def highpass_s(self) -> float: ...
+    def __init__(self, rate_hz: float, velocity_window: int, highpass_s: float) -> None: ...
+
+def resample(
+    params: IngestParams, t: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike,
+    vx: npt.ArrayLike | None = None, vy: npt.ArrayLike | None = None
+) -> tuple[npt.NDArray[np.float64], ...]: ...
+def grid_features(
+    params: IngestParams, system: System, kalman: KalmanParams, t: npt.ArrayLike,
+    x: npt.ArrayLike, y: npt.ArrayLike, vx: npt.ArrayLike, vy: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+
 class KalmanParams:
     q: float
     r_pos: float
@@ -189,7 +209,10 @@ class GateParams:
     budget: int
     lam: float
     threshold: float
-    def __init__(self, eps: float, budget: int, lam: float, threshold: float) -> None: ...
+    blend_s: float
+    def __init__(
+        self, eps: float, budget: int, lam: float, threshold: float, blend_s: float = 0.0
+    ) -> None: ...
 
 class SolverGate:
     def __init__(
@@ -208,6 +231,7 @@ class ModelSpec:
     system: System
     hidden: int
     horizons_s: list[float]
+    ingest: IngestParams
     feature_mean: list[float]
     feature_std: list[float]
     output_scale: list[float]
@@ -215,6 +239,7 @@ class ModelSpec:
     max_gap_s: float
     kalman: KalmanParams
     gate: GateParams
+    gate_variance: list[float]
     # w_ih, w_hh, b_ih, b_hh, w_out, b_out, s_ih, s_hh, s_out (float32), q_ih, q_hh, q_out (int8)
     tensors: dict[str, npt.NDArray[Any]]
     def __init__(self) -> None: ...
@@ -224,6 +249,10 @@ class Prediction:
     def stream(self) -> int: ...
     @property
     def t(self) -> float: ...
+    @property
+    def t_grid(self) -> float: ...
+    @property
+    def blend(self) -> float: ...
     @property
     def status(self) -> Status: ...
     @property
@@ -246,13 +275,15 @@ class Prediction:
 class Engine:
     def __init__(self, spec: ModelSpec, precision: Precision, max_streams: int, isa: Isa) -> None: ...
     def tick(
-        self, t: float, x: float, y: float, vx: float, vy: float, stream: int = 0
+        self, t: float, x: float, y: float, vx: float | None = None, vy: float | None = None,
+        stream: int = 0
     ) -> Prediction: ...
     def reset(self, stream: int) -> None: ...
     def evict_idle(self, idle_s: float) -> int: ...
     def replay(
-        self, t: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike, vx: npt.ArrayLike,
-        vy: npt.ArrayLike, stream: npt.ArrayLike | None = None, candidates: bool = False
+        self, t: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike,
+        vx: npt.ArrayLike | None = None, vy: npt.ArrayLike | None = None,
+        stream: npt.ArrayLike | None = None, candidates: bool = False
     ) -> dict[str, Any]: ...
     def network_step(
         self, z: npt.ArrayLike, h: npt.ArrayLike
@@ -263,6 +294,8 @@ class Engine:
     def horizons(self) -> int: ...
     @property
     def hidden(self) -> int: ...
+    @property
+    def features(self) -> int: ...
     @property
     def system(self) -> System: ...
     @property

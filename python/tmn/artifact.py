@@ -51,13 +51,15 @@ def model_tensors(w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np
 
 
 def artifact_config(*, system: str, sample_rate_hz: float, window_ms: float, max_gap_ms: float,
-                    horizons_ms: list[float], hidden: int, normalisation: dict[str, list[float]],
-                    kalman: dict[str, float], gate: dict[str, float] | None,
-                    provenance: dict[str, Any]) -> dict[str, Any]:
+                    horizons_ms: list[float], ingest: dict[str, float], hidden: int,
+                    normalisation: dict[str, list[float]], kalman: dict[str, float],
+                    gate: dict[str, Any] | None, provenance: dict[str, Any]) -> dict[str, Any]:
     """``config.json`` of docs/model-format.md, without ``weights`` (which
-    :func:`write_artifact` adds). ``normalisation`` has ``mean``, ``std`` (one per
-    feature) and ``output_scale``; ``kalman`` has ``q``, ``r_pos``, ``r_vel``;
-    ``gate`` (System B only) has ``eps``, ``budget``, ``lambda``, ``threshold``."""
+    :func:`write_artifact` adds). ``ingest`` has ``velocity_window`` and
+    ``highpass_ms``; ``normalisation`` has ``mean``, ``std`` (one per feature of
+    the system) and ``output_scale``; ``kalman`` has ``q``, ``r_pos``, ``r_vel``;
+    ``gate`` (System B only) has ``eps``, ``budget``, ``lambda``, ``threshold``,
+    ``blend_ms`` and ``variance`` ("prior", or one variance per horizon)."""
     c: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "system": system,
@@ -65,7 +67,9 @@ def artifact_config(*, system: str, sample_rate_hz: float, window_ms: float, max
         "window_ms": window_ms,
         "max_gap_ms": max_gap_ms,
         "horizons_ms": list(horizons_ms),
-        "features": list(FEATURES),
+        "ingest": {"velocity_window": int(ingest["velocity_window"]),
+                   "highpass_ms": float(ingest["highpass_ms"])},
+        "features": list(FEATURES[system]),
         "hidden": hidden,
         "normalisation": {k: list(normalisation[k]) for k in ("mean", "std", "output_scale")},
         "kalman": {k: kalman[k] for k in ("q", "r_pos", "r_vel")},
@@ -73,7 +77,8 @@ def artifact_config(*, system: str, sample_rate_hz: float, window_ms: float, max
         "provenance": provenance,
     }
     if gate is not None:
-        c["gate"] = {k: gate[k] for k in ("eps", "budget", "lambda", "threshold")}
+        c["gate"] = {k: gate[k] for k in ("eps", "budget", "lambda", "threshold", "blend_ms",
+                                          "variance")}
     return c
 
 

@@ -50,9 +50,12 @@ TickError = _core.TickError
 class Replay:
     """Everything ``Engine.replay`` computed, one row per input tick.
 
-    ``paths`` is (N, K, 2) in data units (NaN where ``status != ok``);
-    ``verdict`` holds :class:`tmn.Verdict` values (:data:`NO_PREDICTION` where
-    there is no prediction); ``stage_ns`` is (N, 5) in the order of :data:`STAGES`.
+    ``paths`` is (N, K, 2) in data units (NaN where ``status != ok``), point k
+    of row i the prediction for ``t_grid[i] + h_k`` (the newest grid sample the
+    tick reached); ``verdict`` holds :class:`tmn.Verdict` values
+    (:data:`NO_PREDICTION` where there is no prediction); ``blend`` is B's
+    weight of the certified path in the served one; ``stage_ns`` is (N, 5) in
+    the order of :data:`STAGES`.
     With ``candidates=True``, ``prior`` and ``proposal`` (N, K, 2) hold each
     tick's two candidate paths, whichever was served: the Kalman prior, and
     the network's own path (A: measured position + output; B: prior +
@@ -64,6 +67,8 @@ class Replay:
     verdict: np.ndarray
     cert: np.ndarray
     d2: np.ndarray
+    blend: np.ndarray
+    t_grid: np.ndarray
     work: np.ndarray
     stage_ns: np.ndarray
     total_ns: np.ndarray
@@ -121,19 +126,21 @@ class Engine:
         """Streams currently held."""
         return self._core.stream_count
 
-    def tick(self, t: float, x: float, y: float, vx: float, vy: float,
-             stream: int = 0) -> _core.Prediction:
-        """Run one tick through all five stages. Raises :class:`TickError` on bad input;
-        the stream's state is then untouched."""
+    def tick(self, t: float, x: float, y: float, vx: float | None = None,
+             vy: float | None = None, stream: int = 0) -> _core.Prediction:
+        """Run one tick through all five stages; without ``vx``, ``vy`` (a
+        position-only sensor) the engine differentiates the positions exactly as
+        training does. Ticks may come at any rate: the model runs on its own grid.
+        Raises :class:`TickError` on bad input; the stream's state is then untouched."""
         return self._core.tick(t, x, y, vx, vy, stream)  # replaced per instance in __init__
 
-    def replay(self, t: np.ndarray, x: np.ndarray, y: np.ndarray, vx: np.ndarray,
-               vy: np.ndarray, stream: np.ndarray | None = None,
+    def replay(self, t: np.ndarray, x: np.ndarray, y: np.ndarray, vx: np.ndarray | None = None,
+               vy: np.ndarray | None = None, stream: np.ndarray | None = None,
                candidates: bool = False) -> Replay:
-        """Run a whole recording in C++ (GIL released). Bad ticks are reported in
-        ``status`` and do not stop the replay. ``stream=None`` means stream 0.
-        ``candidates=True`` also returns every tick's prior and network path
-        (see :class:`Replay`)."""
+        """Run a whole recording in C++ (GIL released); without ``vx``, ``vy`` the
+        ticks are position-only. Bad ticks are reported in ``status`` and do not
+        stop the replay. ``stream=None`` means stream 0. ``candidates=True`` also
+        returns every tick's prior and network path (see :class:`Replay`)."""
         if stream is not None:
             ids = np.asarray(stream)
             if ids.dtype.kind not in "iu":

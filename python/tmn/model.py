@@ -25,32 +25,34 @@ import numpy as np
 
 from tmn import _core
 
-FORMAT_VERSION = 1
-FEATURES = list(_core.FEATURES)  # the engine's ingest builds them (cpp/include/tmn/tick.hpp)
+FORMAT_VERSION = 2
+# The features each system reads, in input order: the engine's ingest builds
+# them (cpp/include/tmn/ingest.hpp), translation invariant.
+FEATURES: dict[str, list[str]] = {k: list(v) for k, v in _core.FEATURES.items()}
 QUANT_SCHEME = "int8-per-row-symmetric"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 # Limits the engine enforces too (defined in C++).
 MAX_HIDDEN, MAX_HORIZONS, MAX_LAMBDA = _core.MAX_HIDDEN, _core.MAX_HORIZONS, _core.MAX_LAMBDA
+MAX_VELOCITY_WINDOW = _core.MAX_VELOCITY_WINDOW
 MAX_CONFIG_BYTES = 1 << 20   # config.json is a few KB; anything bigger is refused unread
 MAX_WEIGHTS_BYTES = 1 << 26  # 64 MiB: above the largest model the engine can hold
 
-# name -> (dtype, shape as a function of H = hidden, O = 2K); F features
-_F = len(FEATURES)
+# name -> (dtype, shape as a function of F = features, H = hidden, O = 2K)
 _TENSORS: dict[str, tuple[str, Any]] = {
-    "gru.weight_ih": ("float32", lambda H, O: (3 * H, _F)),
-    "gru.weight_hh": ("float32", lambda H, O: (3 * H, H)),
-    "gru.bias_ih": ("float32", lambda H, O: (3 * H,)),
-    "gru.bias_hh": ("float32", lambda H, O: (3 * H,)),
-    "head.weight": ("float32", lambda H, O: (O, H)),
-    "head.bias": ("float32", lambda H, O: (O,)),
-    "gru.weight_ih.int8": ("int8", lambda H, O: (3 * H, _F)),
-    "gru.weight_ih.scale": ("float32", lambda H, O: (3 * H,)),
-    "gru.weight_hh.int8": ("int8", lambda H, O: (3 * H, H)),
-    "gru.weight_hh.scale": ("float32", lambda H, O: (3 * H,)),
-    "head.weight.int8": ("int8", lambda H, O: (O, H)),
-    "head.weight.scale": ("float32", lambda H, O: (O,)),
+    "gru.weight_ih": ("float32", lambda F, H, O: (3 * H, F)),
+    "gru.weight_hh": ("float32", lambda F, H, O: (3 * H, H)),
+    "gru.bias_ih": ("float32", lambda F, H, O: (3 * H,)),
+    "gru.bias_hh": ("float32", lambda F, H, O: (3 * H,)),
+    "head.weight": ("float32", lambda F, H, O: (O, H)),
+    "head.bias": ("float32", lambda F, H, O: (O,)),
+    "gru.weight_ih.int8": ("int8", lambda F, H, O: (3 * H, F)),
+    "gru.weight_ih.scale": ("float32", lambda F, H, O: (3 * H,)),
+    "gru.weight_hh.int8": ("int8", lambda F, H, O: (3 * H, H)),
+    "gru.weight_hh.scale": ("float32", lambda F, H, O: (3 * H,)),
+    "head.weight.int8": ("int8", lambda F, H, O: (O, H)),
+    "head.weight.scale": ("float32", lambda F, H, O: (O,)),
 }
 
 
@@ -97,6 +99,9 @@ class Model:
         s.system = _core.System.A if c["system"] == "A" else _core.System.B
         s.hidden = int(c["hidden"])
         s.horizons_s = [h / 1000.0 for h in self.horizons_ms]
+        i = c["ingest"]
+        s.ingest = _core.IngestParams(float(c["sample_rate_hz"]), int(i["velocity_window"]),
+                                      float(i["highpass_ms"]) / 1000.0)
         n = c["normalisation"]
         s.feature_mean = [float(v) for v in n["mean"]]
         s.feature_std = [float(v) for v in n["std"]]
@@ -108,7 +113,8 @@ class Model:
         if c["system"] == "B":
             g = c["gate"]
             s.gate = _core.GateParams(float(g["eps"]), int(g["budget"]), float(g["lambda"]),
-                                      float(g["threshold"]))
+                                      float(g["threshold"]), float(g["blend_ms"]) / 1000.0)
+            s.gate_variance = [] if g["variance"] == "prior" else [float(v) for v in g["variance"]]
         s.tensors = {name: t[tensor].ravel() for name, tensor in _SPEC_TENSORS.items()}
         return s
 
@@ -204,6 +210,27 @@ def _read_bounded(file: Path, limit: int) -> bytes:
     return data
 
 
+def _check_ingest(file: Path, cfg: dict[str, Any]) -> None:
+    window = _lookup(file, cfg, "ingest.velocity_window")
+    if isinstance(window, bool) or not isinstance(window, int) or \
+            not 2 <= window <= MAX_VELOCITY_WINDOW:
+        raise _fail(file, "ingest.velocity_window",
+                    f"must be an integer in [2, {MAX_VELOCITY_WINDOW}], got {window!r}")
+    _number(file, cfg, "ingest.highpass_ms", 0, _core.MAX_HORIZON_S * 1000.0, lo_open=True)
+
+
+def _check_gate(file: Path, cfg: dict[str, Any], horizons: int) -> None:
+    _number(file, cfg, "gate.eps", _core.MIN_GATE_EPS, _core.MAX_GATE_EPS)
+    _number(file, cfg, "gate.budget", 1, _core.MAX_GATE_BUDGET)
+    if not isinstance(cfg["gate"]["budget"], int):
+        raise _fail(file, "gate.budget", f"must be an integer, got {cfg['gate']['budget']!r}")
+    _number(file, cfg, "gate.lambda", 0, MAX_LAMBDA, lo_open=True, hi_open=True)
+    _number(file, cfg, "gate.threshold", 0, lo_open=True)
+    _number(file, cfg, "gate.blend_ms", 0, _core.MAX_HORIZON_S * 1000.0)
+    if _lookup(file, cfg, "gate.variance") != "prior":
+        _number_list(file, cfg, "gate.variance", horizons, positive=True)
+
+
 def _read_config(file: Path) -> dict[str, Any]:
     text = _read_bounded(file, MAX_CONFIG_BYTES)
     try:
@@ -215,19 +242,30 @@ def _read_config(file: Path) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise ModelFormatError(f"{file}: must hold a JSON object")
     version = cfg.get("format_version")
+    if version == 1:
+        raise _fail(file, "format_version",
+                    "version 1 (networks that read absolute positions, before tmn 0.2) is no "
+                    f"longer read: this tmn reads version {FORMAT_VERSION}; retrain the model "
+                    "with tmn-train fit")
     if isinstance(version, bool) or not isinstance(version, int) or version != FORMAT_VERSION:
         raise _fail(file, "format_version",
                     f"this tmn reads version {FORMAT_VERSION}, got {cfg.get('format_version')!r}")
     if cfg.get("system") not in ("A", "B"):
         raise _fail(file, "system", f"must be 'A' or 'B', got {cfg.get('system')!r}")
-    if cfg.get("features") != FEATURES:
-        raise _fail(file, "features", f"must be {FEATURES}, got {cfg.get('features')!r}")
+    features = FEATURES[cfg["system"]]
+    if cfg.get("features") != features:
+        raise _fail(file, "features", f"System {cfg['system']} reads exactly {features}, got "
+                                      f"{cfg.get('features')!r}")
     hidden = cfg.get("hidden")
     if isinstance(hidden, bool) or not isinstance(hidden, int) or not 1 <= hidden <= MAX_HIDDEN:
         raise _fail(file, "hidden", f"must be an integer in [1, {MAX_HIDDEN}], got {hidden!r}")
-    _number(file, cfg, "sample_rate_hz", 0, lo_open=True)
+    rate = _number(file, cfg, "sample_rate_hz", 0, 1e6, lo_open=True)
     _number(file, cfg, "window_ms", 0)
-    _number(file, cfg, "max_gap_ms", 0, lo_open=True)
+    gap_ms = _number(file, cfg, "max_gap_ms", 0, lo_open=True)
+    if gap_ms / 1000.0 * rate + 2 > _core.MAX_GRID_STEPS_PER_TICK:
+        raise _fail(file, "max_gap_ms", f"times sample_rate_hz must stay below "
+                                        f"{_core.MAX_GRID_STEPS_PER_TICK} grid samples")
+    _check_ingest(file, cfg)
     h = _number_list(file, cfg, "horizons_ms", None, positive=True)
     if not 1 <= len(h) <= MAX_HORIZONS:
         raise _fail(file, "horizons_ms", f"must hold 1 to {MAX_HORIZONS} horizons, got {len(h)}")
@@ -236,19 +274,14 @@ def _read_config(file: Path) -> dict[str, Any]:
     if h[-1] > _core.MAX_HORIZON_S * 1000.0:
         raise _fail(file, "horizons_ms",
                     f"the last horizon must be at most {_core.MAX_HORIZON_S * 1000.0:g} ms")
-    _number_list(file, cfg, "normalisation.mean", _F)
-    _number_list(file, cfg, "normalisation.std", _F, positive=True)
+    _number_list(file, cfg, "normalisation.mean", len(features))
+    _number_list(file, cfg, "normalisation.std", len(features), positive=True)
     _number_list(file, cfg, "normalisation.output_scale", 2, positive=True)
     _number(file, cfg, "kalman.q", 0, _core.MAX_KALMAN_Q)
     _number(file, cfg, "kalman.r_pos", _core.MIN_KALMAN_R, _core.MAX_KALMAN_R)
     _number(file, cfg, "kalman.r_vel", _core.MIN_KALMAN_R, _core.MAX_KALMAN_R)
     if cfg["system"] == "B":
-        _number(file, cfg, "gate.eps", _core.MIN_GATE_EPS, _core.MAX_GATE_EPS)
-        _number(file, cfg, "gate.budget", 1, _core.MAX_GATE_BUDGET)
-        if not isinstance(cfg["gate"]["budget"], int):
-            raise _fail(file, "gate.budget", f"must be an integer, got {cfg['gate']['budget']!r}")
-        _number(file, cfg, "gate.lambda", 0, MAX_LAMBDA, lo_open=True, hi_open=True)
-        _number(file, cfg, "gate.threshold", 0, lo_open=True)
+        _check_gate(file, cfg, len(h))
     q = cfg.get("quantisation")
     if not isinstance(q, dict) or q.get("scheme") != QUANT_SCHEME:
         raise _fail(file, "quantisation.scheme", f"must be '{QUANT_SCHEME}'")
@@ -274,11 +307,11 @@ def _read_tensors(file: Path, cfg: dict[str, Any]) -> dict[str, np.ndarray]:
         tensors = load(data)
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelFormatError(f"{file}: not a readable safetensors file: {e}") from e
-    H, O = int(cfg["hidden"]), 2 * len(cfg["horizons_ms"])
+    F, H, O = len(cfg["features"]), int(cfg["hidden"]), 2 * len(cfg["horizons_ms"])
     for name, (dtype, shape_of) in _TENSORS.items():
         if name not in tensors:
             raise _fail(file, name, "tensor missing")
-        a, shape = tensors[name], shape_of(H, O)
+        a, shape = tensors[name], shape_of(F, H, O)
         if a.dtype != np.dtype(dtype):
             raise _fail(file, name, f"dtype must be {dtype}, got {a.dtype}")
         if a.shape != shape:

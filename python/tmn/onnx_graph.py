@@ -5,10 +5,11 @@ step and the linear head, the same maths as stage 3 of the engine
 (cpp/include/tmn/gru.hpp), so that onnxruntime can run the very model the
 engine runs. The graph::
 
-    x [1, 4]   z-scored features (x, y, vx, vy), as the engine's ingest makes them
+    x [1, F]   z-scored features (tmn.model.FEATURES of the system), as the engine's
+               ingest makes them
     h [1, H]   hidden state carried from the previous step (zeros at a stream start)
 
-      Unsqueeze(x) -> X [1, 1, 4]        ONNX GRU wants [seq, batch, input]
+      Unsqueeze(x) -> X [1, 1, F]        ONNX GRU wants [seq, batch, input]
       Unsqueeze(h) -> H0 [1, 1, H]       and [directions, batch, hidden]
       GRU(X, W, R, B, initial_h=H0, linear_before_reset=1) -> (_, Y_h [1, 1, H])
       Squeeze(Y_h) -> h_next [1, H]
@@ -68,7 +69,7 @@ def pytorch_to_onnx_gates(w: np.ndarray) -> np.ndarray:
 
 
 def build_step_graph(model: Model) -> onnx.ModelProto:
-    """Build the FP32 single-step graph ``(x[1,4], h[1,H]) -> (y[1,2K], h_next[1,H])``
+    """Build the FP32 single-step graph ``(x[1,F], h[1,H]) -> (y[1,2K], h_next[1,H])``
     from ``model``'s FP32 tensors (the INT8 ones are not used).
 
     The result passes ``onnx.checker.check_model``. Raises ``ImportError`` if the
@@ -78,7 +79,7 @@ def build_step_graph(model: Model) -> onnx.ModelProto:
     from onnx import TensorProto, helper, numpy_helper
 
     t = model.tensors
-    w_ih = np.asarray(t["gru.weight_ih"], dtype=np.float32)  # [3H, 4]
+    w_ih = np.asarray(t["gru.weight_ih"], dtype=np.float32)  # [3H, F]
     w_hh = np.asarray(t["gru.weight_hh"], dtype=np.float32)  # [3H, H]
     b_ih = np.asarray(t["gru.bias_ih"], dtype=np.float32)    # [3H]
     b_hh = np.asarray(t["gru.bias_hh"], dtype=np.float32)    # [3H]
@@ -122,8 +123,9 @@ def build_step_graph(model: Model) -> onnx.ModelProto:
     proto = helper.make_model(graph, producer_name="tmn.onnx_graph",
                               opset_imports=[helper.make_opsetid("", OPSET)])
     proto.ir_version = IR_VERSION
-    proto.doc_string = ("tmn FP32 single step: x = z-scored (x, y, vx, vy), h = GRU hidden "
-                        "state; y = head outputs (x, y per horizon), h_next = next hidden state")
+    proto.doc_string = ("tmn FP32 single step: x = the z-scored features of config.json "
+                        "'features', h = GRU hidden state; y = head outputs (x, y per "
+                        "horizon), h_next = next hidden state")
     system = getattr(model, "config", {}).get("system")
     if system is not None:
         helper.set_model_props(proto, {"tmn.system": str(system), "tmn.hidden": str(H),

@@ -179,7 +179,9 @@ def test_naive_server_speaks_the_protocol_and_runs_the_same_network(tmp_path: Pa
                                 stderr=err,
                                 stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
-        w = synthetic_ticks(1200, streams=3, seed=5)
+        # on the model's grid, so that the engine steps once per tick, as the naive
+        # server does
+        w = synthetic_ticks(1200, streams=3, seed=5, jitter=0.0)
         ticks = w.wire()
         with Client(endpoint, timeout_s=30.0) as c:
             h = c.health()  # waits (bounded) until the server is up

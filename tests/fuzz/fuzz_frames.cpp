@@ -32,8 +32,9 @@ tmn::ModelSpec spec(tmn::System system, unsigned seed) {
   m.hidden = 8;
   const int K = 4, H = m.hidden, G = 3 * H, O = 2 * K;
   for (int k = 0; k < K; ++k) m.horizons_s.push_back(0.05 * (k + 1));
-  m.feature_mean = {0.0, 0.0, 0.0, 0.0};
-  m.feature_std = {1.0, 1.0, 2.0, 2.0};
+  const int F = system == tmn::System::A ? tmn::kFeaturesA : tmn::kFeaturesB;
+  m.feature_mean.assign(F, 0.0);
+  m.feature_std.assign(F, 2.0);
   m.output_scale = {1.0, 1.0};
   m.kalman = {10.0, 1e-4, 1e-2};
   m.gate = {0.02, 200000, 0.1, 50.0};
@@ -41,7 +42,7 @@ tmn::ModelSpec spec(tmn::System system, unsigned seed) {
     v.resize(n);
     for (float& f : v) f = u(rng);
   };
-  fill(m.w_ih, G * 4);
+  fill(m.w_ih, static_cast<std::size_t>(G) * F);
   fill(m.w_hh, static_cast<std::size_t>(G) * H);
   fill(m.b_ih, G);
   fill(m.b_hh, G);

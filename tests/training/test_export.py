@@ -62,7 +62,7 @@ def test_the_onnx_single_step_matches_torch_through_onnxruntime(tiny_runs, tmp_p
     h_ort = np.zeros((1, 32), np.float32)
     h_t = torch.zeros(1, 1, 32)
     for _ in range(200):  # carried, like a stream
-        z = rng.normal(0, 1.5, (1, 4)).astype(np.float32)
+        z = rng.normal(0, 1.5, (1, ck["tensors"]["gru.weight_ih"].shape[1])).astype(np.float32)
         y_ort, h_ort = sess.run(["y", "h_next"], {"x": z, "h": h_ort})
         with torch.no_grad():
             y_t, h_t = net(torch.from_numpy(z)[None], h_t)

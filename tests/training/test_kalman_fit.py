@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from tmn import _core
 from tmn_train.config import Config
 from tmn_train.data import to_streams
 from tmn_train.kalman_fit import moment_q, noise_estimates, tune_kalman
+
+
+GRID500 = _core.IngestParams(500.0, 8, 0.032)
 
 
 def recording(rate_hz: float, sigma_p: float, sigma_v: float | None, seconds: float = 60.0,
@@ -30,7 +34,7 @@ def test_noise_of_a_50_hz_sensor_is_estimated_from_its_samples_not_the_resampled
     # 50 Hz positions resampled to a 500 Hz model grid: the grid is straight
     # between samples, and the old estimate from its differences collapsed to ~0
     cfg = Config(sample_rate_hz=500.0)
-    streams = to_streams(recording(50.0, 2.0, None), "rec", 500.0, 0.1)
+    streams = to_streams(recording(50.0, 2.0, None), "rec", GRID500, 0.1)
     r_pos, _ = noise_estimates(streams)
     assert 0.8 * 4.0 <= r_pos <= 1.25 * 4.0
     k = tune_kalman(streams, cfg, log=lambda m: None)
@@ -38,7 +42,7 @@ def test_noise_of_a_50_hz_sensor_is_estimated_from_its_samples_not_the_resampled
 
 
 def test_measured_velocity_noise_comes_from_the_native_velocity_samples() -> None:
-    streams = to_streams(recording(100.0, 1.0, 10.0), "rec", 500.0, 0.1)
+    streams = to_streams(recording(100.0, 1.0, 10.0), "rec", GRID500, 0.1)
     r_pos, r_vel = noise_estimates(streams)
     assert 0.8 <= r_pos <= 1.25
     assert 80.0 <= r_vel <= 125.0
@@ -47,7 +51,7 @@ def test_measured_velocity_noise_comes_from_the_native_velocity_samples() -> Non
 def test_q_stays_within_its_bounds_around_the_moment_match_and_the_unbounded_fit_is_reported(
 ) -> None:
     cfg = Config(sample_rate_hz=500.0)
-    streams = to_streams(recording(100.0, 1.0, 10.0), "rec", 500.0, 0.1)
+    streams = to_streams(recording(100.0, 1.0, 10.0), "rec", GRID500, 0.1)
     k = tune_kalman(streams, cfg, log=lambda m: None)
     q_m = moment_q(streams, cfg, noise_estimates(streams)[0])
     assert k["q_moment"] == q_m
@@ -65,6 +69,6 @@ def test_moment_match_recovers_the_density_of_white_noise_acceleration() -> None
     p = np.cumsum(v, axis=0) / rate
     t = np.arange(n) / rate
     streams = to_streams({"t": t, "x": p[:, 0], "y": p[:, 1], "vx": v[:, 0], "vy": v[:, 1]},
-                         "rw", rate, 0.1)
+                         "rw", GRID500, 0.1)
     got = moment_q(streams, Config(sample_rate_hz=rate), 0.0)
     assert 0.85 * q <= got <= 1.15 * q

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tmn import _core
+from tmn.model import FEATURES
 from tmn_train import evaluation, scoring, synth
 from tmn_train.export import artifact_config
 from tmn_train.models import MicroGru
@@ -112,7 +114,7 @@ def test_b_targets_are_residuals_over_the_engine_prior_path(streams: list) -> No
     cfg = tiny_config("B")
     prep = prepare(streams[:2], cfg, kalman=KALMAN, log=lambda m: None)
     a = prep.splits["test"]
-    tensors = MicroGru(cfg.micro_gru.hidden, cfg.K).artifact_tensors()
+    tensors = MicroGru(cfg.micro_gru.hidden, cfg.K, len(FEATURES[cfg.system])).artifact_tensors()
     config = artifact_config(cfg, prep.mean, prep.std, prep.output_scale, KALMAN)
     r = scoring.replay(evaluation.memory_model(config, tensors), a, candidates=True)
     idx = scoring.evaluated_ticks(a, cfg.horizon_ticks, [r]).idx
@@ -124,11 +126,38 @@ def test_b_targets_are_residuals_over_the_engine_prior_path(streams: list) -> No
     assert np.allclose(truth - r.prior[idx], t, atol=1e-6 * np.abs(truth).max())
 
 
-def test_a_and_b_build_the_same_network_input_as_the_engine_ingest(streams: list) -> None:
+def reference_features(s, cfg, kalman: dict[str, float]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The features of cpp/include/tmn/ingest.hpp written out in numpy: velocity,
+    position high-pass (p - EMA(p)) / tau, and B's posterior velocity and
+    innovation from the prior (KalmanPrior.filter)."""
+    tau = cfg.data.highpass_ms / 1000.0
+    a = 1.0 - np.exp(-1.0 / (cfg.sample_rate_hz * tau))
+    e = np.empty_like(s.pos)
+    e[0] = s.pos[0]
+    for i in range(1, len(s)):
+        e[i] = e[i - 1] + a * (s.pos[i] - e[i - 1])
+    f = [s.vel, (s.pos - e) / tau]
+    if cfg.system == "B":
+        kp = _core.KalmanPrior(_core.KalmanParams(kalman["q"], kalman["r_pos"], kalman["r_vel"]))
+        post, _ = kp.filter(s.t, s.x, s.y, s.vx, s.vy)
+        pred = np.concatenate([s.pos[:1], post[:-1, :2] + post[:-1, 2:] * np.diff(s.t)[:, None]])
+        f += [post[:, 2:], s.pos - pred]
+    return np.concatenate(f, axis=1)
+
+
+def test_a_and_b_build_the_network_input_the_engine_ingest_defines(streams: list) -> None:
+    """The features are translation invariant, A's are the first four of B's, and
+    both are those of ingest.hpp's definition, z-scored in float32."""
     a_cfg, b_cfg = tiny_config("A"), tiny_config("B")
-    mean, std = [1.0, -2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 3.0]
-    pa = build_split(streams[:1], a_cfg, mean, std, KALMAN)
+    mean, std = [0.0] * 8, [300.0, 250.0, 200.0, 180.0, 290.0, 240.0, 0.8, 0.7]
+    pa = build_split(streams[:1], a_cfg, mean[:4], std[:4], KALMAN)
     pb = build_split(streams[:1], b_cfg, mean, std, KALMAN)
-    assert np.array_equal(pa.z, pb.z) and pa.z.dtype == np.float32
-    f = np.stack([streams[0].x, streams[0].y, streams[0].vx, streams[0].vy], axis=1)
-    assert np.array_equal(pa.z, ((f - mean) * (1.0 / np.asarray(std))).astype(np.float32))
+    assert pa.z.dtype == pb.z.dtype == np.float32 and pa.z.shape[1] == 4 and pb.z.shape[1] == 8
+    assert np.array_equal(pa.z, pb.z[:, :4])
+    for cfg, p in ((a_cfg, pa), (b_cfg, pb)):
+        ref = reference_features(streams[0], cfg, KALMAN) / np.asarray(std[:p.z.shape[1]])
+        assert np.max(np.abs(p.z - ref)) <= 1e-5 * np.max(np.abs(ref))
+    moved = streams[0].slice(0, len(streams[0]))
+    moved.x, moved.y = moved.x + 5000.0, moved.y - 3000.0  # anywhere on the screen
+    pm = build_split([moved], b_cfg, mean, std, KALMAN)
+    assert np.max(np.abs(pm.z - pb.z)) <= 1e-4

@@ -385,8 +385,9 @@ tmn::ModelSpec make_spec(Variant variant, std::uint32_t seed) {
   m.system = variant == Variant::A ? tmn::System::A : tmn::System::B;
   m.hidden = kHidden;
   for (int k = 0; k < kK; ++k) m.horizons_s.push_back(0.05 * (k + 1));
-  m.feature_mean = {400.0, 300.0, 0.0, 0.0};
-  m.feature_std = {100.0, 100.0, 300.0, 300.0};
+  const int F = variant == Variant::A ? tmn::kFeaturesA : tmn::kFeaturesB;
+  m.feature_mean.assign(F, 0.0);
+  m.feature_std.assign(F, 300.0);
   m.output_scale = {20.0, 20.0};
   m.window_s = 0.128;
   m.max_gap_s = 0.1;
@@ -403,13 +404,13 @@ tmn::ModelSpec make_spec(Variant variant, std::uint32_t seed) {
     for (auto& x : v) x = u(rng);
   };
   const float a_in = 1.0f / std::sqrt(static_cast<float>(kHidden));
-  fill(m.w_ih, static_cast<std::size_t>(G) * 4, 0.5f);
+  fill(m.w_ih, static_cast<std::size_t>(G) * F, 0.5f);
   fill(m.w_hh, static_cast<std::size_t>(G) * kHidden, a_in);
   fill(m.b_ih, G, 0.1f);
   fill(m.b_hh, G, 0.1f);
   fill(m.w_out, static_cast<std::size_t>(O) * kHidden, 0.05f);
   fill(m.b_out, O, 0.02f);
-  quantise_rows(m.w_ih, G, 4, m.q_ih, m.s_ih);
+  quantise_rows(m.w_ih, G, F, m.q_ih, m.s_ih);
   quantise_rows(m.w_hh, G, kHidden, m.q_hh, m.s_hh);
   quantise_rows(m.w_out, O, kHidden, m.q_out, m.s_out);
   return m;
@@ -456,6 +457,7 @@ struct Snapshot {
   tmn::StreamState s;
   std::uint64_t seen;
   float h[kHidden];
+  float y[2 * kK];
 };
 bool snapshot(const tmn::Engine& e, std::uint64_t stream, Snapshot& out) noexcept {
   const std::uint32_t slot = e.streams().find(stream);
@@ -463,14 +465,18 @@ bool snapshot(const tmn::Engine& e, std::uint64_t stream, Snapshot& out) noexcep
   out.s = e.streams().state(slot);
   out.seen = e.streams().last_seen(slot);
   std::memcpy(out.h, e.streams().hidden(slot), sizeof(out.h));
+  std::memcpy(out.y, e.streams().outputs(slot), sizeof(out.y));
   return true;
 }
 bool same(const Snapshot& a, const Snapshot& b) noexcept {
+  const tmn::GridState &ga = a.s.grid, &gb = b.s.grid;
   return std::memcmp(&a.s.t_first, &b.s.t_first, sizeof(double)) == 0 &&
-         std::memcmp(&a.s.t_last, &b.s.t_last, sizeof(double)) == 0 &&
-         a.s.ticks == b.s.ticks && a.seen == b.seen &&
+         std::memcmp(&ga.prev.t, &gb.prev.t, sizeof(double)) == 0 && ga.n == gb.n &&
+         std::memcmp(ga.rx.data(), gb.rx.data(), sizeof(ga.rx)) == 0 &&
+         std::memcmp(&ga.ex, &gb.ex, sizeof(double)) == 0 &&
+         a.s.ticks == b.s.ticks && a.seen == b.seen && a.s.blend == b.s.blend &&
          std::memcmp(&a.s.kf, &b.s.kf, sizeof(a.s.kf)) == 0 &&
-         std::memcmp(a.h, b.h, sizeof(a.h)) == 0;
+         std::memcmp(a.h, b.h, sizeof(a.h)) == 0 && std::memcmp(a.y, b.y, sizeof(a.y)) == 0;
 }
 
 // Replay inputs and outputs, allocated before arming.
@@ -479,7 +485,8 @@ struct ReplayBuffers {
   std::vector<double> t, x, y, vx, vy, paths;
   std::vector<std::uint64_t> stream;
   std::vector<std::uint8_t> status, verdict;
-  std::vector<float> cert, d2;
+  std::vector<float> cert, d2, blend;
+  std::vector<double> t_grid;
   std::vector<std::uint32_t> work, stage_ns, total_ns;
   std::uint64_t expected_bad = 0;
 
@@ -488,7 +495,7 @@ struct ReplayBuffers {
     stream.resize(n);
     paths.resize(n * 2 * kK);
     status.resize(n); verdict.resize(n);
-    cert.resize(n); d2.resize(n);
+    cert.resize(n); d2.resize(n); blend.resize(n); t_grid.resize(n);
     work.resize(n); stage_ns.resize(n * tmn::kStages); total_ns.resize(n);
     // streams 20..27 interleaved, 2 kHz each, starting at t = 100 s; a few
     // bad ticks (NaN, Inf, time going backwards) and two streams that do not
@@ -510,8 +517,9 @@ struct ReplayBuffers {
     return {t.data(), x.data(), y.data(), vx.data(), vy.data(), ids, n};
   }
   tmn::ReplayOutput output() noexcept {
-    return {paths.data(), status.data(),   verdict.data(),  cert.data(), d2.data(),
-            work.data(),  stage_ns.data(), total_ns.data()};
+    return {paths.data(),  status.data(), verdict.data(),  cert.data(),
+            d2.data(),     blend.data(),  t_grid.data(),   work.data(),
+            stage_ns.data(), total_ns.data()};
   }
 };
 

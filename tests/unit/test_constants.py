@@ -29,7 +29,8 @@ def test_python_reads_the_constants_from_the_bindings() -> None:
     assert CLIENT_ENDPOINT == SERVE_ENDPOINT == _core.DEFAULT_ENDPOINT == "tcp://127.0.0.1:5555"
     assert protocol.MAX_BATCH == _core.MAX_BATCH and protocol.MAGIC == _core.WIRE_MAGIC
     assert protocol.FRAME_ERRORS[int(_core.FrameError.internal)] == "internal"
-    assert FEATURES == list(_core.FEATURES) == ["x", "y", "vx", "vy"]
+    assert FEATURES == {k: list(v) for k, v in _core.FEATURES.items()}
+    assert FEATURES["B"][:len(FEATURES["A"])] == FEATURES["A"] == ["vx", "vy", "hpx", "hpy"]
 
 
 def test_the_protocol_spec_states_the_cpp_values() -> None:
@@ -54,7 +55,10 @@ def test_the_model_format_spec_states_the_cpp_limits() -> None:
     assert f"int in [1, {_core.MAX_HIDDEN}]" in doc
     assert f"number in (0, {_core.MAX_LAMBDA:g})" in doc
     assert f"127² · {_core.MAX_HIDDEN}" in doc
-    assert "`[" + ", ".join(f'"{f}"' for f in _core.FEATURES) + "]`" in doc
+    for system in ("A", "B"):
+        assert f"{system}: `[" + ", ".join(f'"{f}"' for f in _core.FEATURES[system]) + "]`" in doc
+    assert f"int in [2, {_core.MAX_VELOCITY_WINDOW}]" in doc
+    assert f"`MAX_GRID_STEPS_PER_TICK` ({_core.MAX_GRID_STEPS_PER_TICK})" in doc
 
 
 def test_the_gate_doc_names_every_verdict() -> None:

@@ -75,7 +75,7 @@ SATURATED = [Case(32, 8.0, 8.0), Case(7, 8.0, 8.0), Case(5, 6.0, 8.0, horizons=3
 @dataclass(frozen=True)
 class Reference:
     folder: Path
-    z: np.ndarray  # [N, 4] float32 features
+    z: np.ndarray  # [N, F] float32 features
     h: np.ndarray  # [N, H] float64 hidden states after each step
     y: np.ndarray  # [N, 2K] float64 head outputs after each step
 
@@ -84,7 +84,7 @@ def torch_modules(tensors: dict[str, np.ndarray]) -> tuple[torch.nn.GRUCell, tor
     """GRUCell + Linear in float64 holding the artifact's float32 weights."""
     w_ih, w_hh, w_out = tensors["gru.weight_ih"], tensors["gru.weight_hh"], tensors["head.weight"]
     hidden = w_hh.shape[1]
-    cell = torch.nn.GRUCell(4, hidden, dtype=torch.float64)
+    cell = torch.nn.GRUCell(w_ih.shape[1], hidden, dtype=torch.float64)
     head = torch.nn.Linear(hidden, w_out.shape[0], dtype=torch.float64)
     with torch.no_grad():
         cell.weight_ih.copy_(torch.from_numpy(w_ih))
@@ -142,7 +142,7 @@ def torch_gru_states(tensors: dict[str, np.ndarray], z: np.ndarray) -> np.ndarra
     """Hidden states of the same network run as one torch.nn.GRU call (fast);
     used only as realistic inputs for the one-step comparison."""
     cell, _ = torch_modules(tensors)
-    gru = torch.nn.GRU(4, cell.hidden_size, batch_first=True, dtype=torch.float64)
+    gru = torch.nn.GRU(cell.input_size, cell.hidden_size, batch_first=True, dtype=torch.float64)
     with torch.no_grad():
         for a, b in (("weight_ih_l0", "weight_ih"), ("weight_hh_l0", "weight_hh"),
                      ("bias_ih_l0", "bias_ih"), ("bias_hh_l0", "bias_hh")):
@@ -222,15 +222,27 @@ def test_saturated_cases_really_saturate_the_gates(references: dict[Case, Refere
 
 # --- one full tick: System A replay against torch streaming -------------------
 
-NORM = {"mean": [400.0, 300.0, 50.0, -20.0], "std": [120.0, 80.0, 600.0, 500.0],
-        "output_scale": [2.5, 4.0]}
+def norm(system: str) -> dict[str, list[float]]:
+    """Normalisation of the system's features (ingest.hpp: velocity, position
+    high-pass, and for B the posterior velocity and the innovation)."""
+    std = [600.0, 500.0, 400.0, 300.0, 550.0, 450.0, 0.5, 0.4][:len(tmn.FEATURES[system])]
+    return {"mean": [0.0] * len(std), "std": std, "output_scale": [2.5, 4.0]}
+
+
+def features(model: tmn.Model, *cols: np.ndarray) -> np.ndarray:
+    """The network input of a grid recording: the engine's features
+    (_core.grid_features, the code training uses), z-scored in float32."""
+    spec = model.spec()
+    raw = _core.grid_features(spec.ingest, spec.system, spec.kalman, *cols)[0]
+    n = model.config["normalisation"]
+    return ((raw - np.array(n["mean"])) * (1.0 / np.array(n["std"]))).astype(np.float32)
 
 
 def recording(n: int, seed: int) -> tuple[np.ndarray, ...]:
-    """(t, x, y, vx, vy): data units, 2 kHz with +-20 % jitter on dt."""
+    """(t, x, y, vx, vy): data units, on the 2 kHz model grid (a tick per grid
+    sample, so the network steps once per tick)."""
     rng = np.random.default_rng(seed)
-    dt = 0.0005 * (1.0 + rng.uniform(-0.2, 0.2, size=n))
-    t = 12.5 + np.cumsum(dt)
+    t = 12.5 + np.arange(n) / 2000.0
     x = 400 + 150 * np.sin(2 * np.pi * 0.8 * t) + rng.normal(scale=0.3, size=n)
     y = 300 + 90 * np.cos(2 * np.pi * 1.3 * t) + rng.normal(scale=0.3, size=n)
     vx = 150 * 2 * np.pi * 0.8 * np.cos(2 * np.pi * 0.8 * t) + rng.normal(scale=5, size=n)
@@ -242,14 +254,13 @@ def recording(n: int, seed: int) -> tuple[np.ndarray, ...]:
 def test_system_a_replay_path_is_tick_position_plus_scaled_torch_output(
         tmp_path: Path, isa: _core.Isa) -> None:
     folder = random_model(tmp_path / "a", system="A", hidden=32, seed=7, weight_scale=1.5,
-                          normalisation=NORM)
+                          normalisation=norm("A"))
     model = tmn.load(folder)
     n = 2000
     t, x, y, vx, vy = recording(n, seed=3)
-    feats = np.stack([x, y, vx, vy], axis=1)
-    z = ((feats - np.array(NORM["mean"])) / np.array(NORM["std"])).astype(np.float32)
+    z = features(model, t, x, y, vx, vy)
     _, y_ref = torch_stream(model.tensors, z)
-    scale = np.array(NORM["output_scale"])
+    scale = np.array(norm("A")["output_scale"])
     K = len(model.horizons_ms)
     ref = np.stack([x, y], axis=1)[:, None, :] + y_ref.reshape(n, K, 2) * scale
 
@@ -283,15 +294,14 @@ def test_replay_candidates_are_the_kalman_prior_and_the_network_path(
     path is the prior while warming or on a fallback, the proposal for A."""
     gate = {"eps": 0.02, "budget": 200_000, "lambda": 0.1, "threshold": 265.0}
     folder = random_model(tmp_path / system, system=system, hidden=32, seed=9,
-                          normalisation=NORM, **({"gate": gate} if system == "B" else {}))
+                          normalisation=norm(system), **({"gate": gate} if system == "B" else {}))
     model = tmn.load(folder)
     n = 1500
     t, x, y, vx, vy = recording(n, seed=4)
-    z = ((np.stack([x, y, vx, vy], axis=1) - np.array(NORM["mean"])) / np.array(NORM["std"])
-         ).astype(np.float32)
+    z = features(model, t, x, y, vx, vy)
     _, y_ref = torch_stream(model.tensors, z)
     K = len(model.horizons_ms)
-    net = y_ref.reshape(n, K, 2) * np.array(NORM["output_scale"])
+    net = y_ref.reshape(n, K, 2) * np.array(norm(system)["output_scale"])
     k = model.config["kalman"]
     state, _ = _core.KalmanPrior(_core.KalmanParams(k["q"], k["r_pos"], k["r_vel"])).filter(
         t, x, y, vx, vy)

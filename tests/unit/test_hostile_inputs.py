@@ -48,18 +48,18 @@ def replay(e: tmn.Engine, rows: np.ndarray) -> tmn.Replay:
 
 
 def test_input_ranges_follow_the_normalisation_and_the_absolute_bounds(models) -> None:
+    """Positions are no feature (any place is fine) but are bounded in absolute
+    value; velocities, given or implied by a jump, within INPUT_SIGMAS of the
+    training velocity's RMS (features 0 and 1, vx and vy)."""
     m = tmn.load(models["B"])
-    spec = m.spec()
-    r = _core.input_ranges(spec)
+    r = _core.input_ranges(m.spec())
     assert r["t"] == (-_core.MAX_ABS_TIME_S, _core.MAX_ABS_TIME_S)
     n = m.config["normalisation"]
-    for i, f in enumerate(("x", "y", "vx", "vy")):
+    for i, f in enumerate(("x", "y")):
+        limit = _core.MAX_ABS_OUTPUT_UNITS * n["output_scale"][i]
+        assert r[f] == (-limit, limit), f
         reach = _core.INPUT_SIGMAS * n["std"][i]
-        lo, hi = n["mean"][i] - reach, n["mean"][i] + reach
-        if f in ("x", "y"):
-            limit = _core.MAX_ABS_OUTPUT_UNITS * n["output_scale"][i]
-            lo, hi = max(lo, -limit), min(hi, limit)
-        assert r[f] == (lo, hi), f
+        assert r["v" + f] == (-reach, reach), f
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
@@ -69,7 +69,7 @@ def test_input_ranges_follow_the_normalisation_and_the_absolute_bounds(models) -
     pytest.param({"x": 1e30}, id="x_1e30"),
     pytest.param({"vx": 1e300}, id="vx_1e300"),
     pytest.param({"t": 1e300}, id="t_1e300"),
-    pytest.param({"y": -_core.INPUT_SIGMAS * 1.0001}, id="y_just_outside"),
+    pytest.param({"vy": -_core.INPUT_SIGMAS * 1.0001}, id="vy_just_outside"),
 ])
 def test_a_tick_outside_its_range_is_out_of_range_and_invisible(
         models, precision: str, bad: dict[str, float]) -> None:
@@ -94,6 +94,29 @@ def test_a_tick_outside_its_range_is_out_of_range_and_invisible(
         e.tick(*hostile, stream=99)
     assert info.value.status == tmn.Status.out_of_range
     assert e.stream_count == 1  # the refused new stream was never created
+
+
+@pytest.mark.parametrize("jump", [1e4, 1e6, 1e8])
+def test_a_jump_no_sensor_makes_is_out_of_range_but_a_new_stream_may_start_anywhere(
+        models, jump: float) -> None:
+    """The displacement from the previous tick implies a velocity, which has the
+    velocity's range (a tick at 1e30 once corrupted the prior for 2.5 s); a new
+    stream, or one after a gap that restarts it, starts anywhere."""
+    rows = track(600)
+    hostile = rows[300].copy()
+    hostile[1] += jump
+    wire = np.concatenate([rows[:300], [hostile], rows[300:]])
+    got = replay(tmn.Engine(models["B"]), wire)
+    assert got.status[300] == tmn.Status.out_of_range.value
+    clean = replay(tmn.Engine(models["B"]), rows)
+    np.testing.assert_array_equal(got.paths[np.arange(len(wire)) != 300], clean.paths)
+    e = tmn.Engine(models["B"])
+    assert e.tick(*hostile, stream=5).status == tmn.Status.ok
+    gap = hostile.copy()
+    gap[0] += 1.0  # after max_gap: the stream restarts, so the jump is fine
+    gap[1] += jump
+    p = e.tick(*gap, stream=5)
+    assert p.status == tmn.Status.ok and p.restarted
 
 
 def test_the_edge_of_the_range_is_accepted(models) -> None:

@@ -100,8 +100,9 @@ def test_valid_random_model_loads_and_round_trips(tmp_path: Path, system: str) -
 def test_model_tensors_builds_the_int8_tensors_from_fp32_weights(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     H, O = 4, 6
+    F = len(tmn.FEATURES["B"])
     w = [rng.standard_normal(s).astype(np.float32) for s in
-         [(3 * H, 4), (3 * H, H), (3 * H,), (3 * H,), (O, H), (O,)]]
+         [(3 * H, F), (3 * H, H), (3 * H,), (3 * H,), (O, H), (O,)]]
     tensors = model_tensors(*w)
     cfg = copy.deepcopy(tmn.load(random_model(tmp_path / "m", hidden=H,
                                               horizons_ms=[40.0, 80.0, 120.0])).config)
@@ -147,18 +148,24 @@ def test_config_that_is_not_an_object_is_refused(tmp_path: Path, base: tmn.Model
     refused(folder, CONFIG)
 
 
+ONES = [1.0] * len(tmn.FEATURES["B"])  # the base model is System B
 BAD_FIELDS = [
-    ("format_version", 2), ("format_version", "1"), ("format_version", None),
+    ("format_version", 3), ("format_version", 1), ("format_version", "2"),
+    ("format_version", None),
     ("system", "C"), ("system", "b"), ("system", None),
-    ("features", ["x", "y", "vy", "vx"]), ("features", ["x", "y", "vx"]), ("features", "xyvv"),
+    ("features", ["x", "y", "vx", "vy"]), ("features", list(tmn.FEATURES["A"])),
+    ("features", list(tmn.FEATURES["B"])[::-1]), ("features", "xyvv"),
+    ("ingest.velocity_window", 1), ("ingest.velocity_window", 33),
+    ("ingest.velocity_window", 8.0), ("ingest.highpass_ms", 0.0), ("ingest.highpass_ms", -1.0),
+    ("max_gap_ms", 3000.0),  # 6000 grid samples in one tick at 2 kHz
     ("hidden", 0), ("hidden", -8), ("hidden", 1025), ("hidden", 8.0), ("hidden", "8"),
     ("hidden", True),
     ("sample_rate_hz", 0), ("window_ms", -1), ("max_gap_ms", 0), ("max_gap_ms", "100"),
     ("horizons_ms", [50.0, 100.0, 160.0]), ("horizons_ms", [50.0, 40.0]), ("horizons_ms", []),
     ("horizons_ms", [10.0 * (k + 1) for k in range(33)]), ("horizons_ms", [0.0, 0.0]),
     ("horizons_ms", [-50.0, -100.0]), ("horizons_ms", 50.0), ("horizons_ms", [50.0, "x"]),
-    ("normalisation.std", [1.0, 0.0, 1.0, 1.0]), ("normalisation.std", [1.0, 1.0, -1.0, 1.0]),
-    ("normalisation.std", [1.0, 1.0, 1.0]), ("normalisation.mean", [0.0, float("nan"), 0, 0]),
+    ("normalisation.std", [1.0, 0.0] + ONES[2:]), ("normalisation.std", [1.0, 1.0, -1.0] + ONES[3:]),
+    ("normalisation.std", ONES[1:]), ("normalisation.mean", [0.0, float("nan")] + ONES[2:]),
     ("normalisation.output_scale", [1.0, 0.0]), ("normalisation.output_scale", [1.0]),
     ("kalman.q", -1.0), ("kalman.r_pos", 0.0), ("kalman.r_vel", -1e-3),
     ("kalman.q", float("inf")),
@@ -166,6 +173,8 @@ BAD_FIELDS = [
     ("gate.lambda", float("nan")), ("gate.eps", 0.0), ("gate.eps", -1.0),
     ("gate.threshold", 0.0), ("gate.budget", 0), ("gate.budget", "many"),
     ("gate.budget", 1.5),  # model-format.md: "int >= 1"
+    ("gate.blend_ms", -1.0), ("gate.blend_ms", "20"), ("gate.variance", "posterior"),
+    ("gate.variance", [1.0]), ("gate.variance", [1.0] * 9 + [0.0]),
     ("quantisation.scheme", "int4"), ("weights.sha256", None),
 ]
 
@@ -184,9 +193,11 @@ def test_bad_config_field_is_refused_naming_the_field(tmp_path: Path, base: tmn.
 
 @pytest.mark.parametrize("field", [
     "format_version", "system", "features", "hidden", "sample_rate_hz", "window_ms",
-    "max_gap_ms", "horizons_ms", "normalisation", "normalisation.mean", "normalisation.std",
+    "max_gap_ms", "horizons_ms", "ingest", "ingest.velocity_window", "ingest.highpass_ms",
+    "normalisation", "normalisation.mean", "normalisation.std",
     "normalisation.output_scale", "kalman", "kalman.q", "kalman.r_pos", "kalman.r_vel", "gate",
-    "gate.eps", "gate.budget", "gate.lambda", "gate.threshold", "quantisation",
+    "gate.eps", "gate.budget", "gate.lambda", "gate.threshold", "gate.blend_ms",
+    "gate.variance", "quantisation",
 ])
 def test_missing_config_field_is_refused_naming_the_field(tmp_path: Path, base: tmn.Model,
                                                           field: str) -> None:
@@ -194,6 +205,14 @@ def test_missing_config_field_is_refused_naming_the_field(tmp_path: Path, base: 
     msg = refused(folder, CONFIG)
     # a missing parent is reported through the first child that is looked up
     assert f"'{field}" in msg, msg
+
+
+def test_a_version_1_artifact_is_refused_with_what_to_do(tmp_path: Path, base: tmn.Model) -> None:
+    """Version 1 networks read absolute positions; version 2 reads translation-
+    invariant features, so the weights cannot carry over: retrain."""
+    folder = with_config(tmp_path, base, lambda c: c.update(format_version=1))
+    msg = refused(folder, CONFIG, "format_version")
+    assert "absolute positions" in msg and "retrain" in msg
 
 
 def test_hidden_that_disagrees_with_the_tensors_is_refused(tmp_path: Path,

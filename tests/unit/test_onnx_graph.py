@@ -31,10 +31,13 @@ def model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return tmn.load(random_model(folder, system="B", seed=7, weight_scale=request.param))
 
 
+F = len(tmn.FEATURES["B"])  # the models here are System B
+
+
 def _inputs(steps: int = STEPS, seed: int = 3) -> np.ndarray:
     """z-scored features: mostly O(1), with some large excursions."""
     rng = np.random.default_rng(seed)
-    z = rng.normal(0.0, 1.0, (steps, 4)).astype(np.float32)
+    z = rng.normal(0.0, 1.0, (steps, F)).astype(np.float32)
     z[::17] *= 4.0
     return z
 
@@ -79,7 +82,7 @@ def test_graph_is_valid_onnx_with_the_documented_signature(model: tmn.Model) -> 
 
     assert [i.name for i in proto.graph.input] == list(INPUT_NAMES)
     assert [o.name for o in proto.graph.output] == list(OUTPUT_NAMES)
-    assert [dims(v) for v in proto.graph.input] == [[1, 4], [1, H]]
+    assert [dims(v) for v in proto.graph.input] == [[1, F], [1, H]]
     assert [dims(v) for v in proto.graph.output] == [[1, O], [1, H]]
     gru = next(n for n in proto.graph.node if n.op_type == "GRU")
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in gru.attribute}
@@ -110,7 +113,7 @@ def test_onnxruntime_matches_torch_gru_cell_over_carried_steps(model: tmn.Model)
     torch = pytest.importorskip("torch")
     t = model.tensors
     H, O = model.hidden, 2 * len(model.horizons_ms)
-    cell, head = torch.nn.GRUCell(4, H), torch.nn.Linear(H, O)
+    cell, head = torch.nn.GRUCell(F, H), torch.nn.Linear(H, O)
     with torch.no_grad():
         for p, name in ((cell.weight_ih, "gru.weight_ih"), (cell.weight_hh, "gru.weight_hh"),
                         (cell.bias_ih, "gru.bias_ih"), (cell.bias_hh, "gru.bias_hh"),
@@ -135,6 +138,6 @@ def test_written_graph_loads_back_and_runs(model: tmn.Model, tmp_path: Path) -> 
     loaded = onnx.load(str(path))
     assert loaded.SerializeToString() == build_step_graph(model).SerializeToString()
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    y, h = sess.run(None, {"x": np.zeros((1, 4), np.float32),
+    y, h = sess.run(None, {"x": np.zeros((1, F), np.float32),
                            "h": np.zeros((1, model.hidden), np.float32)})
     assert y.shape == (1, 2 * len(model.horizons_ms)) and h.shape == (1, model.hidden)

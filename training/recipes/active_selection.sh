@@ -9,7 +9,10 @@
 #
 #   bash training/recipes/active_selection.sh synth|lasa|eyelink|synth:MINUTES [RUN_ROOT] [FIT ARGS...]
 #
-# synth is 10 minutes of synthetic data; eyelink is the confirmation run. RUN_ROOT
+# synth is 20 minutes of synthetic data with 4 passes per epoch, as in
+# evaluation.sh (whose B runs are the uniform ones: link them as
+# RUN_ROOT/<name>/uniform-seed<i> to skip training them again); eyelink is the
+# confirmation run. RUN_ROOT
 # defaults to build/active (git-ignored). FIT ARGS go to every `tmn-train fit`
 # (a smoke run: `synth:2 build/active-smoke --set epochs=2`). A finished fit (its
 # model/config.json exists) is skipped; an interrupted one resumes.
@@ -19,8 +22,9 @@ cd "$(dirname "$0")/../.."
 name="${1:?usage: active_selection.sh synth|lasa|eyelink|synth:MINUTES [RUN_ROOT] [FIT ARGS...]}"
 root_base="${2:-build/active}"
 shift $(( $# >= 2 ? 2 : 1 ))
+extra=()
 case "$name" in
-  synth) data="synth:10" ;;
+  synth) data="synth:20"; extra=(--set data.passes=4) ;;
   synth:*) data="$name" ;;
   lasa) data="lasa" ;;
   eyelink) data="eyelink" ;;
@@ -37,7 +41,7 @@ for mode in uniform active; do
     if [ -f "$run/model/config.json" ]; then continue; fi  # already trained
     resume=(); [ -d "$run" ] && resume=(--resume)
     tmn-train fit --config configs/B_temporal_solver.yaml --data "$data" --seeds "$seed" \
-      --out "$run" --set "active_selection.enabled=$enabled" "${resume[@]}" "$@"
+      --out "$run" --set "active_selection.enabled=$enabled" "${extra[@]}" "${resume[@]}" "$@"
   done
 done
 echo "active_selection.sh: trained in $(( $(date +%s) - start )) s"

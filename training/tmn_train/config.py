@@ -19,13 +19,20 @@ from typing import Any
 
 import yaml
 
-from tmn.model import MAX_HIDDEN, MAX_HORIZONS, MAX_LAMBDA
+from tmn import _core
+from tmn.model import MAX_HIDDEN, MAX_HORIZONS, MAX_LAMBDA, MAX_VELOCITY_WINDOW
 
-# Keys of earlier configs that are gone. Each held its only possible value
-# (the engine reads exactly its features, quantises to INT8, Adam trains, and
-# `prior` repeated `system`): a saved config (a checkpoint's, an artifact's
-# provenance.config) may still carry them and loads; a YAML file may not.
-RETIRED_KEYS = ("features", "quantize", "optimizer", "prior")
+# Keys of earlier configs that are gone, and why. A saved config (a
+# checkpoint's, an artifact's provenance.config) may still carry them and
+# loads; a YAML file may not.
+RETIRED_KEYS = {
+    "features": "the engine builds its own features (cpp/include/tmn/ingest.hpp)",
+    "quantize": "it could hold one value only (INT8)",
+    "optimizer": "it could hold one value only (Adam)",
+    "prior": "it repeated 'system'",
+    "data.interpolation": "the engine's ingest interpolates linearly, and training resamples "
+                          "with it (a cubic spline is not causal)",
+}
 
 
 class ConfigError(ValueError):
@@ -43,6 +50,11 @@ class SolverGateConfig:
     budget: int = 200000         # touched nonzeros per tick
     lambda_grid: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.2])
     min_pass_rate: float = 0.9   # the calibrated threshold keeps at least this pass rate
+    min_win_rate: float = 0.7    # where it falls back, the prior must win this often
+    blend_ms: float = 20.0       # verdict switches blend over this long (no jumps)
+    # the plausibility variances calibration tries: the prior's covariance, or the
+    # network's own residual variance per horizon on validation
+    variances: list[str] = field(default_factory=lambda: ["prior", "residual"])
 
 
 @dataclass
@@ -66,8 +78,8 @@ class Data:
     split: list[float] = field(default_factory=lambda: [0.70, 0.15, 0.15])
     split_mode: str = "auto"     # auto | time | stream
     passes: int = 8              # sweeps over the train split per epoch (new lanes each)
-    interpolation: str = "linear"  # linear | cubic
     velocity_window: int = 8     # samples of the causal differentiator
+    highpass_ms: float = 32.0    # time constant of the position high-pass feature
 
 
 @dataclass
@@ -120,6 +132,11 @@ class Config:
     @property
     def K(self) -> int:
         return len(self.horizons_ms)
+
+    def ingest(self) -> _core.IngestParams:
+        """The engine's ingest parameters (model rate, differentiator, high-pass)."""
+        return _core.IngestParams(self.sample_rate_hz, self.data.velocity_window,
+                                  self.data.highpass_ms / 1000.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -180,13 +197,18 @@ FIELD_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
      "must be three positive fractions summing to 1"),
     ("data.split_mode", lambda v: v in ("auto", "time", "stream"),
      "must be auto, time or stream"),
-    ("data.interpolation", lambda v: v in ("linear", "cubic"), "must be linear or cubic"),
-    ("data.velocity_window", lambda v: v >= 2, "must be at least 2 samples"),
+    ("data.velocity_window", lambda v: 2 <= v <= MAX_VELOCITY_WINDOW,
+     f"must be 2 to {MAX_VELOCITY_WINDOW} samples"),
+    ("data.highpass_ms", _positive, "must be a positive number"),
     ("kalman.q_decades", lambda v: 0 <= v <= 3, "must be in [0, 3]"),
     ("solver_gate.eps", lambda v: v > 0, "must be > 0"),
     ("solver_gate.lambda_grid", lambda g: bool(g) and all(0 < v < MAX_LAMBDA for v in g),
      f"values must be in (0, {MAX_LAMBDA}) (diagonal dominance)"),
     ("solver_gate.min_pass_rate", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    ("solver_gate.min_win_rate", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+    ("solver_gate.blend_ms", lambda v: 0 <= v <= 1000, "must be in [0, 1000]"),
+    ("solver_gate.variances", lambda g: bool(g) and set(g) <= {"prior", "residual"},
+     "must list 'prior' and/or 'residual'"),
     ("active_selection.embedding", lambda v: v in ("motion", "hidden"),
      "must be motion or hidden"),
     *((f"active_selection.{k}", lambda v: v >= 1, "must be >= 1") for k in (
@@ -272,9 +294,9 @@ def _build(cls: Any, data: dict[str, Any], where: str, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
-        if not prefix and key in RETIRED_KEYS:
-            raise ConfigError(f"{where}: key '{key}' is retired (it could hold one value "
-                              "only); remove it")
+        if prefix + key in RETIRED_KEYS:
+            raise ConfigError(f"{where}: key '{prefix}{key}' is retired "
+                              f"({RETIRED_KEYS[prefix + key]}); remove it")
         if key not in names:
             raise ConfigError(f"{where}: unknown key '{prefix}{key}' "
                               f"(known: {', '.join(sorted(names))})")
@@ -291,7 +313,11 @@ def from_saved(data: dict[str, Any], where: str = "config") -> Config:
     """:func:`from_dict` of a config saved by this or an earlier version (a
     checkpoint's, an artifact's ``provenance.config``): the
     :data:`RETIRED_KEYS` it may carry are dropped first."""
-    return from_dict({k: v for k, v in data.items() if k not in RETIRED_KEYS}, where)
+    def keep(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        return {k: keep(v, prefix + k + ".") if isinstance(v, dict) else v
+                for k, v in d.items() if prefix + k not in RETIRED_KEYS}
+
+    return from_dict(keep(data), where)
 
 
 # -- YAML files, extends and overrides ------------------------------------------

@@ -12,17 +12,18 @@ separates recordings in one file. It becomes a list of :class:`Stream`:
    is a new stream, as the engine restarts a stream after such a gap.
 3. **Resample** to ``sample_rate_hz`` on the grid ``t_n = t_0 + n / rate``
    (``n`` up to the last sample) by linear interpolation of x, y and (when
-   present) vx, vy between the two neighbouring samples. ``cubic`` uses a
-   natural cubic spline per coordinate instead.
-4. **Differentiate** when the file has no velocity: on the resampled grid,
+   present) vx, vy between the two neighbouring samples, and
+4. **differentiate** when the file has no velocity: on the resampled grid,
    ``v_n`` is the least-squares slope of the last ``N = velocity_window``
    positions (a causal Savitzky-Golay differentiator of order 1)::
 
        v_n = sum_{j=0}^{N-1} w_j p_{n-N+1+j} * rate,   w_j = (j - (N-1)/2) / sum_i (i - (N-1)/2)^2
 
-   with fewer samples (down to 2) at a stream start and ``v_0 = 0``. It is
-   causal, so a live sensor without velocity can feed the engine exactly the
-   same feature: compute it the same way on the ticks you send.
+   with fewer samples (down to 2) at a stream start and ``v_0 = 0``.
+
+   Both run in C++, in the engine's own ingest (``tmn._core.resample``,
+   cpp/include/tmn/ingest.hpp): a live sensor at any rate, with or without
+   velocity, gets exactly the grid and the velocity that training saw.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from tmn import _core
 
 REQUIRED = ("t", "x", "y")
 
@@ -192,43 +195,10 @@ def split_at_gaps(t: np.ndarray, max_gap_s: float) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def resample(t: np.ndarray, values: list[np.ndarray], rate: float,
-             method: str = "linear") -> tuple[np.ndarray, list[np.ndarray]]:
-    """Values on the grid ``t_0 + n / rate`` up to ``t[-1]`` (see module docstring)."""
-    n = int(np.floor((t[-1] - t[0]) * rate + 1e-9)) + 1
-    grid = t[0] + np.arange(n) / rate
-    if len(t) == 1:
-        return grid, [v[:1].copy() for v in values]
-    if method == "linear":
-        return grid, [np.interp(grid, t, v) for v in values]
-    from scipy.interpolate import CubicSpline
-
-    return grid, [CubicSpline(t, v, bc_type="natural")(grid) for v in values]
-
-
-def causal_velocity(p: np.ndarray, rate: float, window: int) -> np.ndarray:
-    """Least-squares slope of the last ``window`` samples (causal), per sample."""
-    p = np.asarray(p, dtype=np.float64)
-    v = np.zeros_like(p)
-    n = len(p)
-    for m in range(2, min(window, n) + 1):  # the first samples use what they have
-        j = np.arange(m) - (m - 1) / 2.0
-        w = j / np.sum(j * j)
-        if m < window:
-            i = m - 1
-            v[i] = np.dot(w, p[i - m + 1:i + 1]) * rate
-    if n >= window:
-        j = np.arange(window) - (window - 1) / 2.0
-        w = j / np.sum(j * j)
-        # v[i] = sum_j w_j p[i - window + 1 + j] for i >= window - 1
-        v[window - 1:] = np.convolve(p, w[::-1], mode="valid") * rate
-    return v
-
-
-def to_streams(cols: dict[str, np.ndarray], name: str, rate: float, max_gap_s: float,
-               interpolation: str = "linear", velocity_window: int = 8,
-               min_samples: int = 2) -> list[Stream]:
-    """Checked, gap-split, resampled streams from one recording's columns."""
+def to_streams(cols: dict[str, np.ndarray], name: str, ingest: _core.IngestParams,
+               max_gap_s: float, min_samples: int = 2) -> list[Stream]:
+    """Checked, gap-split streams on the model grid of ``ingest`` (its rate and
+    differentiator) from one recording's columns."""
     check_columns(cols, name)
     has_v = "vx" in cols
     out: list[Stream] = []
@@ -244,13 +214,7 @@ def to_streams(cols: dict[str, np.ndarray], name: str, rate: float, max_gap_s: f
         for j, (a, b) in enumerate(split_at_gaps(t, max_gap_s)):
             if b - a < min_samples:
                 continue
-            grid, res = resample(t[a:b], [v[a:b] for v in vals], rate, interpolation)
-            if has_v:
-                x, y, vx, vy = res
-            else:
-                x, y = res
-                vx = causal_velocity(x, rate, velocity_window)
-                vy = causal_velocity(y, rate, velocity_window)
+            grid, x, y, vx, vy = _core.resample(ingest, t[a:b], *[v[a:b] for v in vals])
             native = Native(t[a:b].copy(), np.stack([vals[0][a:b], vals[1][a:b]], axis=1),
                             np.stack([vals[2][a:b], vals[3][a:b]], axis=1) if has_v else None)
             out.append(Stream(f"{name}/{sid}/{j}", grid, x, y, vx, vy, native=native))

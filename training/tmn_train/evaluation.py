@@ -24,6 +24,7 @@ from tmn_train.config import Config
 from tmn_train.pipeline import SplitArrays
 
 PRECISIONS = ("fp32", "int8")
+NEVER = 1e30  # a gate threshold no d2 reaches: the gate never falls back as implausible
 
 
 def memory_model(config: dict[str, Any], tensors: dict[str, np.ndarray]) -> tmn.Model:
@@ -71,65 +72,93 @@ def evaluate(config: dict[str, Any], tensors: dict[str, np.ndarray], a: SplitArr
 
 # -- gate calibration -----------------------------------------------------------------
 
+def _variances(base: tmn.Replay, ev: scoring.Evaluated, scale: np.ndarray,
+               names: list[str]) -> dict[str, tuple[Any, np.ndarray]]:
+    """Per plausibility variance (calibrate_gate, 2.): its config value and every
+    evaluated tick's d2 under it, from a replay that never fell back."""
+    assert base.prior is not None and base.proposal is not None
+    delta = (base.proposal[ev.idx] - base.prior[ev.idx]) / scale          # [m, K, 2]
+    resid = (base.proposal[ev.idx] - ev.truth) / scale
+    out: dict[str, tuple[Any, np.ndarray]] = {}
+    for name in names:
+        if name == "prior":
+            out[name] = ("prior", base.d2[ev.idx].astype(np.float64))
+        else:
+            s2 = np.maximum(np.mean(resid ** 2, axis=(0, 2)), 1e-12)     # [K]
+            out[name] = ([float(v) for v in s2],
+                         np.mean(np.sum(delta ** 2, axis=2) / s2, axis=1))
+    return out
+
+
 def calibrate_gate(config: dict[str, Any], tensors: dict[str, np.ndarray], val: SplitArrays,
                    cfg: Config, log=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Choose gate.lambda (from solver_gate.lambda_grid) and gate.threshold on validation.
+    """Choose the gate's lambda, plausibility variance and threshold on validation,
+    for the tail error of the path the engine serves (docs/gate.md, "Calibration").
 
-    For each lambda the engine replays validation with the threshold at
-    infinity, which gives every tick's d2, certified path and prior path (the
-    replay's candidates). The engine's output for a threshold T is then
-    exactly ``pass and d2 <= T ? certified : prior``. Among thresholds at the
-    d2 quantiles that keep the pass rate >= min_pass_rate, and for which the
-    fallback wins where it fires (the prior's MSE at 500 ms beats the certified
-    path's on the ticks with d2 > T), we take the (lambda, T) with the lowest
-    P99 error at 500 ms. Returns the choice and the search trace.
+    1. **lambda**: every value of ``solver_gate.lambda_grid`` is replayed with the
+       threshold at infinity (every tick certified, no fallback); the lowest P99
+       error at the headline horizon wins.
+    2. **variance**: ``prior`` divides each correction by the prior's covariance
+       S_k; ``residual`` by the network's own residual variance per horizon on
+       validation, half the mean squared error of its own path (proposal) per
+       axis, in output units^2 (the correction against how wrong the network
+       usually is).
+    3. **threshold**: the d2 quantiles 0.9 to 0.999 under that variance, and
+       infinity (never fall back). Each candidate is replayed through the engine
+       (the blend of verdict switches makes the served path depend on the past),
+       and kept if its pass rate is >= ``min_pass_rate`` and, where it falls back,
+       the prior beats the network's own path at the headline on at least
+       ``min_win_rate`` of the fallbacks. The lowest served P99 at the headline
+       wins; never falling back wins ties.
+    Returns the choice (lambda, threshold, variance) and the trace of every row.
     """
     assert cfg.solver_gate is not None
     sg = cfg.solver_gate
-    ev: scoring.Evaluated | None = None
-    e_prior = np.zeros(0)
-    qs = sorted({sg.min_pass_rate, *[q for q in (0.9, 0.925, 0.95, 0.97, 0.98, 0.99, 0.995,
-                                                 0.999) if q >= sg.min_pass_rate], 1.0})
-    trace = []
-    best: dict[str, Any] | None = None
-    for lam in sg.lambda_grid:
-        c = dict(config)
-        c["gate"] = dict(config["gate"], **{"lambda": lam, "threshold": math.inf})
-        r = scoring.replay(memory_model(c, tensors), val, "fp32", candidates=True)
-        if ev is None:  # warming and the prior do not depend on lambda
-            assert r.prior is not None
-            ev = scoring.evaluated_ticks(val, cfg.horizon_ticks, [r])
-            e_prior = scoring.errors(r.prior[ev.idx], ev.truth)
-        d2 = r.d2[ev.idx].astype(np.float64)
-        certified = r.verdict[ev.idx] == scoring.PASS
-        e_net = scoring.errors(r.paths[ev.idx], ev.truth)
-        for q in qs:
-            T = float(np.quantile(d2, q)) if q < 1.0 else float(np.max(d2)) * 2.0 + 1e-12
-            T = max(T, 1e-12)
-            passed = certified & (d2 <= T)
-            e = np.where(passed[:, None], e_net, e_prior)
-            fired = ~passed & certified
-            wins = (not fired.any()) or bool(np.mean(e_prior[fired, -1] ** 2)
-                                              <= np.mean(e_net[fired, -1] ** 2))
-            row = {"lambda": lam, "quantile": q, "threshold": T,
-                   "pass_rate": float(passed.mean()),
-                   "p99_500": float(np.percentile(e[:, -1], 99)),
-                   "mse_500": float(np.mean(e[:, -1] ** 2)),
-                   "fallback_wins": wins,
-                   "fired_mse_prior": float(np.mean(e_prior[fired, -1] ** 2)) if fired.any()
-                   else None,
-                   "fired_mse_network": float(np.mean(e_net[fired, -1] ** 2)) if fired.any()
-                   else None}
+    model = memory_model(config, tensors)
+
+    def replay_with(**gate: Any) -> tmn.Replay:
+        c = dict(model.config, gate=dict(model.config["gate"], **gate))
+        return scoring.replay(memory_model(c, tensors), val, "fp32", candidates=True)
+
+    # 1. lambda, on the certified path alone
+    runs = {lam: replay_with(**{"lambda": lam, "threshold": NEVER, "variance": "prior"})
+            for lam in sg.lambda_grid}
+    ev = scoring.evaluated_ticks(val, cfg.horizon_ticks, list(runs.values()))
+    p99 = {lam: float(np.percentile(scoring.errors(r.paths[ev.idx], ev.truth)[:, -1], 99))
+           for lam, r in runs.items()}
+    lam = min(p99, key=lambda k: (p99[k], k))
+    base = runs[lam]
+    assert base.prior is not None and base.proposal is not None
+    e_prior = scoring.errors(base.prior[ev.idx], ev.truth)[:, -1]
+    e_net = scoring.errors(base.proposal[ev.idx], ev.truth)[:, -1]
+    # 2. the variances and their d2
+    variances = _variances(base, ev, np.asarray(config["normalisation"]["output_scale"]),
+                           sg.variances)
+    # 3. thresholds, each replayed
+    trace = [{"lambda": k, "variance": "prior", "quantile": 1.0, "threshold": NEVER,
+              "p99_500": v, "pass_rate": 1.0, "fallback_win_rate": None} for k, v in p99.items()]
+    best = trace[sg.lambda_grid.index(lam)]
+    for name, (variance, d2) in variances.items():
+        for q in (0.9, 0.95, 0.98, 0.99, 0.995, 0.999):
+            T = max(float(np.quantile(d2, q)), 1e-12)
+            r = replay_with(**{"lambda": lam, "threshold": T, "variance": variance})
+            v = r.verdict[ev.idx]
+            fired = (v == int(tmn.Verdict.fallback_implausible)) | \
+                (v == int(tmn.Verdict.fallback_uncertified))
+            win = float(np.mean(e_prior[fired] < e_net[fired])) if fired.any() else None
+            row = {"lambda": lam, "variance": name, "quantile": q, "threshold": T,
+                   "p99_500": float(np.percentile(
+                       scoring.errors(r.paths[ev.idx], ev.truth)[:, -1], 99)),
+                   "pass_rate": float(np.mean(v == scoring.PASS)), "fallback_win_rate": win}
             trace.append(row)
-            if row["pass_rate"] + 1e-12 < sg.min_pass_rate or not wins:
-                continue
-            if best is None or row["p99_500"] < best["p99_500"]:
-                best = row
-    if best is None:  # nothing satisfied both rules: never fire, smallest lambda
-        lam = min(sg.lambda_grid)
-        best = next(r for r in trace if r["lambda"] == lam and r["quantile"] == 1.0)
-    log(f"gate: lambda={best['lambda']} threshold={best['threshold']:.4g} "
-        f"(val pass rate {best['pass_rate']:.3f}, P99@500 {best['p99_500']:.4g}, "
-        f"fallback wins where it fires: {best['fallback_wins']})")
-    return {"lambda": best["lambda"], "threshold": best["threshold"], "chosen": best,
-            "trace": trace}
+            ok = row["pass_rate"] + 1e-12 >= sg.min_pass_rate and \
+                (win is None or win >= sg.min_win_rate)
+            if ok and row["p99_500"] < best["p99_500"]:
+                best = dict(row, variance_values=variance)
+    log(f"gate: lambda={best['lambda']} variance={best['variance']} "
+        f"threshold={best['threshold']:.4g} (val pass rate {best['pass_rate']:.3f}, "
+        f"P99@{cfg.horizons_ms[-1]:g} {best['p99_500']:.4g}, fallback win rate "
+        f"{best['fallback_win_rate']})")
+    return {"lambda": best["lambda"], "threshold": best["threshold"],
+            "variance": best.get("variance_values", "prior"),
+            "chosen": {k: v for k, v in best.items() if k != "variance_values"}, "trace": trace}

@@ -20,25 +20,32 @@ from tmn.artifact import write_artifact
 from tmn.artifact import artifact_config as _artifact_config
 from tmn.onnx_graph import write_step_graph
 from tmn_train.config import Config
+from tmn_train.evaluation import NEVER
 
 
 def artifact_config(cfg: Config, mean: list[float], std: list[float],
                     output_scale: list[float], kalman: dict[str, float],
-                    gate: dict[str, float] | None = None,
+                    gate: dict[str, Any] | None = None,
                     provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """config.json (``tmn.artifact.artifact_config``) of a model trained with
-    ``cfg``; System B's gate takes ``gate``'s calibrated lambda and threshold
-    (before calibration: the grid's first lambda and a threshold that never fires)."""
+    ``cfg``; System B's gate takes ``gate``'s calibrated lambda, threshold and
+    variance (before calibration: the grid's first lambda, the prior's variance
+    and a threshold that never fires)."""
     g = None
     if cfg.system == "B":
         assert cfg.solver_gate is not None
         chosen = gate or {}
         g = {"eps": cfg.solver_gate.eps, "budget": cfg.solver_gate.budget,
              "lambda": chosen.get("lambda", cfg.solver_gate.lambda_grid[0]),
-             "threshold": chosen.get("threshold", 1e30)}
+             "threshold": chosen.get("threshold", NEVER),
+             "blend_ms": cfg.solver_gate.blend_ms,
+             "variance": chosen.get("variance", "prior")}
     return _artifact_config(
         system=cfg.system, sample_rate_hz=cfg.sample_rate_hz, window_ms=cfg.window_ms,
-        max_gap_ms=cfg.max_gap_ms, horizons_ms=cfg.horizons_ms, hidden=cfg.micro_gru.hidden,
+        max_gap_ms=cfg.max_gap_ms, horizons_ms=cfg.horizons_ms,
+        ingest={"velocity_window": cfg.data.velocity_window,
+                "highpass_ms": cfg.data.highpass_ms},
+        hidden=cfg.micro_gru.hidden,
         normalisation={"mean": mean, "std": std, "output_scale": output_scale},
         kalman=kalman, gate=g, provenance=provenance or {})
 

@@ -17,10 +17,11 @@ from tmn.model import FEATURES
 
 
 class MicroGru(nn.Module):
-    def __init__(self, hidden: int = 32, horizons: int = 10) -> None:
+    def __init__(self, hidden: int = 32, horizons: int = 10, inputs: int = len(FEATURES["B"])
+                 ) -> None:
         super().__init__()
         self.hidden, self.horizons = hidden, horizons
-        self.gru = nn.GRU(len(FEATURES), hidden, batch_first=True)
+        self.gru = nn.GRU(inputs, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 2 * horizons)
 
     def forward(self, z: torch.Tensor, h0: torch.Tensor | None = None
@@ -62,7 +63,7 @@ class MicroGru(nn.Module):
     @classmethod
     def from_tensors(cls, t: dict[str, np.ndarray]) -> MicroGru:
         hidden, horizons = t["gru.weight_hh"].shape[1], t["head.weight"].shape[0] // 2
-        m = cls(hidden, horizons)
+        m = cls(hidden, horizons, t["gru.weight_ih"].shape[1])
         with torch.no_grad():
             m.gru.weight_ih_l0.copy_(torch.from_numpy(np.asarray(t["gru.weight_ih"])))
             m.gru.weight_hh_l0.copy_(torch.from_numpy(np.asarray(t["gru.weight_hh"])))

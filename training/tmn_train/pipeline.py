@@ -14,8 +14,16 @@
 Nothing crosses a split boundary: windows, lanes' hidden state and targets
 stay inside one piece, and the last ``horizon_ms`` of each piece has no target.
 
-**Normalisation** is fitted on the train split only: feature mean and std
-over every train tick; ``output_scale`` (per axis) is the RMS of the train
+**Features** are the engine's own (cpp/include/tmn/ingest.hpp, computed by
+``tmn._core.grid_features`` over each piece with the piece's Kalman prior):
+translation invariant, with no absolute position. A reads the velocity and the
+position's high-pass ``(p - EMA(p)) / tau``; B reads those and the prior's
+posterior velocity and innovation.
+
+**Normalisation** is fitted on the train split only: each pair of features
+(x and y of one quantity) is divided by its RMS over every train tick, pooled
+over the two axes, with mean 0, so that a motion and its mirror image look
+alike to the network; ``output_scale`` (per axis) is the RMS of the train
 targets over all horizons.
 
 **Targets**, for a tick i and horizon ``h_k`` (``n_k = h_k * rate`` samples),
@@ -24,8 +32,7 @@ in output units (data units / ``output_scale``):
 * A: ``(p_{i+n_k} - p_i) / scale`` with p the measured position;
 * B: ``(p_{i+n_k} - (p̂_i + v̂_i h_k)) / scale``, the residual over the Kalman
   prior, where (p̂, v̂) is the posterior of the C++ filter
-  (``tmn._core.KalmanPrior.filter``) run over the piece, exactly as the
-  engine's stage 2 runs it.
+  run over the piece, exactly as the engine's stage 2 runs it.
 
 This is what the engine's actuation inverts: A outputs ``p_i + y * scale``,
 B ``p̂_i + (v̂_i h_k / scale + certified(y)) * scale``.
@@ -56,7 +63,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tmn import _core
-from tmn.model import FEATURES
 from tmn_train.config import Config
 from tmn_train.data import Stream
 
@@ -216,25 +222,23 @@ def normalise(feat: np.ndarray, mean: list[float], std: list[float]) -> np.ndarr
     return ((feat - np.asarray(mean, dtype=np.float64)) * inv).astype(np.float32)
 
 
-def kalman_posterior(s: Stream, kalman: dict[str, float]) -> np.ndarray:
-    """[n, 4] posterior (px, py, vx, vy) of the C++ filter over one piece."""
-    kp = _core.KalmanPrior(_core.KalmanParams(kalman["q"], kalman["r_pos"], kalman["r_vel"]))
-    state, _ = kp.filter(s.t, s.x, s.y, s.vx, s.vy)
-    return np.asarray(state)
+def grid_features(s: Stream, cfg: Config, kalman: dict[str, float]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(raw features [n, F], Kalman posterior [n, 4]) of one piece: the engine's
+    ingest and prior run over it (``tmn._core.grid_features``)."""
+    kp = _core.KalmanParams(kalman["q"], kalman["r_pos"], kalman["r_vel"])
+    system = _core.System.A if cfg.system == "A" else _core.System.B
+    f, post, _ = _core.grid_features(cfg.ingest(), system, kp, s.t, s.x, s.y, s.vx, s.vy)
+    return np.asarray(f), np.asarray(post)
 
 
-def features(s: Stream) -> np.ndarray:
-    """[n, F] the network's input features of a stream, in the order of
-    :data:`tmn.model.FEATURES` (each is a Stream attribute of that name)."""
-    return np.stack([getattr(s, name) for name in FEATURES], axis=1)
-
-
-def fit_normalisation(train: list[Stream]) -> tuple[list[float], list[float]]:
-    f = np.concatenate([features(s) for s in train])
-    mean = f.mean(axis=0)
-    std = f.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    return [float(v) for v in mean], [float(v) for v in std]
+def fit_normalisation(raw: list[np.ndarray]) -> tuple[list[float], list[float]]:
+    """(mean, std) of the features (module docstring): mean 0; each (x, y) pair
+    divided by its RMS over both axes."""
+    f = np.concatenate(raw)
+    rms = np.sqrt(np.mean(f.reshape(len(f), -1, 2) ** 2, axis=(0, 2)))
+    rms = np.where(rms > 0, rms, 1.0)
+    return [0.0] * f.shape[1], [float(v) for v in np.repeat(rms, 2)]
 
 
 def build_split(pieces: list[Stream], cfg: Config, mean: list[float], std: list[float],
@@ -243,11 +247,13 @@ def build_split(pieces: list[Stream], cfg: Config, mean: list[float], std: list[
     if not pieces:
         e2 = np.zeros((0, 2))
         return SplitArrays(p.names, p.offsets, p.t, p.pos, p.vel,
-                           np.zeros((0, len(FEATURES)), np.float32), e2, e2, e2)
-    z = normalise(np.concatenate([features(s) for s in pieces]), mean, std)
+                           np.zeros((0, len(mean)), np.float32), e2, e2, e2)
+    raw, post = zip(*(grid_features(s, cfg, kalman) for s in pieces))
+    z = normalise(np.concatenate(raw), mean, std)
     if cfg.system == "B":
-        post = np.concatenate([kalman_posterior(s, kalman) for s in pieces])
-        base, vprior, vbound = post[:, :2].copy(), post[:, 2:].copy(), post[:, 2:].copy()
+        post_all = np.concatenate(post)
+        base, vprior = post_all[:, :2].copy(), post_all[:, 2:].copy()
+        vbound = vprior.copy()
     else:
         base, vprior, vbound = p.pos.copy(), np.zeros_like(p.pos), p.vel.copy()
     return SplitArrays(p.names, p.offsets, p.t, p.pos, p.vel, z, base, vprior, vbound)
@@ -291,7 +297,7 @@ def prepare(streams: list[Stream], cfg: Config, kalman: dict[str, float] | None 
                              f"samples ({min_len / cfg.sample_rate_hz:.2f} s); add data")
     if kalman is None:
         kalman = tune_kalman(raw["train"], cfg, log=log)
-    mean, std = fit_normalisation(raw["train"])
+    mean, std = fit_normalisation([grid_features(s, cfg, kalman)[0] for s in raw["train"]])
     prep = Prepared(cfg, mean, std, [1.0, 1.0], kalman, raw=raw)
     for k in SPLITS:
         prep.splits[k] = build_split(raw[k], cfg, mean, std, kalman)

@@ -62,9 +62,8 @@ def lasa_streams(cfg: Config, shapes: list[str] | None = None) -> list[Stream]:
             pos = np.asarray(rec["pos"], dtype=np.float64)
             vel = np.asarray(rec["vel"], dtype=np.float64)
             cols = {"t": t, "x": pos[0], "y": pos[1], "vx": vel[0], "vy": vel[1]}
-            for s in to_streams(cols, f"lasa/{f.stem}/{d}", cfg.sample_rate_hz,
-                                cfg.max_gap_ms / 1000.0, cfg.data.interpolation,
-                                cfg.data.velocity_window):
+            for s in to_streams(cols, f"lasa/{f.stem}/{d}", cfg.ingest(),
+                                cfg.max_gap_ms / 1000.0):
                 s.split = "train" if d <= 4 else ("val" if d == 5 else "test")
                 s.meta["shape"] = f.stem
                 by_demo.setdefault(d, []).append(s)
@@ -91,9 +90,7 @@ def eyelink_streams(cfg: Config) -> list[Stream]:
         x, y = np.asarray(s[ix], dtype=np.float64), np.asarray(s[iy], dtype=np.float64)
         keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(t)
         cols = {"t": t[keep], "x": x[keep], "y": y[keep]}
-        out += to_streams(cols, f"eyelink/{f.stem}", cfg.sample_rate_hz,
-                          cfg.max_gap_ms / 1000.0, cfg.data.interpolation,
-                          cfg.data.velocity_window)
+        out += to_streams(cols, f"eyelink/{f.stem}", cfg.ingest(), cfg.max_gap_ms / 1000.0)
     return out
 
 
@@ -132,8 +129,7 @@ def load_sources(specs: list[str], cfg: Config) -> list[Stream]:
             streams += eyelink_streams(cfg)
         else:
             cols = read_table(spec)
-            streams += to_streams(cols, str(spec), cfg.sample_rate_hz, cfg.max_gap_ms / 1000.0,
-                                  cfg.data.interpolation, cfg.data.velocity_window)
+            streams += to_streams(cols, str(spec), cfg.ingest(), cfg.max_gap_ms / 1000.0)
     if not streams:
         raise DataError(f"--data {' '.join(specs)}: no usable streams")
     return streams

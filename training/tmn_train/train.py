@@ -40,6 +40,7 @@ import torch
 from tqdm import tqdm
 
 from tmn.artifact import git_sha
+from tmn.model import FEATURES
 from tmn_train import evaluation
 from tmn_train.config import Config, from_saved
 from tmn_train.export import artifact_config
@@ -199,7 +200,7 @@ def train_seed(prep: Prepared, seed: int, folder: Path, resume: bool = False,
     # 1. model, optimiser, state (fresh or resumed)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = MicroGru(cfg.micro_gru.hidden, cfg.K)
+    model = MicroGru(cfg.micro_gru.hidden, cfg.K, len(FEATURES[cfg.system]))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = _schedule(opt, cfg, train_chains)
     state: dict[str, Any] = {"epoch": 0, "best_val": math.inf, "best_epoch": 0,
@@ -350,7 +351,7 @@ def fit(cfg: Config, data: list[str], out: Path, seeds: list[int], resume: bool 
     runs = [train_seed(prep, s, out / f"seed-{s}", resume, tensorboard, log) for s in seeds]
     train_secs = time.perf_counter() - t_train
     best = min(runs, key=lambda r: r["best_val"])
-    model = MicroGru(cfg.micro_gru.hidden, cfg.K)
+    model = MicroGru(cfg.micro_gru.hidden, cfg.K, len(FEATURES[cfg.system]))
     model.load_state_dict(best["best_model"])
     tensors = model.artifact_tensors()
 
@@ -369,7 +370,8 @@ def fit(cfg: Config, data: list[str], out: Path, seeds: list[int], resume: bool 
         "tensors": tensors,
         "normalisation": {"mean": prep.mean, "std": prep.std, "output_scale": prep.output_scale},
         "kalman": prep.kalman,
-        "gate": None if gate is None else {k: gate[k] for k in ("lambda", "threshold", "chosen")},
+        "gate": None if gate is None else {k: gate[k] for k in ("lambda", "threshold", "variance",
+                                                                "chosen")},
         "gate_trace": None if gate is None else gate["trace"],
         "provenance": {
             "trainer": "tmn-train fit",

@@ -57,7 +57,7 @@ REPLAY_ROUNDS = 10           # slices in which the engines take turns (replay_al
 RIDGE = "ridge"              # the fitted linear baseline's predictor name
 # fields that must agree between models for one held-out split to serve them all
 SPLIT_FIELDS = ("sample_rate_hz", "window_ms", "horizon_ms", "horizon_step_ms", "max_gap_ms",
-                "data.split", "data.split_mode", "data.interpolation", "data.velocity_window")
+                "data.split", "data.split_mode", "data.velocity_window", "data.highpass_ms")
 
 
 class AccuracyError(ValueError):

@@ -9,7 +9,11 @@ onnxruntime step (1 thread) per tick on the model's own single-step graph
 (``tmn.onnx_graph.build_step_graph``, the graph of ``model.onnx``).
 
 It is the NETWORK-ONLY naive server: it runs no Kalman prior, no gate, no
-warm-up and no stage timing. Every ok tick is answered with verdict
+warm-up, no resampling onto the model's grid and no stage timing. Its network
+input is the engine's features (cpp/include/tmn/ingest.hpp) as far as they
+need no prior: the tick's velocity and the position high-pass (an
+exponential moving average per stream); a System B model's prior features get
+the tick's velocity and a zero innovation. Every ok tick is answered with verdict
 ``ungated`` and the path ``position + head output x output_scale`` (System A's
 reading of the head, also for a System B model), so its numbers are not
 predictions a user should trust; they are the cost of the network plus the
@@ -90,7 +94,10 @@ class NaiveServer:
             (self.binding.bind_ortvalue_output if out else self.binding.bind_ortvalue_input)(
                 name, v)
 
-        self.streams: dict[int, list[Any]] = {}  # id -> [h (H,), t_last]
+        self.streams: dict[int, list[Any]] = {}  # id -> [h (H,), t_last, ema_x, ema_y]
+        ingest = cfg["ingest"]
+        self.tau = float(ingest["highpass_ms"]) / 1000.0
+        self.alpha = 1.0 - math.exp(-1.0 / (float(cfg["sample_rate_hz"]) * self.tau))
         # the prediction record (protocol.prediction_dtype) as a struct
         self.record = struct.Struct(f"<QdBBBBIffI5IQ{2 * self.K}d")
         assert self.record.size == prediction_dtype(self.K).itemsize
@@ -158,15 +165,18 @@ class NaiveServer:
                     if len(self.streams) >= self.max_streams:
                         status = CAPACITY_EXCEEDED
                     else:
-                        state = self.streams[sid] = [np.zeros(self.H, np.float32), -math.inf]
+                        state = self.streams[sid] = [np.zeros(self.H, np.float32), -math.inf,
+                                                     px, py]
                 elif t <= state[1]:
                     status = TIME_NOT_INCREASING
             if status != OK:
                 out.append(self.record.pack(sid, t, status, NO_PREDICTION, 0, 0, 0, math.nan,
                                             math.nan, 0, 0, 0, 0, 0, 0, 0, *self.nan_path))
                 continue
-            x[0] = ((px - m[0]) / sd[0], (py - m[1]) / sd[1], (vx - m[2]) / sd[2],
-                    (vy - m[3]) / sd[3])
+            state[2] += self.alpha * (px - state[2])  # the high-pass's moving average
+            state[3] += self.alpha * (py - state[3])
+            f = (vx, vy, (px - state[2]) / self.tau, (py - state[3]) / self.tau, vx, vy, 0.0, 0.0)
+            x[0] = tuple((f[i] - m[i]) / sd[i] for i in range(len(m)))
             h[0] = state[0]
             run(binding)  # one GRU step + head: y, h_next
             state[0][:] = h_next[0]

@@ -9,11 +9,25 @@
 //     system call; they return a Status.
 //   * tick(): a bad tick returns its Status and leaves every stream's state
 //     exactly as it was. A good tick returns ok and fills a Prediction.
-//   * A gap longer than max_gap_s restarts the stream (Kalman and hidden state
-//     re-initialised, warming again); it is counted, not an error.
+//   * Ticks come at the sensor's rate, with or without velocity; the model
+//     runs on its own grid (ingest.hpp). A tick steps the prior and the
+//     network once per grid sample it reaches (none when ticks come faster
+//     than the grid, several when slower), then the gate decides the path
+//     once. The path is anchored at the newest grid sample: point k is the
+//     prediction for Prediction::t_grid + h_k.
+//   * A gap longer than max_gap_s restarts the stream (grid, Kalman and hidden
+//     state re-initialised, warming again); it is counted, not an error.
 //   * A stream is warming until window_s of sensor time has passed since its
 //     (re)start. While warming the network still runs (its hidden state must
 //     warm up) but the output is the Kalman prior path.
+//   * B: a verdict switch does not make the served path jump. The served path
+//     is  blend * certified + (1 - blend) * prior, where blend moves towards 1
+//     on a pass and towards 0 on a fallback by at most dt / gate.blend_s per
+//     tick (dt the sensor time since the previous tick), and starts at 0 when
+//     the stream warms up. Its certificate is blend times the projection's:
+//     the exact blend differs from the served one by blend * (p - p*), so
+//     ||error|| <= blend * bound (docs/gate.md, "Blending"). A fallback with
+//     no certificate (out of budget) drops blend to 0 at once.
 //   * One Engine is used by one thread at a time.
 //   * Every stage is timed with tmn::clock and the times are in the result.
 #pragma once
@@ -27,6 +41,7 @@
 
 #include "tmn/gate.hpp"
 #include "tmn/gru.hpp"
+#include "tmn/ingest.hpp"
 #include "tmn/kalman.hpp"
 #include "tmn/status.hpp"
 #include "tmn/stream_table.hpp"
@@ -41,13 +56,14 @@ inline constexpr int kStages = 5;
 inline constexpr const char* kStageNames[kStages] = {"ingest", "prior", "network", "gate",
                                                      "actuation"};
 
-// Valid input ranges (docs/protocol.md, "Valid ranges"). A feature may lie at
-// most kInputSigmas of its training standard deviations from its training
-// mean: far beyond anything the network has seen, far below float32
-// overflow of the normalised input (|z| <= kInputSigmas). Positions are also
-// bounded in absolute value by kMaxAbsOutputUnits output units (times
-// normalisation.output_scale), and t by kMaxAbsTimeS, so that no downstream
-// float32 (d2, the certificate, features) can overflow.
+// Valid input ranges (docs/protocol.md, "Valid ranges"). A velocity, given
+// or implied by a tick's displacement from the previous one, may be at most
+// kInputSigmas of the training velocity's RMS (its normalisation.std): far
+// beyond anything the network has seen, far below float32 overflow of the
+// normalised input. Positions are bounded in absolute value by
+// kMaxAbsOutputUnits output units (times normalisation.output_scale), and t
+// by kMaxAbsTimeS, so that no downstream float32 (d2, the certificate,
+// features) can overflow. Position itself is no feature: any place is fine.
 inline constexpr double kInputSigmas = 1.0e4;
 inline constexpr double kMaxAbsOutputUnits = 1.0e9;
 inline constexpr double kMaxAbsTimeS = 1.0e10;  // Unix time in seconds fits
@@ -61,14 +77,18 @@ struct ModelSpec {
   System system = System::B;
   int hidden = 32;
   std::vector<double> horizons_s;       // K, equally spaced: h_k = (k+1) h_0
-  std::array<double, 4> feature_mean{}; // x, y, vx, vy
-  std::array<double, 4> feature_std{};
+  IngestParams ingest{};                // the model grid, differentiator, high-pass
+  std::vector<double> feature_mean;     // F: kFeaturesA (A) or kFeaturesB (B), ingest.hpp
+  std::vector<double> feature_std;
   std::array<double, 2> output_scale{}; // data units per output unit, per axis
   double window_s = 0.128;
   double max_gap_s = 0.1;
   KalmanParams kalman{};
   GateParams gate{};
-  // FP32: w_ih [3H,4], w_hh [3H,H], b_ih [3H], b_hh [3H], w_out [2K,H], b_out [2K]
+  // B: the per-axis variance of each horizon the plausibility test divides by,
+  // in output units^2 (K values); empty: the prior's own covariance S_k.
+  std::vector<double> gate_variance;
+  // FP32: w_ih [3H,F], w_hh [3H,H], b_ih [3H], b_hh [3H], w_out [2K,H], b_out [2K]
   std::vector<float> w_ih, w_hh, b_ih, b_hh, w_out, b_out;
   // INT8 with per-row scales: q_* has the shape of w_*, s_* one per row
   std::vector<std::int8_t> q_ih, q_hh, q_out;
@@ -81,13 +101,16 @@ InputRanges input_ranges(const ModelSpec& m) noexcept;
 
 struct Prediction {
   std::uint64_t stream = 0;
-  double t = 0.0;
+  double t = 0.0;           // the tick's time
+  double t_grid = 0.0;      // the newest grid sample's: path point k is for t_grid + h_k
   Status status = Status::ok;
   Verdict verdict = Verdict::warming;
   std::uint16_t horizons = 0;
   bool restarted = false;   // this tick restarted the stream after a gap
   float d2 = 0.0f;          // plausibility statistic (B); NaN for A
-  float cert_error = 0.0f;  // proven bound on the projection error; NaN unless pass
+  float cert_error = 0.0f;  // proven bound on the served path's numerical error (B): the
+                            // projection's times blend; NaN when nothing certified is served
+  float blend = 0.0f;       // B: weight of the certified path in the served path
   std::uint32_t work = 0;   // touched nonzeros spent by the gate
   std::array<std::uint32_t, kStages> stage_ns{};
   std::uint32_t total_ns = 0;
@@ -96,7 +119,7 @@ struct Prediction {
 };
 
 // A recording for Engine::replay: n ticks as columns. `stream` may be null
-// (every tick on stream 0).
+// (every tick on stream 0); vx and vy may both be null (position-only ticks).
 struct ReplayInput {
   const double* t = nullptr;
   const double* x = nullptr;
@@ -116,6 +139,8 @@ struct ReplayOutput {
   std::uint8_t* verdict = nullptr;  // a Verdict, or kNoPrediction
   float* cert = nullptr;
   float* d2 = nullptr;
+  float* blend = nullptr;
+  double* t_grid = nullptr;
   std::uint32_t* work = nullptr;
   std::uint32_t* stage_ns = nullptr;
   std::uint32_t* total_ns = nullptr;
@@ -154,6 +179,8 @@ class Engine {
     return 1e-6 * (out_scale_[0] < out_scale_[1] ? out_scale_[0] : out_scale_[1]);
   }
   int hidden() const noexcept { return w_.hidden; }
+  int features() const noexcept { return norm_.features; }
+  const Ingest& ingest() const noexcept { return ingest_; }
   System system() const noexcept { return system_; }
   Precision precision() const noexcept { return precision_; }
   Isa isa() const noexcept { return kernels_->isa; }
@@ -167,6 +194,7 @@ class Engine {
   Precision precision_;
   int K_;
   const GruKernels* kernels_;
+  Ingest ingest_;
   Normaliser norm_;
   InputRanges ranges_;
   std::array<double, 2> out_scale_;
@@ -175,22 +203,30 @@ class Engine {
   std::array<double, kMaxHorizons> h_{};  // horizons, seconds
   KalmanPrior kalman_;
   std::optional<SolverGate> gate_;  // System B only
+  bool gate_prior_variance_ = true;   // d2 against S_k, else against gate_inv_var_
+  std::array<double, 2 * kMaxHorizons> gate_inv_var_{};
   GruWeights w_;
   GruScratch scratch_;
   StreamTable table_;
   std::uint64_t restarts_ = 0;
 
-  // The candidates of the tick k just accepted on stream state s (see replay).
-  void candidates(const StreamState& s, const Tick& k, double* prior,
+  // Stages 2 and 3 on one grid sample g of stream s (first: of a (re)start):
+  // the prior's update, the features, one GRU step; adds their times.
+  void step_sample(StreamState& s, float* h, float* y, const GridSample& g, bool first,
+                   std::uint64_t& prior_ticks, std::uint64_t& network_ticks) noexcept;
+  // Stage 4: the served path relative to (bx, by) into rel_, and the verdict.
+  const double* decide(StreamState& s, const float* y, double dt, Prediction& out, double& bx,
+                       double& by) noexcept;
+  // The candidates of the tick just accepted on stream state s (see replay).
+  void candidates(const StreamState& s, const float* y, double* prior,
                   double* proposal) const noexcept;
 
   // per-tick work space, sized at construction
-  std::array<float, 2 * kMaxHorizons> y_{};
   std::array<double, 2 * kMaxHorizons> rel_{}, inv_var_{}, proj_{};
   std::array<double, kMaxHorizons> var_{};
   // the stream's state before the tick, restored on non_finite_output
   StreamState saved_state_{};
-  AlignedBuffer<float> saved_hidden_;
+  AlignedBuffer<float> saved_hidden_, saved_outputs_;
 };
 
 }  // namespace tmn

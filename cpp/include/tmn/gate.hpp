@@ -8,7 +8,9 @@
 //           inv_var[2K] 1 / prior position variance, per horizon and axis
 //           v[2]       the current velocity (output units per second)
 //   output  verdict, d2, a Certificate, and on `pass` the certified path
-//           (relative to the current position) in path[2K].
+//           (relative to the current position) in path[2K]; with
+//           project_anyway, also for an implausible correction (the engine
+//           blends out of a pass that way: engine.hpp), `projected` says so.
 //   cost    2K flops for d2; per Jacobi pass nnz(A (x) I_2) = 2 (5K - 6)
 //           touched nonzeros; at most `budget` in all.
 //   errors  none; an untrusted result is a fallback verdict, not an error.
@@ -85,12 +87,14 @@ struct GateParams {
   std::uint64_t budget;  // touched nonzeros per tick, both axes together
   double lambda;       // smoothness weight, 0 < lambda < 1/4
   double threshold;    // d2 above this is implausible
+  double blend_s = 0.0;  // verdict switches blend over this long (engine.hpp); 0: none
 };
 
 struct GateResult {
   Verdict verdict;
   double d2;
   solver::Certificate cert;
+  bool projected;  // path holds the certified projection
 };
 
 class SolverGate {
@@ -106,7 +110,7 @@ class SolverGate {
   SolverGate(SolverGate&&) noexcept = default;
 
   GateResult run(const float* delta, const double* prior, const double* inv_var,
-                 const double* v, double* path) noexcept;
+                 const double* v, double* path, bool project_anyway = false) noexcept;
 
   // The matrix solved: A (x) I_2, 2K x 2K, axes interleaved.
   const solver::CsrMatrix& matrix() const noexcept { return a_; }

@@ -1,9 +1,9 @@
 // gru.hpp — stage 3, network: one GRU step, then the linear head.
 //
 // Contract:
-//   input   z[4] (z-scored features), h[H] (the stream's hidden state);
+//   input   z[F] (z-scored features, F = inputs), h[H] (the stream's hidden state);
 //   output  h[H] updated in place, y[2K] (head outputs, output units);
-//   cost    3H(4 + H) + 2K H multiply-adds (3,712 for H = 32, K = 10);
+//   cost    3H(F + H) + 2K H multiply-adds (4,096 for F = 8, H = 32, K = 10);
 //   errors  none: the weights were validated when the model loaded.
 //
 // The maths, in PyTorch's gate order (r, z, n):
@@ -33,13 +33,14 @@
 
 namespace tmn {
 
-inline constexpr int kFeatures = 4;  // the ingest's features (tick.hpp, kFeatureNames)
+inline constexpr int kMaxInputs = 8;     // largest input size F (the ingest's features)
 inline constexpr int kMaxHidden = 1024;  // largest hidden size H (int32 accumulators, above)
 
 // Round n up to a multiple of 16 floats (one AVX-512 register).
 constexpr long pad16(long n) noexcept { return (n + 15) / 16 * 16; }
 
 struct GruWeights {
+  int inputs = 0;     // F
   int hidden = 0;     // H
   int out = 0;        // 2K
   long ld_gates = 0;  // pad16(3H): leading dimension of the gate matrices
@@ -55,7 +56,7 @@ struct GruWeights {
   AlignedBuffer<float> s_ih, s_hh_h, s_out_h;
 
   GruWeights() = default;
-  GruWeights(int hidden_, int out_);
+  GruWeights(int inputs_, int hidden_, int out_);
 };
 
 // Per-engine work space. The INT8 path leaves its quantised inputs and raw
@@ -63,13 +64,13 @@ struct GruWeights {
 struct GruScratch {
   AlignedBuffer<float> gi, gh;                // pad16(3H)
   AlignedBuffer<float> y;                     // pad16(2K)
-  AlignedBuffer<std::int8_t> xq, hq;          // 4, H rounded up to even (pad 0)
+  AlignedBuffer<std::int8_t> xq, hq;          // F and H rounded up to even (pad 0)
   AlignedBuffer<std::int32_t> acc_ih, acc_hh; // pad16(3H)
   AlignedBuffer<std::int32_t> acc_out;        // pad16(2K)
   float x_scale = 1.0f;
 
   GruScratch() = default;
-  GruScratch(int hidden, int out);
+  GruScratch(int inputs, int hidden, int out);
 };
 
 enum class Isa : std::uint8_t { scalar = 0, avx2 = 1, avx512 = 2 };

@@ -4,14 +4,16 @@
 //   * Capacity and hidden size are fixed at construction, which allocates
 //     everything; find/insert/erase/evict never allocate or throw (the id
 //     lookup is a SlotIndex, see slot_index.hpp).
-//   * insert gives a slot with a zeroed hidden state and default state, or
-//     kNone when full (the engine answers Status::capacity_exceeded).
+//   * insert gives a slot with a zeroed hidden state, zeroed network
+//     outputs and default state, or kNone when full (the engine answers
+//     Status::capacity_exceeded).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 #include "tmn/aligned.hpp"
+#include "tmn/ingest.hpp"
 #include "tmn/kalman.hpp"
 #include "tmn/slot_index.hpp"
 
@@ -19,16 +21,20 @@ namespace tmn {
 
 struct StreamState {
   double t_first = 0.0;        // sensor time of the first tick (or of the restart)
-  double t_last = 0.0;         // sensor time of the last accepted tick
   std::uint64_t ticks = 0;     // accepted ticks since the (re)start
-  KalmanState kf{};
+  GridState grid{};            // ingest: the model grid, differentiator, high-pass
+  double gx = 0.0, gy = 0.0;   // position of the newest grid sample (A's base)
+  KalmanState kf{};            // the prior at the newest grid sample
+  float blend = 0.0f;          // B: weight of the certified path in the served one
 };
 
 class StreamTable {
  public:
   static constexpr std::uint32_t kNone = SlotIndex::kNone;
 
-  StreamTable(std::uint32_t capacity, int hidden);
+  // Per slot: the GRU's hidden state (hidden floats) and its last outputs
+  // (outputs floats), each padded to a cache line.
+  StreamTable(std::uint32_t capacity, int hidden, int outputs);
   StreamTable(const StreamTable&) = delete;
   StreamTable& operator=(const StreamTable&) = delete;
 
@@ -48,17 +54,20 @@ class StreamTable {
 
   StreamState& state(std::uint32_t slot) noexcept { return slots_[slot]; }
   const StreamState& state(std::uint32_t slot) const noexcept { return slots_[slot]; }
-  float* hidden(std::uint32_t slot) noexcept { return hidden_.data() + slot * stride_; }
-  const float* hidden(std::uint32_t slot) const noexcept { return hidden_.data() + slot * stride_; }
+  float* hidden(std::uint32_t slot) noexcept { return floats_.data() + slot * stride_; }
+  const float* hidden(std::uint32_t slot) const noexcept { return floats_.data() + slot * stride_; }
+  float* outputs(std::uint32_t slot) noexcept { return hidden(slot) + out_at_; }
+  const float* outputs(std::uint32_t slot) const noexcept { return hidden(slot) + out_at_; }
 
   std::uint32_t size() const noexcept { return index_.size(); }
   std::uint32_t capacity() const noexcept { return index_.capacity(); }
 
  private:
   SlotIndex index_;
-  std::size_t stride_;                // floats per hidden state, padded to 64 bytes
+  std::size_t out_at_;                // where the outputs start in a slot's floats
+  std::size_t stride_;                // floats per slot: hidden, outputs, each padded to 64 bytes
   AlignedBuffer<StreamState> slots_;  // capacity
-  AlignedBuffer<float> hidden_;       // capacity * stride
+  AlignedBuffer<float> floats_;       // capacity * stride
 };
 
 }  // namespace tmn

@@ -1,16 +1,17 @@
 // tick.hpp — stage 1, ingest: the sensor tick and its validation.
 //
 // Contract:
-//   input   one Tick (t in seconds, position and velocity in data units) and
-//           the stream's previous t (NaN for a new stream);
-//   output  Status::ok, or the first problem found; on ok, the z-scored
-//           network features;
-//   cost    a handful of compares and four fused multiply-adds;
+//   input   one Tick (t in seconds, position and, when the sensor has it,
+//           velocity in data units) and the stream's previous accepted tick
+//           (none for a new stream);
+//   output  Status::ok, or the first problem found;
+//   cost    a handful of compares;
 //   errors  non_finite, out_of_range (a finite value outside the model's
 //           InputRanges, see engine.hpp), time_not_increasing. Validation
 //           never writes to stream state: the caller commits state only
 //           after ok.
 // Long gaps are not errors: the engine restarts the stream (see engine.hpp).
+// The grid, the velocity of a position-only tick and the features: ingest.hpp.
 #pragma once
 
 #include <array>
@@ -24,42 +25,37 @@ struct Tick {
   double t;   // seconds, strictly increasing within a stream
   double x;   // position, data units
   double y;
-  double vx;  // velocity, data units per second
+  double vx;  // velocity, data units per second (ignored without has_velocity)
   double vy;
+  bool has_velocity = true;  // false: the engine differentiates the positions
 };
 
-// The network's input features, in order: the one list of them (the
-// bindings export it; model artifacts name it in config.json "features").
-inline constexpr const char* kFeatureNames[] = {"x", "y", "vx", "vy"};
-
-// z = (feature - mean) / std for the features of kFeatureNames.
-struct Normaliser {
-  std::array<double, 4> mean{};
-  std::array<double, 4> inv_std{};  // 1/std, precomputed at load
-
-  void apply(const Tick& k, float* z) const noexcept {
-    z[0] = static_cast<float>((k.x - mean[0]) * inv_std[0]);
-    z[1] = static_cast<float>((k.y - mean[1]) * inv_std[1]);
-    z[2] = static_cast<float>((k.vx - mean[2]) * inv_std[2]);
-    z[3] = static_cast<float>((k.vy - mean[3]) * inv_std[3]);
-  }
-};
-
-// The closed interval [lo, hi] each tick field must lie in, in the order
-// t, x, y, vx, vy. Derived from the model by input_ranges() (engine.hpp).
+// What a tick may hold (derived from the model by input_ranges(), engine.hpp):
+// |t| <= t_max; per axis |position| <= pos_max, and |velocity| <= vel_max for
+// the tick's own velocity and for the one implied by its displacement from
+// the previous tick, when that is at most max_gap_s earlier (a longer gap
+// restarts the stream, which may then start anywhere).
 struct InputRanges {
-  std::array<double, 5> lo{}, hi{};
+  double t_max = 0.0;
+  std::array<double, 2> pos_max{}, vel_max{};
+  double max_gap_s = 0.0;
 };
 
-// `prev_t` is NaN for a stream that has no tick yet. Comparisons with NaN
-// are false, so a new stream accepts any finite t in range.
-inline Status validate_tick(const Tick& k, double prev_t, const InputRanges& r) noexcept {
-  const double v[5] = {k.t, k.x, k.y, k.vx, k.vy};
-  for (double f : v)
-    if (!std::isfinite(f)) return Status::non_finite;
-  for (int i = 0; i < 5; ++i)
-    if (!(v[i] >= r.lo[i] && v[i] <= r.hi[i])) return Status::out_of_range;
-  if (k.t <= prev_t) return Status::time_not_increasing;
+// `prev` is the stream's previous accepted tick, or null for a new stream.
+inline Status validate_tick(const Tick& k, const Tick* prev, const InputRanges& r) noexcept {
+  if (!(std::isfinite(k.t) && std::isfinite(k.x) && std::isfinite(k.y))) return Status::non_finite;
+  if (k.has_velocity && !(std::isfinite(k.vx) && std::isfinite(k.vy))) return Status::non_finite;
+  if (!(std::fabs(k.t) <= r.t_max && std::fabs(k.x) <= r.pos_max[0] &&
+        std::fabs(k.y) <= r.pos_max[1]))
+    return Status::out_of_range;
+  if (k.has_velocity && !(std::fabs(k.vx) <= r.vel_max[0] && std::fabs(k.vy) <= r.vel_max[1]))
+    return Status::out_of_range;
+  if (prev == nullptr) return Status::ok;
+  const double dt = k.t - prev->t;
+  if (!(dt > 0.0)) return Status::time_not_increasing;
+  if (dt <= r.max_gap_s && !(std::fabs(k.x - prev->x) <= r.vel_max[0] * dt &&
+                             std::fabs(k.y - prev->y) <= r.vel_max[1] * dt))
+    return Status::out_of_range;  // a jump no sensor makes
   return Status::ok;
 }
 
