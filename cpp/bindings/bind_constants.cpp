@@ -51,7 +51,8 @@ void bind_constants(py::module_& m) {
   py::enum_<wire::Kind>(m, "FrameKind", "What a binary frame carries.")
       .value("ticks", wire::Kind::ticks)
       .value("predictions", wire::Kind::predictions)
-      .value("error", wire::Kind::error);
+      .value("error", wire::Kind::error)
+      .value("position_ticks", wire::Kind::position_ticks);
   py::enum_<Isa>(m, "Isa", "Instruction set of the GRU kernels.")
       .value("scalar", Isa::scalar)
       .value("avx2", Isa::avx2)

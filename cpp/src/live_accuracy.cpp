@@ -95,7 +95,7 @@ void LiveAccuracy::observe(const Tick& k, const Prediction& p, std::uint64_t now
     ++overwritten_;
   }
   const std::uint32_t e = (r.head + r.size) % ring_;
-  entries_[slot * ring_ + e] = Entry{k.t, 0};
+  entries_[slot * ring_ + e] = Entry{p.t_grid, 0};  // the path's anchor (engine.hpp)
   double* path = path_of(slot, e);
   for (int i = 0; i < 2 * K_; ++i) path[i] = p.path[i];
   ++r.size;

@@ -55,6 +55,7 @@ void write_record(const Prediction& p, Status st, int K, std::uint8_t* out) noex
   r.cert_error = ok ? p.cert_error : std::numeric_limits<float>::quiet_NaN();
   r.total_ns = p.total_ns;
   for (int s = 0; s < kStages; ++s) r.stage_ns[s] = p.stage_ns[s];
+  r.t_grid = ok ? p.t_grid : std::numeric_limits<double>::quiet_NaN();
   std::memcpy(out, &r, sizeof r);
   if (st == Status::ok) {
     std::memcpy(out + sizeof r, p.path.data(), 16u * K);
@@ -608,6 +609,7 @@ void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_
   j.salt = salt;
   j.count = h.count;
   j.seq = h.seq;
+  j.has_velocity = h.kind == static_cast<std::uint16_t>(wire::Kind::ticks);
   j.next = 0;
   j.started = j.done = false;
   order_[njobs_++] = idx;
@@ -665,7 +667,7 @@ bool Server::run_slice() noexcept {
     while (j.next < j.count) {
       wire::TickRecord tr;
       std::memcpy(&tr, data + sizeof(wire::Header) + j.next * sizeof tr, sizeof tr);
-      const Tick k{tr.t, tr.x, tr.y, tr.vx, tr.vy};
+      const Tick k{tr.t, tr.x, tr.y, tr.vx, tr.vy, j.has_velocity};
       const std::uint64_t id = tr.stream ^ j.salt;  // the engine's id of this client's stream
       Status st = e.tick(id, k, p);
       if (st == Status::capacity_exceeded && reclaim()) st = e.tick(id, k, p);

@@ -55,6 +55,7 @@ class FrameKind(_Enum):
     ticks: FrameKind
     predictions: FrameKind
     error: FrameKind
+    position_ticks: FrameKind
 
 class Isa(_Enum):
     """Instruction set of the GRU kernels."""

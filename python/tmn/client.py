@@ -18,6 +18,7 @@ from tmn._core import Status
 from tmn.argtypes import bounded
 from tmn.protocol import (MAX_BATCH, Predictions, ProtocolError, decode_reply, encode_ticks,
                           make_ticks)
+from tmn.recording import check_columns, group_streams, read_table
 
 DEFAULT_ENDPOINT = _core.DEFAULT_ENDPOINT
 
@@ -73,12 +74,13 @@ class Client:
             raise TimeoutError(f"no reply from {self.endpoint} within {t} ms")
         return self._sock.recv()
 
-    def send(self, ticks: np.ndarray, seq: int | None = None) -> int:
-        """Send a batch (TICK_DTYPE array, 1 to 4096 ticks) without waiting; returns its seq."""
+    def send(self, ticks: np.ndarray, seq: int | None = None, velocity: bool = True) -> int:
+        """Send a batch (TICK_DTYPE array, 1 to 4096 ticks) without waiting; returns its
+        seq. ``velocity=False``: position-only ticks (the engine differentiates)."""
         if seq is None:
             self._seq = (self._seq + 1) & 0xFFFFFFFF
             seq = self._seq
-        self._sock.send(encode_ticks(ticks, seq), copy=False)
+        self._sock.send(encode_ticks(ticks, seq, velocity), copy=False)
         return seq
 
     def recv(self, timeout_s: float | None = None) -> Predictions:
@@ -89,18 +91,20 @@ class Client:
             raise ProtocolError("bad_kind", f"expected predictions, got JSON: {frame[:200]!r}")
         return decode_reply(frame)
 
-    def ticks(self, ticks: np.ndarray) -> Predictions:
-        """Send one batch and wait for its predictions."""
-        seq = self.send(ticks)
+    def ticks(self, ticks: np.ndarray, velocity: bool = True) -> Predictions:
+        """Send one batch and wait for its predictions (``velocity=False``: position-only)."""
+        seq = self.send(ticks, velocity=velocity)
         reply = self.recv()
         if reply.seq != seq:
             raise ProtocolError("bad_request", f"reply seq {reply.seq} != request seq {seq}")
         return reply
 
-    def tick(self, t: float, x: float, y: float, vx: float, vy: float,
-             stream: int = 0) -> np.void:
-        """One tick, one prediction record (fields as protocol.prediction_dtype)."""
-        return self.ticks(make_ticks(t, x, y, vx, vy, stream)).records[0]
+    def tick(self, t: float, x: float, y: float, vx: float | None = None,
+             vy: float | None = None, stream: int = 0) -> np.void:
+        """One tick, one prediction record (fields as protocol.prediction_dtype); without
+        ``vx``, ``vy`` a position-only tick, whose velocity the engine computes."""
+        return self.ticks(make_ticks(t, x, y, vx, vy, stream),
+                          velocity=vx is not None).records[0]
 
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send a JSON control request and return the JSON reply."""
@@ -143,19 +147,26 @@ def percentiles_us(ns: np.ndarray) -> dict[str, float]:
     return {k: v / 1e3 for k, v in percentiles(ns).items()}
 
 
-def load_recording(path: Path) -> np.ndarray:
-    """Ticks from a CSV (header t,x,y,vx,vy[,stream]) or an NPZ with those arrays."""
-    if path.suffix == ".npz":
-        with np.load(path) as z:
-            cols = {k: z[k] for k in z.files}
+def load_recording(path: Path) -> tuple[np.ndarray, bool]:
+    """(ticks, has velocity) from a recording (tmn.recording: a CSV with a header
+    t,x,y[,vx,vy][,stream] or an NPZ with those arrays). Stream ids that are not
+    all non-negative integers are numbered in order of first appearance."""
+    cols = read_table(path)
+    check_columns(cols, str(path))
+    ids = np.zeros(len(cols["t"]), np.uint64)
+    try:
+        given = np.asarray(cols.get("stream", ids), dtype=np.float64)
+        integral = bool(np.all((given >= 0) & (given < 2.0**63) & (given == np.floor(given))))
+    except ValueError:  # not numbers
+        integral = False
+    if integral:
+        ids = given.astype(np.uint64)
     else:
-        data = np.genfromtxt(path, delimiter=",", names=True)
-        cols = {k: data[k] for k in data.dtype.names}
-    missing = [c for c in ("t", "x", "y", "vx", "vy") if c not in cols]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
-    return make_ticks(cols["t"], cols["x"], cols["y"], cols["vx"], cols["vy"],
-                      cols["stream"].astype(np.uint64) if "stream" in cols else 0)
+        for i, (_, rows) in enumerate(group_streams(cols)):
+            ids[rows] = i
+    has_v = "vx" in cols
+    return make_ticks(cols["t"], cols["x"], cols["y"], cols.get("vx"), cols.get("vy"),
+                      ids), has_v
 
 
 def demo_trajectory(seconds: float, rate_hz: float = 2000.0) -> np.ndarray:
@@ -179,7 +190,7 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    ticks = load_recording(args.file)
+    ticks, velocity = load_recording(args.file)
     if args.streams > 1:  # replicate the recording over N stream ids
         ticks = np.concatenate([np.sort(ticks, order="t")] * args.streams)
         ticks["stream"] = np.repeat(np.arange(args.streams, dtype=np.uint64), len(ticks) // args.streams)
@@ -192,7 +203,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if args.rate == "real":
                 _pace(start, t0, float(batch["t"][-1]))
             a = time.perf_counter_ns()
-            reply = c.ticks(batch)
+            reply = c.ticks(batch, velocity=velocity)
             rtt.append(time.perf_counter_ns() - a)
             np.add.at(verdicts, reply.records["verdict"], 1)
             np.add.at(statuses, reply.records["status"], 1)

@@ -17,8 +17,9 @@ from tmn import _core
 
 MAGIC = _core.WIRE_MAGIC  # b"TMN1"
 VERSION = _core.WIRE_VERSION
-KIND_TICKS, KIND_PREDICTIONS, KIND_ERROR = (int(k) for k in (
-    _core.FrameKind.ticks, _core.FrameKind.predictions, _core.FrameKind.error))
+KIND_TICKS, KIND_PREDICTIONS, KIND_ERROR, KIND_POSITION_TICKS = (int(k) for k in (
+    _core.FrameKind.ticks, _core.FrameKind.predictions, _core.FrameKind.error,
+    _core.FrameKind.position_ticks))
 MAX_BATCH = _core.MAX_BATCH
 
 HEADER = struct.Struct("<IHHII")  # magic, version, kind, count, seq
@@ -37,7 +38,7 @@ def prediction_dtype(horizons: int) -> np.dtype:
     return np.dtype([
         ("stream", "<u8"), ("t", "<f8"), ("status", "u1"), ("verdict", "u1"), ("flags", "u1"),
         ("reserved", "u1"), ("work", "<u4"), ("d2", "<f4"), ("cert_error", "<f4"),
-        ("total_ns", "<u4"), ("stage_ns", "<u4", (len(_core.STAGES),)), ("reserved2", "<u8"),
+        ("total_ns", "<u4"), ("stage_ns", "<u4", (len(_core.STAGES),)), ("t_grid", "<f8"),
         ("path", "<f8", (horizons, 2)),
     ])
 
@@ -52,18 +53,24 @@ class ProtocolError(RuntimeError):
         self.seq = seq
 
 
-def encode_ticks(ticks: np.ndarray, seq: int = 0) -> bytes:
-    """A tick-batch frame from a TICK_DTYPE array (1 to MAX_BATCH records)."""
+def encode_ticks(ticks: np.ndarray, seq: int = 0, velocity: bool = True) -> bytes:
+    """A tick-batch frame from a TICK_DTYPE array (1 to MAX_BATCH records);
+    ``velocity=False`` sends them as position-only ticks (their vx, vy are ignored
+    and the engine differentiates the positions)."""
     ticks = np.ascontiguousarray(ticks, dtype=TICK_DTYPE)
-    return HEADER.pack(MAGIC, VERSION, KIND_TICKS, len(ticks), seq & 0xFFFFFFFF) + ticks.tobytes()
+    kind = KIND_TICKS if velocity else KIND_POSITION_TICKS
+    return HEADER.pack(MAGIC, VERSION, kind, len(ticks), seq & 0xFFFFFFFF) + ticks.tobytes()
 
 
-def make_ticks(t: np.ndarray, x: np.ndarray, y: np.ndarray, vx: np.ndarray, vy: np.ndarray,
-               stream: np.ndarray | int = 0) -> np.ndarray:
-    """A TICK_DTYPE array from columns (``stream`` may be one id for all)."""
+def make_ticks(t: np.ndarray, x: np.ndarray, y: np.ndarray, vx: np.ndarray | None = None,
+               vy: np.ndarray | None = None, stream: np.ndarray | int = 0) -> np.ndarray:
+    """A TICK_DTYPE array from columns (``stream`` may be one id for all); without
+    ``vx``, ``vy`` they are 0 (send such ticks with ``velocity=False``)."""
+    if (vx is None) != (vy is None):
+        raise ValueError("give both vx and vy, or neither")
     out = np.empty(len(np.atleast_1d(t)), dtype=TICK_DTYPE)
     out["stream"], out["t"], out["x"], out["y"] = stream, t, x, y
-    out["vx"], out["vy"] = vx, vy
+    out["vx"], out["vy"] = (0.0, 0.0) if vx is None else (vx, vy)
     return out
 
 

@@ -97,7 +97,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::uint32_t i = 0; i < h.count; ++i) {
       tmn::wire::TickRecord r;
       std::memcpy(&r, data + sizeof h + i * sizeof r, sizeof r);
-      const tmn::Tick k{r.t, r.x, r.y, r.vx, r.vy};
+      const tmn::Tick k{r.t, r.x, r.y, r.vx, r.vy,
+                        h.kind == static_cast<std::uint16_t>(tmn::wire::Kind::ticks)};
       const tmn::Status st = t.engine->tick(r.stream % 80, k, p);  // some beyond capacity
       if (st != tmn::Status::ok) continue;
       for (int j = 0; j < 2 * t.engine->horizons(); ++j)

@@ -1,7 +1,9 @@
 // protocol.hpp — the binary wire frames (docs/protocol.md is normative).
 //
 // Contract: fixed-size little-endian records behind a 16-byte header. A
-// request carries a batch of TickRecord; the reply carries one
+// request carries a batch of TickRecord (kind ticks; kind position_ticks: the
+// sensor has no velocity, vx and vy are ignored and the engine differentiates
+// the positions, ingest.hpp); the reply carries one
 // PredictionRecord per tick (in order, each with its own status), or an
 // ErrorBody when the frame itself is unreadable. Control messages are JSON
 // and start with '{'. Parsing never allocates: frames are read in place.
@@ -23,7 +25,7 @@ inline constexpr std::uint32_t kMagic = 0x314E4D54;  // bytes "TMN1"
 inline constexpr std::uint16_t kVersion = 1;
 inline constexpr std::uint32_t kMaxBatch = 4096;      // ticks per request
 
-enum class Kind : std::uint16_t { ticks = 1, predictions = 2, error = 3 };
+enum class Kind : std::uint16_t { ticks = 1, predictions = 2, error = 3, position_ticks = 4 };
 
 // Frame-level error codes (a bad tick inside a good frame is reported in its
 // PredictionRecord.status instead). Append-only.
@@ -97,7 +99,7 @@ struct PredictionRecord {
   float cert_error;       // proven bound on the projection error (output units)
   std::uint32_t total_ns; // engine time for this tick
   std::uint32_t stage_ns[5];  // kStageNames: ingest, prior, network, gate, actuation
-  std::uint64_t reserved2;
+  double t_grid;          // the path's anchor: point k is the prediction for t_grid + h_k
 };
 static_assert(sizeof(PredictionRecord) == 64);
 
@@ -111,7 +113,8 @@ struct ErrorBody {
 static_assert(sizeof(ErrorBody) == 8);
 
 // The frame-level check of a tick batch (its records are checked per tick by
-// the engine). Returns 0 and fills h when the frame is a readable tick batch,
+// the engine). Returns 0 and fills h when the frame is a readable tick batch
+// (of either tick kind),
 // else the FrameError to answer, and its message in *why. The header is read
 // only when the frame holds one (h.seq is echoed for codes other than
 // bad_magic).
@@ -126,8 +129,9 @@ inline std::uint16_t check_tick_frame(const std::uint8_t* data, std::size_t n, H
   if (h.magic != kMagic) return fail(FrameError::bad_magic, "not a tmn frame: bad magic (and not JSON)");
   if (h.version != kVersion)
     return fail(FrameError::bad_version, "unsupported frame version; this server speaks 1");
-  if (h.kind != static_cast<std::uint16_t>(Kind::ticks))
-    return fail(FrameError::bad_kind, "only tick batches (kind 1) are accepted");
+  if (h.kind != static_cast<std::uint16_t>(Kind::ticks) &&
+      h.kind != static_cast<std::uint16_t>(Kind::position_ticks))
+    return fail(FrameError::bad_kind, "only tick batches (kind 1, or 4 without velocity) are accepted");
   if (h.count == 0) return fail(FrameError::empty_batch, "a tick batch needs at least one tick");
   if (h.count > kMaxBatch) return fail(FrameError::batch_too_large, "more than 4096 ticks in one frame");
   if (n != sizeof h + static_cast<std::size_t>(h.count) * sizeof(TickRecord))

@@ -173,6 +173,7 @@ class Server {
     std::uint32_t count = 0, next = 0, seq = 0;
     std::uint64_t t_done = 0;
     bool started = false, done = false;  // done: every tick answered, the reply not sent yet
+    bool has_velocity = true;            // kind ticks (true) or position_ticks
   };
 
   void run() noexcept;

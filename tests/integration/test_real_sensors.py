@@ -1,0 +1,52 @@
+"""Real sensors through the daemon: position-only ticks (frame kind 4) at the
+sensor's own rate, from tmn.Client and from ``tmn-client replay`` on a t, x, y
+CSV; every answer equals the in-process engine's."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+from serve_daemon import Daemon, tmn_client_argv
+
+import tmn
+from tmn.protocol import make_ticks
+
+STREAM = 4242  # this module's stream ids start here
+
+
+def hand(rate_hz: float, seconds: float = 1.5) -> tuple[np.ndarray, ...]:
+    """A mouse-like motion sampled at rate_hz: t, x, y (no velocity)."""
+    t = 2.0 + np.arange(int(seconds * rate_hz)) / rate_hz
+    return t, 0.4 * np.sin(2.1 * t), 0.3 * np.cos(1.3 * t) + 0.1 * np.sin(6.0 * t)
+
+
+def test_position_only_ticks_at_125_hz_are_answered_as_the_engine_answers(
+        daemon_b: Daemon, models: dict[str, Path]) -> None:
+    t, x, y = hand(125.0)
+    local = tmn.Engine(models["B"]).replay(t, x, y)
+    with daemon_b.client() as c:
+        one = c.tick(float(t[0]), float(x[0]), float(y[0]), stream=STREAM)
+        rest = c.ticks(make_ticks(t[1:], x[1:], y[1:], stream=STREAM), velocity=False).records
+        # kind 4 ignores vx and vy: garbage in them changes nothing
+        noisy = make_ticks(t, x, y, np.full_like(t, 1e30), np.full_like(t, -1e30), STREAM + 1)
+        ignored = c.ticks(noisy, velocity=False).records
+    got = np.concatenate([[one], rest])
+    assert (got["status"] == 0).all()
+    np.testing.assert_array_equal(got["path"], local.paths)
+    np.testing.assert_array_equal(got["t_grid"], local.t_grid)
+    np.testing.assert_array_equal(got["verdict"], local.verdict)
+    np.testing.assert_array_equal(ignored["path"], local.paths)
+
+
+def test_tmn_client_replays_a_csv_without_velocity(daemon_b: Daemon, tmp_path: Path) -> None:
+    t, x, y = hand(250.0)
+    csv = tmp_path / "mouse.csv"
+    np.savetxt(csv, np.column_stack([t, x, y, np.full(len(t), STREAM + 2)]), delimiter=",",
+               header="t,x,y,stream", comments="", fmt=["%.9f", "%.9f", "%.9f", "%d"])
+    r = subprocess.run([*tmn_client_argv(), "--endpoint", daemon_b.endpoint, "replay", str(csv),
+                        "--batch", "50", "--print-every", "1000"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"{len(t)} ticks in {-(-len(t) // 50)} requests" in r.stdout

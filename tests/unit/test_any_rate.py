@@ -1,0 +1,122 @@
+"""Real sensors: position-only ticks and any report rate (cpp/include/tmn/ingest.hpp).
+
+The model runs on its own grid. Ticks at any rate, with or without velocity,
+are interpolated onto it exactly as training resamples a recording
+(``tmn._core.resample``), so a replay of the sensor's own ticks answers, at
+every tick, what a replay of the resampled grid answers at the newest grid
+sample that tick reached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tmn
+from tmn import _core
+from tmn.testing import random_model
+from tmn_train.data import to_streams
+
+RATE = 2000.0
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("rate")
+    norm = {"mean": [0.0] * 8, "std": [300.0, 300.0, 250.0, 250.0, 300.0, 300.0, 1.0, 1.0],
+            "output_scale": [20.0, 20.0]}
+    return {s: random_model(root / s, system=s, seed=3,
+                            normalisation={k: v[:4] if k != "output_scale" and s == "A" else v
+                                           for k, v in norm.items()})
+            for s in ("A", "B")}
+
+
+def motion(rate_hz: float, seconds: float = 3.0, jitter: float = 0.0,
+           seed: int = 0) -> tuple[np.ndarray, ...]:
+    """A smooth 2-D motion sampled at rate_hz (optionally jittered): t, x, y, vx, vy."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate_hz)
+    t = 5.0 + (np.arange(n) + rng.uniform(-jitter, jitter, n)) / rate_hz
+    x = 300 * np.sin(1.7 * t) + 80 * np.sin(5.3 * t)
+    y = 200 * np.cos(1.1 * t) + 60 * np.sin(4.1 * t + 1)
+    return t, x, y, 510 * np.cos(1.7 * t) + 424 * np.cos(5.3 * t), \
+        -220 * np.sin(1.1 * t) + 246 * np.cos(4.1 * t + 1)
+
+
+def grid_of(model: tmn.Model, t: np.ndarray, x: np.ndarray, y: np.ndarray,
+            vx: np.ndarray | None = None, vy: np.ndarray | None = None) -> np.ndarray:
+    return np.array(_core.resample(model.spec().ingest, t, x, y, vx, vy))  # [5, n]
+
+
+@pytest.mark.parametrize("system", ["A", "B"])
+@pytest.mark.parametrize("rate_hz,jitter", [(125.0, 0.0), (500.0, 0.1), (RATE, 0.0),
+                                            (8000.0, 0.2)])
+@pytest.mark.parametrize("velocity", [True, False], ids=["with-velocity", "position-only"])
+def test_ticks_at_any_rate_answer_what_their_resampled_grid_answers(
+        models, system: str, rate_hz: float, jitter: float, velocity: bool) -> None:
+    model = tmn.load(models[system])
+    t, x, y, vx, vy = motion(rate_hz, jitter=jitter)
+    v = (vx, vy) if velocity else (None, None)
+    r = tmn.Engine(model, precision="fp32").replay(t, x, y, *v)
+    assert (r.status == 0).all()
+    grid = grid_of(model, t, x, y, *v)
+    # the grid as ticks (with the velocity ingest gave it): one step per tick
+    g = tmn.Engine(model, precision="fp32").replay(*grid)
+    assert np.array_equal(g.t_grid, grid[0])
+    at = np.searchsorted(grid[0], r.t_grid)
+    assert np.array_equal(grid[0][at], r.t_grid)  # every answer is anchored on the grid
+    assert (r.t_grid <= t).all() and (t - r.t_grid < 1.0 / RATE + 1e-12).all()
+    np.testing.assert_allclose(r.paths, g.paths[at], rtol=0, atol=1e-9 * np.abs(g.paths).max())
+    assert np.array_equal(r.verdict, g.verdict[at])
+
+
+def test_a_position_only_recording_is_the_grid_training_builds(tmp_path: Path) -> None:
+    """Training's loaders (tmn_train.data.to_streams) and the engine share the grid and
+    the differentiator: the stream training builds from a t, x, y file is the grid."""
+    model = tmn.load(random_model(tmp_path / "m", system="B"))
+    t, x, y, _, _ = motion(250.0)
+    (stream,) = to_streams({"t": t, "x": x, "y": y}, "rec", model.spec().ingest, 0.1)
+    grid = grid_of(model, t, x, y)
+    for got, want in zip((stream.t, stream.x, stream.y, stream.vx, stream.vy), grid):
+        assert np.array_equal(got, want)
+
+
+def test_position_only_ticks_refuse_non_finite_positions_and_half_a_velocity(models) -> None:
+    e = tmn.Engine(models["B"])
+    first = e.tick(1.0, 10.0, 20.0, stream=1)
+    assert first.status == tmn.Status.ok and first.t_grid == 1.0
+    assert e.tick(1.0005, 10.1, 20.2, stream=1).status == tmn.Status.ok
+    with pytest.raises(tmn.TickError) as info:
+        e.tick(1.0015, float("nan"), 20.0, stream=1)
+    assert info.value.status == tmn.Status.non_finite
+    with pytest.raises(ValueError, match="both vx and vy"):
+        e.tick(1.002, 1.0, 2.0, vx=3.0, stream=1)
+    assert e.tick(1.002, 10.3, 20.5, stream=1).t_grid == pytest.approx(1.002)
+
+
+def test_a_report_rate_that_changes_mid_stream_and_a_single_tick_are_fine(models) -> None:
+    model = tmn.load(models["A"])
+    t1, x1, y1, _, _ = motion(125.0, seconds=1.0)
+    t2, x2, y2, _, _ = motion(1000.0, seconds=1.0)
+    keep = t2 > t1[-1]
+    t, x, y = (np.concatenate([a, b[keep]]) for a, b in ((t1, t2), (x1, x2), (y1, y2)))
+    r = tmn.Engine(model).replay(t, x, y)
+    assert (r.status == 0).all() and np.isfinite(r.paths).all()
+    g = tmn.Engine(model).replay(*grid_of(model, t, x, y))
+    grid_t = grid_of(model, t, x, y)[0]
+    np.testing.assert_allclose(r.paths, g.paths[np.searchsorted(grid_t, r.t_grid)], atol=1e-6)
+    one = tmn.Engine(model).replay(t[:1], x[:1], y[:1])
+    assert one.ok == 1 and one.verdict[0] == int(tmn.Verdict.warming)
+
+
+def test_ticks_faster_than_the_grid_answer_the_newest_grid_sample(models) -> None:
+    """At 8 kHz, three ticks in four reach no new grid sample: their answer is the
+    last grid sample's (the network does not step), anchored at its time."""
+    e = tmn.Engine(models["B"], precision="fp32")
+    t, x, y, vx, vy = motion(8000.0, seconds=0.5)
+    r = e.replay(t, x, y, vx, vy)
+    same = r.t_grid[1:] == r.t_grid[:-1]
+    assert 0.7 < same.mean() < 0.8
+    assert np.array_equal(r.paths[1:][same], r.paths[:-1][same])
