@@ -10,9 +10,10 @@ from tmn import _core
 from tmn.model import FEATURES
 from tmn_train import evaluation, scoring, synth
 from tmn_train.export import artifact_config
+from tmn_train.data import to_streams
 from tmn_train.models import MicroGru
-from tmn_train.pipeline import (SPLITS, build_split, labelled, lanes, prepare,
-                                split_streams, targets)
+from tmn_train.pipeline import (SPLITS, build_split, labelled, lanes, native_rate, prepare,
+                                split_streams, suggested_rate, targets)
 
 from train_helpers import tiny_config
 
@@ -161,3 +162,26 @@ def test_a_and_b_build_the_network_input_the_engine_ingest_defines(streams: list
     moved.x, moved.y = moved.x + 5000.0, moved.y - 3000.0  # anywhere on the screen
     pm = build_split([moved], b_cfg, mean, std, KALMAN)
     assert np.max(np.abs(pm.z - pb.z)) <= 1e-4
+
+
+def test_many_short_recordings_go_whole_to_the_splits() -> None:
+    """A file of 0.7 s movements cannot be cut in time (its validation piece would be
+    shorter than a window plus the farthest horizon): auto sends whole streams."""
+    cfg = tiny_config("B")
+    moves = synth.generate(3.0, seed=4, stream_s=0.7)
+    split = split_streams(moves, cfg)
+    assert all(len(v) > 0 for v in split.values())
+    assert sum(len(v) for v in split.values()) == len(moves)
+    assert all("#" not in s.name for v in split.values() for s in v)  # none was cut
+    long = split_streams(synth.generate(1.0, seed=4, stream_s=20.0), cfg)
+    assert all(s.name.endswith(f"#{k}") for k, v in long.items() for s in v)
+
+
+def test_a_slow_recording_gets_a_model_rate_suggested() -> None:
+    cfg = tiny_config("B")
+    assert suggested_rate(60.0, cfg) == 500.0 and suggested_rate(100.0, cfg) == 500.0
+    assert suggested_rate(1000.0, cfg) == 2000.0
+    t = np.arange(600) / 60.0
+    (s,) = to_streams({"t": t, "x": np.sin(t), "y": np.cos(t)}, "r", cfg.ingest(), 0.1)
+    assert native_rate([s]) == pytest.approx(60.0)
+    assert native_rate(synth.generate(0.1, seed=1)) is None

@@ -8,8 +8,10 @@
   the engine does after a restart).
 * ``stream``: whole streams go to one split: the split a source assigns (LASA:
   by demonstration), otherwise by cumulative duration in the given order.
-* ``auto``: ``stream`` when the source assigned every stream a split, else
-  ``time``.
+* ``auto``: ``stream`` when the source assigned every stream a split, or when
+  some stream is too short to cut (its validation or test piece would be
+  shorter than a window plus the farthest horizon: a file of many short
+  movements, say), else ``time``.
 
 Nothing crosses a split boundary: windows, lanes' hidden state and targets
 stay inside one piece, and the last ``horizon_ms`` of each piece has no target.
@@ -71,12 +73,38 @@ SPLITS = ("train", "val", "test")
 
 # -- splitting -----------------------------------------------------------------------
 
+def native_rate(streams: list[Stream]) -> float | None:
+    """The median sample rate of the recordings as the sensor gave them (None for
+    sources made on the model grid, such as the synthetic generator)."""
+    dts = [np.diff(s.native.t) for s in streams if s.native is not None and len(s.native.t) > 1]
+    return 1.0 / float(np.median(np.concatenate(dts))) if dts else None
+
+
+def suggested_rate(native_hz: float, cfg: Config) -> float:
+    """The lowest model rate of at least twice ``native_hz`` at which window_ms and
+    horizon_step_ms are whole samples (500 Hz for 60 or 100 Hz with 128 and 50 ms)."""
+    from fractions import Fraction
+
+    step = 1
+    for ms in (cfg.window_ms, cfg.horizon_step_ms):
+        f = Fraction(ms).limit_denominator(1000) / 1000  # seconds
+        step = step * f.denominator // np.gcd(step, f.denominator)  # rates r with r * f whole
+    return float(step * max(1, int(np.ceil(2.0 * native_hz / step))))
+
+
+def min_piece(cfg: Config) -> int:
+    """Samples a piece needs for one tick past warming with every horizon inside it."""
+    return cfg.ticks(cfg.window_ms) + cfg.horizon_ticks[-1] + 1
+
+
 def split_streams(streams: list[Stream], cfg: Config) -> dict[str, list[Stream]]:
     """Pieces per split (see module docstring)."""
     mode = cfg.data.split_mode
     hinted = all(s.split in SPLITS for s in streams)
     if mode == "auto":
-        mode = "stream" if hinted else "time"
+        shortest_share = min(cfg.data.split[1], cfg.data.split[2])
+        uncuttable = any(len(s) * shortest_share < min_piece(cfg) for s in streams)
+        mode = "stream" if hinted or uncuttable else "time"
     f_train, f_val, _ = cfg.data.split
     out: dict[str, list[Stream]] = {k: [] for k in SPLITS}
     if mode == "stream":
@@ -289,12 +317,16 @@ def prepare(streams: list[Stream], cfg: Config, kalman: dict[str, float] | None 
     from tmn_train.kalman_fit import tune_kalman
 
     raw = split_streams(streams, cfg)
-    min_len = cfg.ticks(cfg.window_ms) + cfg.horizon_ticks[-1] + 1
+    min_len = min_piece(cfg)
     for k in SPLITS:
         raw[k] = [s for s in raw[k] if len(s) >= min_len]
         if not raw[k]:
-            raise ValueError(f"the {k} split is empty: need pieces of at least {min_len} "
-                             f"samples ({min_len / cfg.sample_rate_hz:.2f} s); add data")
+            raise ValueError(
+                f"the {k} split is empty: it needs a piece of at least {min_len} samples "
+                f"({min_len / cfg.sample_rate_hz:.2f} s: a window of {cfg.window_ms:g} ms and "
+                f"the farthest horizon, {cfg.horizons_ms[-1]:g} ms). Add recordings (with "
+                "data.split_mode: stream whole recordings go to each split), record longer "
+                "streams, or lower window_ms or horizon_ms")
     if kalman is None:
         kalman = tune_kalman(raw["train"], cfg, log=log)
     mean, std = fit_normalisation([grid_features(s, cfg, kalman)[0] for s in raw["train"]])

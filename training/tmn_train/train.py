@@ -45,7 +45,8 @@ from tmn_train import evaluation
 from tmn_train.config import Config, from_saved
 from tmn_train.export import artifact_config
 from tmn_train.models import MicroGru
-from tmn_train.pipeline import Prepared, SplitArrays, lanes, prepare, targets
+from tmn_train.pipeline import (Prepared, SplitArrays, lanes, native_rate, prepare,
+                                suggested_rate, targets)
 from tmn_train.selection import epoch_plans, selector_for
 from tmn_train.sources import load_sources
 
@@ -341,6 +342,7 @@ def fit(cfg: Config, data: list[str], out: Path, seeds: list[int], resume: bool 
                                      encoding="utf-8")
     # 1. data, splits, Kalman prior, normalisation (all fitted on train)
     streams = load_sources(data, cfg)
+    _advise_rate(streams, cfg, log)
     prep = prepare(streams, cfg, log=log)
     sizes = {k: int(len(v.t)) for k, v in prep.splits.items()}
     log(f"data: {len(streams)} streams; ticks train {sizes['train']} val {sizes['val']} "
@@ -394,6 +396,18 @@ def fit(cfg: Config, data: list[str], out: Path, seeds: list[int], resume: bool 
     log(f"fit: wrote {out / FINAL} (seed {best['seed']}, {train_secs:.0f} s training, "
         f"{time.perf_counter() - t_start:.0f} s in all)")
     return final
+
+
+def _advise_rate(streams: list, cfg: Config, log) -> None:  # type: ignore[no-untyped-def]
+    """Say so when the recordings are much slower than the model grid: the grid then
+    holds mostly interpolated samples, and training takes longer for nothing."""
+    native = native_rate(streams)
+    if native is not None and cfg.sample_rate_hz > 4.0 * native:
+        rate = suggested_rate(native, cfg)
+        log(f"data: the recordings come at about {native:.0f} Hz, the model grid is "
+            f"{cfg.sample_rate_hz:g} Hz; --set sample_rate_hz={rate:g} trains about "
+            f"{cfg.sample_rate_hz / rate:.0f}x faster on the same information (window_ms "
+            f"and horizon_step_ms are whole samples there)")
 
 
 def _log_metrics(m: dict[str, Any], log) -> None:  # type: ignore[no-untyped-def]

@@ -46,7 +46,7 @@ from tmn_bench.results import (AccuracyResult, AccuracySettings, Comparison, Dat
                                ratio)
 from tmn_train import scoring
 from tmn_train.config import Config, from_saved
-from tmn_train.pipeline import Pieces, split_streams
+from tmn_train.pipeline import Pieces, min_piece, split_streams
 from tmn_train.sources import load_sources
 
 PRECISIONS = ("fp32", "int8")
@@ -141,7 +141,7 @@ def held_out(spec: str, cfg: Config, split: str) -> tuple[HeldOut, HeldOut]:
 
 
 def _pieces(spec: str, cfg: Config, split: str, pieces: list[Any]) -> HeldOut:
-    min_len = cfg.ticks(cfg.window_ms) + cfg.horizon_ticks[-1] + 1
+    min_len = min_piece(cfg)
     pieces = [s for s in pieces if len(s) >= min_len]
     if not pieces:
         raise AccuracyError(f"--data {spec}: no {split} piece is longer than a window plus "
