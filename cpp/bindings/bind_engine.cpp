@@ -179,6 +179,7 @@ void bind_prediction(py::module_& m) {
   py::class_<P>(m, "Prediction", "One tick's answer (stage 5, actuation).")
       .def_readonly("stream", &P::stream).def_readonly("t", &P::t)
       .def_readonly("t_grid", &P::t_grid).def_readonly("blend", &P::blend)
+      .def_readonly("h0", &P::h0)
       .def_readonly("status", &P::status).def_readonly("verdict", &P::verdict)
       .def_readonly("restarted", &P::restarted).def_readonly("d2", &P::d2)
       .def_readonly("cert_error", &P::cert_error).def_readonly("work", &P::work)
@@ -189,6 +190,17 @@ void bind_prediction(py::module_& m) {
                                for (int i = 0; i < kStages; ++i) d[kStageNames[i]] = p.stage_ns[i];
                                return d;
                              })
+      .def_property_readonly("origin",
+                             [](const Prediction& p) { return py::make_tuple(p.origin[0], p.origin[1]); })
+      .def(
+          "at",
+          [](const Prediction& p, double dt) {
+            const std::array<double, 2> q = p.at(dt);
+            return py::make_tuple(q[0], q[1]);
+          },
+          py::arg("dt"),
+          "(x, y) predicted dt seconds after the tick, between the horizons (cubic "
+          "Hermite, Catmull-Rom slopes); NaN outside (0, t_grid + h_K - t].")
       .def_property_readonly("path", [](const Prediction& p) {
         py::array_t<double> a({static_cast<py::ssize_t>(p.horizons), py::ssize_t{2}});
         std::memcpy(a.mutable_data(), p.path.data(), 2 * p.horizons * sizeof(double));

@@ -340,6 +340,8 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   double bx = 0.0, by = 0.0;
   const double* rel = decide(s, y, dt, out, bx, by);
   out.t_grid = ingest_.grid_t(s.grid, s.grid.n - 1);
+  out.h0 = h_[0];
+  out.origin = {bx, by};
   const std::uint64_t c4 = clock::now();
 
   // 5. actuation: the absolute path in data units, which must be finite
@@ -369,6 +371,27 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
                   clock::to_ns(network_ticks), clock::to_ns(c4 - c3), clock::to_ns(c5 - c4)};
   out.total_ns = clock::to_ns(c5 - c0);
   return out.status;
+}
+
+std::array<double, 2> Prediction::at(double dt) const noexcept {
+  const double s = (t - t_grid) + dt;  // time since the path's start
+  const int K = horizons;
+  if (!(dt > 0.0) || !(s <= K * h0) || K < 1 || status != Status::ok) return {kNaN, kNaN};
+  // knots j = 0..K at times j h0: the origin, then path point j - 1
+  const auto knot = [&](int j, int a) { return j == 0 ? origin[a] : path[2 * (j - 1) + a]; };
+  const auto slope = [&](int j, int a) {  // per second
+    const int lo = j > 0 ? j - 1 : 0, hi = j < K ? j + 1 : K;
+    return (knot(hi, a) - knot(lo, a)) / ((hi - lo) * h0);
+  };
+  const int j = std::min(static_cast<int>(s / h0), K - 1);  // the segment [j h0, (j+1) h0]
+  const double u = s / h0 - j, u2 = u * u, u3 = u2 * u;
+  const double h00 = 2 * u3 - 3 * u2 + 1, h10 = u3 - 2 * u2 + u, h01 = -2 * u3 + 3 * u2,
+               h11 = u3 - u2;
+  std::array<double, 2> out{};
+  for (int a = 0; a < 2; ++a)
+    out[a] = h00 * knot(j, a) + h10 * h0 * slope(j, a) + h01 * knot(j + 1, a) +
+             h11 * h0 * slope(j + 1, a);
+  return out;
 }
 
 Status Engine::reset(std::uint64_t stream) noexcept {

@@ -120,3 +120,45 @@ def test_ticks_faster_than_the_grid_answer_the_newest_grid_sample(models) -> Non
     same = r.t_grid[1:] == r.t_grid[:-1]
     assert 0.7 < same.mean() < 0.8
     assert np.array_equal(r.paths[1:][same], r.paths[:-1][same])
+
+
+def test_prediction_at_any_time_is_a_cubic_hermite_curve_through_the_path(models) -> None:
+    """Prediction.at(dt): exact at the horizons, NaN outside (0, t_grid + h_K - t],
+    and between them scipy's CubicHermiteSpline through the origin and the path
+    points with Catmull-Rom slopes (the independent reference of the scheme)."""
+    e = tmn.Engine(models["A"], precision="fp32")
+    t, x, y, vx, vy = motion(3000.0, seconds=0.5)  # off the 2 kHz grid: t_grid < t
+    p = None
+    for row in zip(t, x, y, vx, vy):
+        p = e.tick(*row, stream=9)
+    assert p is not None and p.verdict == tmn.Verdict.ungated and p.t > p.t_grid
+    K, lag = p.path.shape[0], p.t - p.t_grid
+    for k in range(K):
+        np.testing.assert_allclose(p.at((k + 1) * p.h0 - lag), p.path[k], rtol=0, atol=1e-9)
+    assert np.isnan(p.at(0.0)).all() and np.isnan(p.at(K * p.h0 - lag + 1e-6)).all()
+    dts = np.linspace(1e-4, K * p.h0 - lag, 300)
+    got = np.array([p.at(dt) for dt in dts])
+    want = hermite(p.h0, np.vstack([p.origin, p.path]))(dts + lag)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())
+
+
+def test_the_hermite_scheme_is_within_two_percent_of_a_step_on_a_circle() -> None:
+    """The scheme's own error against a smooth truth between the knots: on a circle
+    of radius 100 at 4 rad/s with 50 ms knots, at most 2 % of the knot spacing."""
+    h0, K, r, w = 0.05, 10, 100.0, 4.0
+    ts = h0 * np.arange(K + 1)
+    curve = hermite(h0, np.stack([r * np.cos(w * ts), r * np.sin(w * ts)], axis=1))
+    s = np.linspace(0.0, K * h0, 500)
+    err = np.linalg.norm(curve(s) - np.stack([r * np.cos(w * s), r * np.sin(w * s)], 1), axis=1)
+    assert err.max() <= 0.02 * r * w * h0
+
+
+def hermite(h0: float, pts: np.ndarray):  # type: ignore[no-untyped-def]
+    """scipy's cubic Hermite through pts (knot j at j h0) with Catmull-Rom slopes."""
+    from scipy.interpolate import CubicHermiteSpline
+
+    ts = np.arange(len(pts)) * h0
+    lo, hi = np.maximum(np.arange(len(pts)) - 1, 0), np.minimum(np.arange(len(pts)) + 1,
+                                                                len(pts) - 1)
+    slopes = (pts[hi] - pts[lo]) / (ts[hi] - ts[lo])[:, None]
+    return CubicHermiteSpline(ts, pts, slopes, axis=0)

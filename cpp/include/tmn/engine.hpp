@@ -114,8 +114,17 @@ struct Prediction {
   std::uint32_t work = 0;   // touched nonzeros spent by the gate
   std::array<std::uint32_t, kStages> stage_ns{};
   std::uint32_t total_ns = 0;
+  double h0 = 0.0;          // the first horizon (s); h_k = (k + 1) h0
+  std::array<double, 2> origin{};  // where the path starts, at t_grid (A: the grid
+                                   // position; B: the prior's posterior position)
   // (x, y) at each horizon, data units, absolute coordinates
   std::array<double, 2 * kMaxHorizons> path{};
+
+  // The predicted point dt seconds after the tick (t + dt), for 0 < dt and
+  // t + dt <= t_grid + h_K; NaN outside. A cubic Hermite curve through the
+  // origin (at t_grid) and the K path points, with Catmull-Rom slopes (central
+  // differences; one-sided at the two ends): exact at the horizons, C1 between.
+  std::array<double, 2> at(double dt) const noexcept;
 };
 
 // A recording for Engine::replay: n ticks as columns. `stream` may be null
