@@ -179,7 +179,7 @@ void bind_prediction(py::module_& m) {
   py::class_<P>(m, "Prediction", "One tick's answer (stage 5, actuation).")
       .def_readonly("stream", &P::stream).def_readonly("t", &P::t)
       .def_readonly("t_grid", &P::t_grid).def_readonly("blend", &P::blend)
-      .def_readonly("h0", &P::h0)
+      .def_readonly("h0", &P::h0).def_readonly("dt", &P::dt)
       .def_readonly("status", &P::status).def_readonly("verdict", &P::verdict)
       .def_readonly("restarted", &P::restarted).def_readonly("d2", &P::d2)
       .def_readonly("cert_error", &P::cert_error).def_readonly("work", &P::work)

@@ -340,6 +340,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   double bx = 0.0, by = 0.0;
   const double* rel = decide(s, y, dt, out, bx, by);
   out.t_grid = ingest_.grid_t(s.grid, s.grid.n - 1);
+  out.dt = fresh ? 0.0 : dt;
   out.h0 = h_[0];
   out.origin = {bx, by};
   const std::uint64_t c4 = clock::now();

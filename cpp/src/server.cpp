@@ -122,6 +122,7 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
   for (int s = 0; s < kStages; ++s) stage_[s] = std::make_unique<Histogram>(1.0, 34, 16);
   tick_total_ = std::make_unique<Histogram>(1.0, 34, 16);
   server_ns_ = std::make_unique<Histogram>(1.0, 34, 16);
+  interval_ns_ = std::make_unique<Histogram>(1.0, 40, 16);
   live_ = std::make_unique<LiveAccuracy>(engine_->streams().capacity(), engine_->horizons_s(),
                                          cfg_.score_every_s, engine_->error_resolution());
   reply_.assign(sizeof(wire::Header) + sizeof(wire::ErrorBody) + kMaxErrorText, 0);
@@ -682,6 +683,7 @@ bool Server::run_slice() noexcept {
           bump(counters_.cert_sum_pass, static_cast<double>(p.cert_error));
         for (int s = 0; s < kStages; ++s) stage_[s]->record(p.stage_ns[s]);
         tick_total_->record(p.total_ns);
+        if (p.dt > 0.0) interval_ns_->record(p.dt * 1e9);
         live_->observe(k, p, j.t_recv);
         if (pub_ != nullptr) publish(tr.stream, j.seq, K, rec, rb);
       }

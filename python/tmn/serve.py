@@ -262,6 +262,8 @@ class ControlPlane:
         s["control_errors"] = dict(self.errors)
         s["uptime_s"] = time.monotonic() - self.started
         s["model"] = self.model_info()
+        s["report_rate"] = report_rate(s["latency_ns"]["report_interval"],
+                                       float(self.engine.model.config["sample_rate_hz"]))
         if "stream" in req:
             s["stream_accuracy"] = self.server.stream_accuracy(
                 self.server.scoped_stream(req["_client"], _stream_id(req["stream"])))
@@ -312,6 +314,28 @@ class ControlPlane:
             return folder.resolve().is_relative_to(self.model_root)
         except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop
             return False
+
+
+RATE_WARNING_FACTOR = 4.0  # a sensor this many times slower or faster than the grid is worth a word
+
+
+def report_rate(interval: dict[str, Any], model_hz: float) -> dict[str, Any]:
+    """The clients' sensor rate from the median tick interval, against the model's
+    grid, with a warning when it is far from it (docs/protocol.md, "Any report rate")."""
+    if not interval.get("count"):
+        return {"observed_hz": None, "model_hz": model_hz, "warning": None}
+    hz = 1e9 / interval["p50"]
+    warning = None
+    if hz * RATE_WARNING_FACTOR < model_hz:
+        warning = (f"ticks arrive at about {hz:.0f} Hz, the model's grid is {model_hz:g} Hz: "
+                   f"every tick steps the network about {model_hz / hz:.0f} times on "
+                   "interpolated samples; a model trained at a rate nearer the sensor's "
+                   "costs less and was trained on what it sees")
+    elif hz > RATE_WARNING_FACTOR * model_hz:
+        warning = (f"ticks arrive at about {hz:.0f} Hz, faster than the model's grid "
+                   f"({model_hz:g} Hz): most ticks reach no new grid sample and repeat "
+                   "the last prediction")
+    return {"observed_hz": hz, "model_hz": model_hz, "warning": warning}
 
 
 def _stream_id(v: Any) -> int:

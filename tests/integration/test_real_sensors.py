@@ -50,3 +50,16 @@ def test_tmn_client_replays_a_csv_without_velocity(daemon_b: Daemon, tmp_path: P
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert f"{len(t)} ticks in {-(-len(t) // 50)} requests" in r.stdout
+
+
+def test_stats_report_the_sensors_rate_and_warn_when_it_is_far_from_the_grid(
+        serve, models: dict[str, Path]) -> None:
+    daemon = serve(models["B"])
+    t, x, y = hand(125.0, seconds=0.5)
+    with daemon.client() as c:
+        assert c.stats()["stats"]["report_rate"]["observed_hz"] is None
+        c.ticks(make_ticks(t, x, y, stream=1), velocity=False)
+        rate = c.stats()["stats"]["report_rate"]
+    assert rate["model_hz"] == 2000.0
+    assert 110.0 < rate["observed_hz"] < 140.0  # the histogram's buckets are ~4 % wide
+    assert "125 Hz" in rate["warning"] or "Hz, the model's grid is 2000 Hz" in rate["warning"]

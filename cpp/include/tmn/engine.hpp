@@ -103,6 +103,7 @@ struct Prediction {
   std::uint64_t stream = 0;
   double t = 0.0;           // the tick's time
   double t_grid = 0.0;      // the newest grid sample's: path point k is for t_grid + h_k
+  double dt = 0.0;          // sensor time since the stream's previous tick (0 at a (re)start)
   Status status = Status::ok;
   Verdict verdict = Verdict::warming;
   std::uint16_t horizons = 0;

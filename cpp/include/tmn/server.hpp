@@ -154,6 +154,9 @@ class Server {
   const Histogram& stage(int s) const noexcept { return *stage_[s]; }
   const Histogram& tick_total() const noexcept { return *tick_total_; }
   const Histogram& server_latency() const noexcept { return *server_ns_; }
+  // Sensor time between consecutive ticks of a stream, over all streams (ns):
+  // the report rate the clients' sensors have.
+  const Histogram& report_interval() const noexcept { return *interval_ns_; }
   const LiveAccuracy& live() const noexcept { return *live_; }
   Engine* engine() const noexcept { return engine_; }
   std::uint32_t stream_count() const noexcept;
@@ -237,7 +240,7 @@ class Server {
 
   ServerCounters counters_;
   std::unique_ptr<Histogram> stage_[kStages];
-  std::unique_ptr<Histogram> tick_total_, server_ns_;
+  std::unique_ptr<Histogram> tick_total_, server_ns_, interval_ns_;
   std::unique_ptr<LiveAccuracy> live_;
   std::uint64_t next_evict_ = 0;
 
