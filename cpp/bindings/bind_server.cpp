@@ -118,6 +118,9 @@ std::vector<std::uint64_t> scored_streams(const Server& s) {
 }  // namespace
 
 void bind_server(py::module_& m) {
+  // the per-peer bounds of docs/protocol.md ("Limits, queues and fairness")
+  m.attr("MAX_JOBS_PER_PEER") = kMaxJobsPerPeer;
+  m.attr("SEND_HWM") = kSendHwm;
   py::class_<Histogram>(m, "Histogram", "The fixed-memory log histogram of the stats (tests).")
       .def(py::init<double, int, int>(), py::arg("lowest"), py::arg("octaves"), py::arg("sub"))
       .def("record", &Histogram::record, py::arg("v"))

@@ -28,6 +28,7 @@ GridSample Ingest::start(GridState& s, const Tick& k, bool has_velocity) const n
   s.t0 = k.t;
   s.n = 1;
   s.prev = k;
+  if (!has_velocity) s.prev.vx = s.prev.vy = 0.0;  // v_0 = 0, not the peer's fields
   s.rx[0] = k.x;
   s.ry[0] = k.y;
   s.head = 1 % p_.velocity_window;

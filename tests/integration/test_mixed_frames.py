@@ -124,7 +124,7 @@ class Plan:
             v = int(rng.integers(2, 65536))
             return HEADER.pack(MAGIC, v, KIND_TICKS, 1, seq) + one.tobytes(), 2, True
         if c == 3:
-            k = int(rng.choice([0, 2, 3, 4, 999]))
+            k = int(rng.choice([0, KIND_PREDICTIONS, KIND_ERROR, 5, 999]))  # not a request
             return HEADER.pack(MAGIC, VERSION, k, 1, seq) + one.tobytes(), 3, True
         if c == 4:  # truncated
             full = HEADER.pack(MAGIC, VERSION, KIND_TICKS, 3, seq) + np.repeat(one, 3).tobytes()

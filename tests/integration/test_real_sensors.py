@@ -40,6 +40,28 @@ def test_position_only_ticks_at_125_hz_are_answered_as_the_engine_answers(
     np.testing.assert_array_equal(ignored["path"], local.paths)
 
 
+def test_a_sensor_that_starts_sending_velocity_is_not_poisoned_by_its_position_only_ticks(
+        daemon_b: Daemon) -> None:
+    """Regression (found by libFuzzer): a position-only tick kept the peer's vx, vy
+    as the stream's last velocity, and the next tick with velocity interpolated
+    from them; NaN there made every later answer non_finite_output (and was
+    undefined behaviour in the network)."""
+    t, x, y = hand(125.0, seconds=0.6)
+    vx, vy = np.gradient(x, t), np.gradient(y, t)
+    half = len(t) // 2
+    answers = []
+    for sid, junk in ((STREAM + 10, np.nan), (STREAM + 11, 0.0)):
+        with daemon_b.client() as c:
+            first = make_ticks(t[:half], x[:half], y[:half], np.full(half, junk),
+                               np.full(half, junk), sid)
+            a = c.ticks(first, velocity=False).records
+            b = c.ticks(make_ticks(t[half:], x[half:], y[half:], vx[half:], vy[half:], sid)).records
+        answers.append(np.concatenate([a, b]))
+    assert (answers[0]["status"] == 0).all(), np.unique(answers[0]["status"])
+    assert np.isfinite(answers[0]["path"]).all()
+    np.testing.assert_array_equal(answers[0]["path"], answers[1]["path"])
+
+
 def test_tmn_client_replays_a_csv_without_velocity(daemon_b: Daemon, tmp_path: Path) -> None:
     t, x, y = hand(250.0)
     csv = tmp_path / "mouse.csv"

@@ -175,6 +175,10 @@ def test_many_short_recordings_go_whole_to_the_splits() -> None:
     assert all("#" not in s.name for v in split.values() for s in v)  # none was cut
     long = split_streams(synth.generate(1.0, seed=4, stream_s=20.0), cfg)
     assert all(s.name.endswith(f"#{k}") for k, v in long.items() for s in v)
+    # one short stream (here 4 s after a 20 s one) does not send all to `stream`:
+    # with two streams that would leave validation empty
+    mixed = split_streams(synth.generate(0.4, seed=6, stream_s=20.0), cfg)
+    assert all(len(v) > 0 for v in mixed.values())
 
 
 def test_a_slow_recording_gets_a_model_rate_suggested() -> None:

@@ -9,7 +9,7 @@
 * ``stream``: whole streams go to one split: the split a source assigns (LASA:
   by demonstration), otherwise by cumulative duration in the given order.
 * ``auto``: ``stream`` when the source assigned every stream a split, or when
-  some stream is too short to cut (its validation or test piece would be
+  no stream is long enough to cut (every validation or test piece would be
   shorter than a window plus the farthest horizon: a file of many short
   movements, say), else ``time``.
 
@@ -103,8 +103,8 @@ def split_streams(streams: list[Stream], cfg: Config) -> dict[str, list[Stream]]
     hinted = all(s.split in SPLITS for s in streams)
     if mode == "auto":
         shortest_share = min(cfg.data.split[1], cfg.data.split[2])
-        uncuttable = any(len(s) * shortest_share < min_piece(cfg) for s in streams)
-        mode = "stream" if hinted or uncuttable else "time"
+        cuttable = any(len(s) * shortest_share >= min_piece(cfg) for s in streams)
+        mode = "stream" if hinted or not cuttable else "time"
     f_train, f_val, _ = cfg.data.split
     out: dict[str, list[Stream]] = {k: [] for k in SPLITS}
     if mode == "stream":

@@ -80,7 +80,7 @@ struct GridSample {
 struct GridState {
   double t0 = 0.0;
   std::uint64_t n = 0;    // grid samples emitted since the (re)start
-  Tick prev{};            // the last accepted tick
+  Tick prev{};            // the last accepted tick (without velocity: the grid's)
   std::array<double, kMaxVelocityWindow> rx{}, ry{};  // the last W grid positions
   int head = 0;           // where the next position goes in rx, ry
   int filled = 0;         // how many of them hold positions
@@ -102,8 +102,20 @@ class Ingest {
   void advance(GridState& s, const Tick& k, bool has_velocity, OnSample&& on_sample) const
       noexcept {
     const std::uint64_t end = s.n + pending(s, k.t);
-    for (; s.n < end; ++s.n) on_sample(sample_at(s, k, has_velocity));
+    double vx = s.prev.vx, vy = s.prev.vy;
+    for (; s.n < end; ++s.n) {
+      const GridSample g = sample_at(s, k, has_velocity);
+      vx = g.vx;
+      vy = g.vy;
+      on_sample(g);
+    }
     s.prev = k;
+    // a position-only tick's vx, vy are whatever the peer sent: the stream
+    // keeps the differentiated velocity instead, for a later tick with one
+    if (!has_velocity) {
+      s.prev.vx = vx;
+      s.prev.vy = vy;
+    }
   }
   double grid_t(const GridState& s, std::uint64_t n) const noexcept {
     return s.t0 + static_cast<double>(n) / rate_;
