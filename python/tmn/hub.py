@@ -72,9 +72,11 @@ def resolve(ref: str | Path) -> Path:
 def repo_files(folder: Path) -> list[str]:
     """The files ``publish`` uploads: every regular file under ``folder``,
     relative POSIX paths, sorted; hidden files and folders (``.git``,
-    ``.cache``) are left out."""
+    ``.cache``) and Python's ``__pycache__`` (pip compiles the examples of an
+    installed model) are left out."""
     files = [p.relative_to(folder) for p in folder.rglob("*") if p.is_file()]
-    return sorted(p.as_posix() for p in files if not any(s.startswith(".") for s in p.parts))
+    return sorted(p.as_posix() for p in files
+                  if not any(s.startswith(".") or s == "__pycache__" for s in p.parts))
 
 
 def publish(folder: Path, repo: str, token: str | None = None, private: bool = False) -> str:

@@ -131,6 +131,8 @@ def test_publish_with_a_token_creates_the_repo_and_uploads_exactly_the_folder_fi
     (folder / "examples" / "inference.py").write_text("print('hi')\n")
     (folder / ".cache").mkdir()
     (folder / ".cache" / "junk").write_text("x")
+    (folder / "examples" / "__pycache__").mkdir()
+    (folder / "examples" / "__pycache__" / "inference.pyc").write_bytes(b"\0")
     calls: list[tuple[str, tuple, dict]] = []
     monkeypatch.setattr(HfApi, "create_repo",
                         lambda self, *a, **k: calls.append(("create_repo", a, k)))
