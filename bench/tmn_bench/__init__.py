@@ -9,3 +9,7 @@ typed results, ``targets`` every stated target with its source, ``report``
 the shared output, ``workload`` the synthetic motion, ``common`` the rest
 they share, and ``baselines`` onnxruntime, PyTorch eager and the naive server.
 """
+
+from importlib import metadata
+
+__version__: str = metadata.version("tmn-bench")  # pyproject.toml is the one source

@@ -26,6 +26,7 @@ from typing import Any
 
 import tmn
 from tmn.protocol import MAX_BATCH
+from tmn_bench import __version__
 from tmn_bench.common import ROUNDS, resolved_model, write_json
 from tmn_bench.results import Target, not_met
 
@@ -433,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tmn-bench", description="Benchmarks of the tmn engine against baselines, "
         "in the same run. See bench/README.md.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)

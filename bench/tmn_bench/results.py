@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -61,6 +63,86 @@ def to_json(obj: Any) -> Any:
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     raise TypeError(f"not a result: {type(obj).__name__}")
+
+
+class ResultFormatError(ValueError):
+    """A results JSON does not hold the result it should; names the JSON path."""
+
+
+T = TypeVar("T")
+
+
+def from_json(cls: type[T], data: Any, where: str = "$") -> T:
+    """The result ``cls`` that :func:`to_json` wrote as ``data``: the reverse
+    of it, checked. A missing or mistyped figure raises
+    :class:`ResultFormatError` naming its JSON path (``$.datasets[0].gate``);
+    keys no field reads (a target's ``status``) are ignored. Results with a
+    ``json()`` method cannot be read back."""
+    return _decode(cls, data, where)
+
+
+def _decode(tp: Any, v: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return v
+    if origin in (typing.Union, types.UnionType):
+        if v is None and type(None) in args:
+            return None
+        problems = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _decode(arg, v, where)
+            except ResultFormatError as e:
+                problems.append(str(e))
+        raise ResultFormatError("; ".join(problems))
+    if origin is list:
+        if not isinstance(v, list):
+            raise ResultFormatError(f"{where}: must be a list, got {type(v).__name__}")
+        return [_decode(args[0], x, f"{where}[{i}]") for i, x in enumerate(v)]
+    if origin is dict:
+        if not isinstance(v, dict):
+            raise ResultFormatError(f"{where}: must be an object, got {type(v).__name__}")
+        return {k: _decode(args[1], x, f"{where}.{k}") for k, x in v.items()}
+    if dataclasses.is_dataclass(tp):
+        return _decode_dataclass(tp, v, where, None)
+    ok = (isinstance(v, (int, float)) and not isinstance(v, bool)) if tp is float else \
+        (isinstance(v, int) and not isinstance(v, bool)) if tp is int else isinstance(v, tp)
+    if not ok:
+        raise ResultFormatError(f"{where}: must be {tp.__name__}, got {v!r:.60}")
+    return float(v) if tp is float else v
+
+
+def _json_keys(cls: Any) -> set[str]:
+    """The keys a dataclass writes itself, its flattened dataclasses' included."""
+    hints = typing.get_type_hints(cls)
+    out: set[str] = set()
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("flatten"):
+            out.add(f.metadata.get("json", f.name))
+        elif dataclasses.is_dataclass(hints[f.name]):
+            out |= _json_keys(hints[f.name])
+    return out
+
+
+def _decode_dataclass(cls: Any, v: Any, where: str, taken: set[str] | None) -> Any:
+    if hasattr(cls, "json"):
+        raise ResultFormatError(f"{where}: {cls.__name__} cannot be read back")
+    if not isinstance(v, dict):
+        raise ResultFormatError(f"{where}: must be an object, got {type(v).__name__}")
+    taken = _json_keys(cls) if taken is None else taken
+    hints, kwargs = typing.get_type_hints(cls), {}
+    for f in dataclasses.fields(cls):
+        tp, name = hints[f.name], f.metadata.get("json", f.name)
+        if f.metadata.get("flatten") and dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _decode_dataclass(tp, v, where, taken)
+        elif f.metadata.get("flatten"):  # a dict: every key no field takes
+            rest = {k: x for k, x in v.items() if k not in taken and k != "status"}
+            kwargs[f.name] = _decode(tp, rest, where)
+        elif name in v:
+            kwargs[f.name] = _decode(tp, v[name], f"{where}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ResultFormatError(f"{where}.{name}: missing")
+    return cls(**kwargs)
 
 
 # ---------------------------------------------------------------------------

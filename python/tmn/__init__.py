@@ -2,6 +2,8 @@
 
 ``tmn.load()`` reads a model artifact, ``tmn.Engine`` runs it through the
 five-stage C++ tick (ingest, Kalman prior, GRU, certified gate, actuation).
+``tmn.load("owner/name")`` fetches a model from the Hugging Face Hub
+(``tmn.hub``, docs/hub.md).
 """
 
 from tmn._core import Isa, Prediction, Status, Verdict
@@ -9,9 +11,12 @@ from tmn.artifact import quantise_rows
 from tmn.client import Client
 from tmn.engine import (NO_PREDICTION, PERCENTILES, STAGES, VERDICT_NAMES, Engine, Replay,
                         TickError, percentiles)
+from tmn.hub import HubError
 from tmn.model import FEATURES, Model, ModelFormatError, load
+from tmn.version import __version__
 
 __all__ = [
+    "__version__",
     "FEATURES",
     "NO_PREDICTION",
     "PERCENTILES",
@@ -19,6 +24,7 @@ __all__ = [
     "VERDICT_NAMES",
     "Client",
     "Engine",
+    "HubError",
     "Isa",
     "Model",
     "ModelFormatError",

@@ -19,6 +19,7 @@ from tmn.argtypes import bounded
 from tmn.protocol import (MAX_BATCH, Predictions, ProtocolError, decode_reply, encode_ticks,
                           make_ticks)
 from tmn.recording import check_columns, group_streams, read_table
+from tmn.version import __version__
 
 DEFAULT_ENDPOINT = _core.DEFAULT_ENDPOINT
 
@@ -278,6 +279,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """The tmn-client command line."""
     p = argparse.ArgumentParser(prog="tmn-client", description="Talk to a running tmn-serve.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
     p.add_argument("--key", type=Path, default=None, metavar="FILE",
                    help="this client's CURVE .key_secret file (with --server-key)")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tmn import _core
+from tmn import _core, hub
 
 FORMAT_VERSION = 2
 # The features each system reads, in input order: the engine's ingest builds
@@ -131,12 +131,17 @@ def file_sha256(path: Path) -> str:
 def load(path: str | Path | None = None) -> Model:
     """Load and validate a model artifact folder (default: the built-in model).
 
+    ``path`` may also be a Hugging Face repo id, ``"owner/name[@revision]"``:
+    a path that exists wins; otherwise :func:`tmn.hub.resolve` fetches the
+    snapshot (or finds it in the cache) and it is validated like any folder.
+
     Raises :class:`ModelFormatError` naming the file and field of the first
     problem found (whatever the problem: unreadable, oversized, deeply nested
-    or out-of-range content all end up there), and ``FileNotFoundError`` if
-    the folder does not exist.
+    or out-of-range content all end up there), ``FileNotFoundError`` if the
+    folder does not exist, and :class:`tmn.hub.HubError` if a repo id cannot
+    be fetched.
     """
-    folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    folder = hub.resolve(path) if path is not None else DEFAULT_MODEL_DIR
     try:
         is_dir = folder.is_dir()
     except (OSError, ValueError) as e:  # e.g. a path with a NUL byte

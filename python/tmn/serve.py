@@ -27,6 +27,8 @@ from typing import Any
 from tmn import _core
 from tmn.argtypes import bounded
 from tmn.engine import DEFAULT_MAX_STREAMS, Engine
+from tmn.hub import HubError
+from tmn.version import __version__
 from tmn.keys import KeyFileError, load_public_keys, load_secret_key
 from tmn.model import Model, ModelFormatError, load
 
@@ -41,13 +43,15 @@ CHANGE_VERBS = ("reset", "reload")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The tmn-serve command line."""
     p = argparse.ArgumentParser(prog="tmn-serve", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--core", type=bounded(int, 0, 4095), default=None,
                    help="pin the tick loop to this CPU (default: not pinned)")
     p.add_argument("--io-core", type=bounded(int, 0, 4095), default=None,
                    help="pin libzmq's I/O thread to this CPU (default: the --core CPU "
                         "unless --spin, then not pinned)")
-    p.add_argument("--model", type=Path, default=None,
-                   help="model folder (default: the built-in model)")
+    p.add_argument("--model", default=None, metavar="DIR|OWNER/NAME[@REV]",
+                   help="model folder, or a Hugging Face model repo id (needs tmn[hub]; an "
+                        "existing folder of that name wins) (default: the built-in model)")
     p.add_argument("--model-root", type=Path, default=None,
                    help="reload takes only model folders under this one (default: the "
                         "folder that holds --model)")
@@ -422,7 +426,7 @@ def _start(args: argparse.Namespace) -> tuple[_core.Server, Engine, ControlPlane
                "(lower --max-streams)"
     try:
         engine = Engine(args.model, precision=args.precision, max_streams=args.max_streams)
-    except (ModelFormatError, FileNotFoundError, ValueError) as e:
+    except (ModelFormatError, FileNotFoundError, ValueError, HubError) as e:
         raise StartupError(f"cannot load the model: {e}") from e
     except MemoryError:
         raise StartupError(too_many) from None

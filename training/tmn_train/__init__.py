@@ -4,4 +4,6 @@ The Kalman filter, the gate and the engine are tmn's (C++, through
 ``tmn._core`` and ``tmn.Engine``); nothing here re-implements them.
 """
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+__version__: str = metadata.version("tmn-train")  # pyproject.toml is the one source

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from tmn_train import __version__
 from tmn_train.config import ConfigError
 from tmn_train.data import DataError
 
@@ -58,6 +59,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tmn-train", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     f = sub.add_parser("fit", help="train a model (every seed), calibrate, evaluate, export")

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The built-in default model (python/tmn/models/default/): System B trained by
+# tmn-train on 20 minutes of synthetic 2 kHz motion with 4 passes per epoch
+# (seed 0), the shipped B config otherwise unchanged: the same fit as
+# training/recipes/evaluation.sh synth's B seed 0, whose test-split figures are
+# in bench/README.md. About 7 minutes on a 2-core machine; deterministic for a
+# given torch build and thread count (threads: 1 in configs/common.yaml).
+#
+#   bash training/recipes/default.sh [RUN_DIR]
+#
+# needs: pip install ./training (and the tmn package itself)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+run="${1:-build/train/default-B}"  # build/ is git-ignored
+
+tmn-train fit --config configs/B_temporal_solver.yaml --data synth:20 --seeds 0 --out "$run" \
+  --set data.passes=4
+rm -rf python/tmn/models/default
+tmn-train export "$run/final.pt" --out python/tmn/models/default
+du -b python/tmn/models/default
