@@ -9,7 +9,7 @@
 #
 #   bash training/recipes/default.sh [RUN_DIR]
 #
-# needs: pip install ./training (and the tmn package itself)
+# needs: pip install ./training ./bench (and the tmn package itself)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 run="${1:-build/train/default-B}"  # build/ is git-ignored
@@ -18,4 +18,8 @@ tmn-train fit --config configs/B_temporal_solver.yaml --data synth:20 --seeds 0 
   --set data.passes=4
 rm -rf python/tmn/models/default
 tmn-train export "$run/final.pt" --out python/tmn/models/default
+# the Hub model card (docs/hub.md), from the reference figures (it is their B0)
+tmn-hub folder python/tmn/models/default --out python/tmn/models/default \
+  --accuracy bench/reference/accuracy-synth/accuracy.json \
+  --recipe training/recipes/default.sh --latency bench/reference/latency/latency.json --no-plots
 du -b python/tmn/models/default
