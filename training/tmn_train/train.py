@@ -2,11 +2,8 @@
 
 The loss, per loss tick and in output units, is
 
-    L = mean_k w_k ||y_k - target_k||^2  +  smoothness * mean_k ||(D2 u)_k||^2
+    L = mean_k ||y_k - target_k||^2  +  smoothness * mean_k ||(D2 u)_k||^2
 
-with horizon weights ``w_k`` (``loss_horizon_weight``: ``flat`` w_k = 1, or
-``linear`` w_k proportional to h_k, mean 1, which leans on the far horizons
-where the tail is)
 where u_k is the predicted path relative to its start (A: ``y_k``; B: the
 prior plus the correction, ``v̂ h_k / scale + y_k``) and ``D2`` is the second
 difference over the horizons with the boundary values ``u_{-1} = -v Δ / scale``
@@ -76,14 +73,6 @@ def make_step(a: SplitArrays, start: np.ndarray, cfg: Config, scale: np.ndarray
     return z, tgt, vb
 
 
-def horizon_weights(cfg: Config) -> torch.Tensor:
-    """[K] the loss weight of each horizon, mean 1 (``loss_horizon_weight``)."""
-    if cfg.loss_horizon_weight == "linear":
-        w = torch.arange(1, cfg.K + 1, dtype=torch.float64)
-        return w / w.mean()
-    return torch.ones(cfg.K, dtype=torch.float64)
-
-
 class ZeroNetwork(torch.nn.Module):
     """A network whose outputs are all zero (B: the prior alone; A: no motion), for
     the validation baseline that every epoch logs."""
@@ -99,14 +88,13 @@ class ZeroNetwork(torch.nn.Module):
 
 def loss_terms(y: torch.Tensor, tgt: torch.Tensor, vb: torch.Tensor, mask: torch.Tensor,
                cfg: Config, prior_rel: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weighted MSE, smoothness penalty) over the lanes in ``mask`` for head outputs
+    """(MSE, smoothness penalty) over the lanes in ``mask`` for head outputs
     y [b, W, 2K] (module docstring)."""
     b, w = y.shape[:2]
     y = y.view(b, w, cfg.K, 2)
     m = mask.to(y.dtype)[:, None, None, None]
     n = m.sum() * w * cfg.K * 2
-    hw = horizon_weights(cfg).to(y.dtype)[None, None, :, None]
-    mse = torch.sum(m * hw * (y - tgt) ** 2) / n
+    mse = torch.sum(m * (y - tgt) ** 2) / n
     if prior_rel:
         # B: u = prior + y with prior_k = v Δ (k + 1), whose second difference is zero
         lead = torch.zeros(b, w, 2, 2, dtype=y.dtype)
