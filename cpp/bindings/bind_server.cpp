@@ -81,6 +81,8 @@ py::dict server_stats(const Server& s) {
   d["refused_peers"] = get(c.refused_peers);
   d["control_overloaded"] = get(c.control_overloaded);
   d["dropped_at_stop"] = get(c.dropped_at_stop);
+  d["quota_refused"] = get(c.quota_refused);
+  d["max_streams_per_client"] = s.stream_quota();
   d["streams"] = s.stream_count();
   add_outcome_counts(d, c);
   py::dict lat;
@@ -139,7 +141,8 @@ void bind_server(py::module_& m) {
       .def_readwrite("score_every_s", &C::score_every_s).def_readwrite("echo", &C::echo)
       .def_readwrite("reclaim_idle_s", &C::reclaim_idle_s)
       .def_readwrite("curve_secret_key", &C::curve_secret_key)
-      .def_readwrite("client_keys", &C::client_keys);
+      .def_readwrite("client_keys", &C::client_keys)
+      .def_readwrite("max_streams_per_client", &C::max_streams_per_client);
   py::class_<Server>(m, "Server", "The tmn-serve loop; see cpp/include/tmn/server.hpp.")
       .def(py::init<Engine*, const ServerConfig&>(), py::arg("engine"), py::arg("config"),
            py::keep_alive<1, 2>())
@@ -165,6 +168,21 @@ void bind_server(py::module_& m) {
           py::arg("engine"), "Swap the engine between two requests. Keep both alive until it returns.")
       .def("scoped_stream", &Server::scoped_stream, py::arg("client_key"), py::arg("stream"),
            "The engine's id of a client's stream (its CURVE key's scope).")
+      .def("knows_client", &Server::knows_client, py::arg("client_key"))
+      .def(
+          "held_streams",
+          [](Server& s) {
+            std::vector<Server::HeldStream> held;
+            {
+              py::gil_scoped_release release;
+              held = s.held_streams();
+            }
+            py::list out;
+            for (const auto& h : held)
+              out.append(py::make_tuple(h.engine_id, h.client_key, h.client_id));
+            return out;
+          },
+          "[(engine id, owner's CURVE key or '', the client's id)] of every stream held.")
       .def_property_readonly("bound_endpoint", &Server::bound_endpoint)
       .def("stats", &server_stats)
       .def(

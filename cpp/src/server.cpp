@@ -17,10 +17,60 @@
 #include <stdexcept>
 
 #include "tmn/clock.hpp"
+#include "tmn/slot_index.hpp"
 
 namespace tmn {
 
 namespace {
+
+std::uint64_t rotl(std::uint64_t x, int b) noexcept { return (x << b) | (x >> (64 - b)); }
+
+// SipHash-2-4 (Aumasson and Bernstein): a keyed pseudo-random function, so
+// that nobody without the key can invert or predict its outputs.
+std::uint64_t siphash24(std::uint64_t k0, std::uint64_t k1, const std::uint8_t* m,
+                        std::size_t n) noexcept {
+  std::uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1,
+                v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+  const auto round = [&] {
+    v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);
+    v2 += v3; v3 = rotl(v3, 16); v3 ^= v2;
+    v0 += v3; v3 = rotl(v3, 21); v3 ^= v0;
+    v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);
+  };
+  const auto word = [&](std::size_t at, std::size_t len) {  // little-endian
+    std::uint64_t w = 0;
+    for (std::size_t i = 0; i < len; ++i) w |= static_cast<std::uint64_t>(m[at + i]) << (8 * i);
+    return w;
+  };
+  const std::size_t full = n - n % 8;
+  for (std::size_t i = 0; i < full; i += 8) {
+    const std::uint64_t w = word(i, 8);
+    v3 ^= w;
+    round();
+    round();
+    v0 ^= w;
+  }
+  const std::uint64_t last = (static_cast<std::uint64_t>(n) << 56) | word(full, n % 8);
+  v3 ^= last;
+  round();
+  round();
+  v0 ^= last;
+  v2 ^= 0xff;
+  for (int r = 0; r < 4; ++r) round();
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+// SipHash of bytes followed by one domain byte (keeps the uses apart).
+std::uint64_t keyed(const std::uint64_t key[2], const void* data, std::size_t n,
+                    std::uint8_t domain) noexcept {
+  std::uint8_t buf[300];
+  n = std::min(n, sizeof buf - 1);
+  std::memcpy(buf, data, n);
+  buf[n] = domain;
+  return siphash24(key[0], key[1], buf, n + 1);
+}
+
+enum : std::uint8_t { kScopeK0 = 0, kScopeK1 = 1, kOwnerOfKey = 2, kOwnerOfPeer = 3 };
 
 constexpr int kPollTimeoutMs = 100;  // blocking mode: heartbeat and stop latency
 
@@ -77,6 +127,89 @@ void write_prediction_header(std::uint32_t count, std::uint32_t seq, int K,
 
 }  // namespace
 
+// Which client holds each engine stream, for the per-client quota and for
+// mapping engine ids back to (client, id). One per engine (swapped with it:
+// a new engine starts with no streams). Sized at construction for every
+// stream the engine can hold; nothing here allocates afterwards. Loop thread
+// only. It follows the engine's table: every removal the server makes
+// (reset, idle eviction, reclaim) is mirrored by release() or sync().
+class StreamOwners {
+ public:
+  explicit StreamOwners(std::uint32_t capacity)
+      : streams_(capacity), owner_slot_(capacity), client_id_(capacity), owners_(capacity),
+        held_(capacity, 0) {}
+
+  // Streams the owner holds.
+  std::uint32_t held(std::uint64_t owner) const noexcept {
+    const std::uint32_t o = owners_.find(owner);
+    return o == SlotIndex::kNone ? 0 : held_[o];
+  }
+  // A stream the engine just created for this owner.
+  void own(std::uint64_t engine_id, std::uint64_t owner, std::uint64_t client_id) noexcept {
+    if (streams_.find(engine_id) != SlotIndex::kNone) return;
+    std::uint32_t o = owners_.find(owner);
+    if (o == SlotIndex::kNone) {
+      o = owners_.insert(owner);
+      if (o == SlotIndex::kNone) return;  // cannot happen: an owner holds >= 1 stream
+      held_[o] = 0;
+    }
+    const std::uint32_t s = streams_.insert(engine_id);
+    if (s == SlotIndex::kNone) {  // cannot happen while sync() follows the engine
+      if (held_[o] == 0) owners_.erase(owner);
+      return;
+    }
+    owner_slot_[s] = o;
+    client_id_[s] = client_id;
+    ++held_[o];
+  }
+  // The engine no longer holds this stream.
+  void release(std::uint64_t engine_id) noexcept {
+    const std::uint32_t s = streams_.find(engine_id);
+    if (s == SlotIndex::kNone) return;
+    const std::uint32_t o = owner_slot_[s];
+    streams_.erase(engine_id);
+    if (--held_[o] == 0) owners_.erase(owners_.id(o));
+  }
+  // After an eviction in the engine: release every stream it dropped.
+  void sync(const StreamTable& table) noexcept {
+    for (std::uint32_t s = 0; s < streams_.capacity(); ++s)
+      if (streams_.live(s) && table.find(streams_.id(s)) == StreamTable::kNone)
+        release(streams_.id(s));
+  }
+  // Reset the owner's streams idle (wall time) since before `before`; how many.
+  std::uint32_t reclaim(std::uint64_t owner, std::uint64_t before, Engine& engine,
+                        LiveAccuracy& live) noexcept {
+    const std::uint32_t o = owners_.find(owner);
+    if (o == SlotIndex::kNone) return 0;
+    std::uint32_t n = 0;
+    for (std::uint32_t s = 0; s < streams_.capacity(); ++s) {
+      if (!streams_.live(s) || owner_slot_[s] != o) continue;
+      const std::uint64_t id = streams_.id(s);
+      const std::uint32_t slot = engine.streams().find(id);
+      if (slot != StreamTable::kNone && engine.streams().last_seen(slot) >= before) continue;
+      engine.reset(id);
+      live.forget(id);
+      const bool last = held_[o] == 1;
+      release(id);
+      ++n;
+      if (last) break;  // the owner's slot is gone
+    }
+    return n;
+  }
+  template <class F>
+  void each(F&& f) const {
+    for (std::uint32_t s = 0; s < streams_.capacity(); ++s)
+      if (streams_.live(s)) f(streams_.id(s), owners_.id(owner_slot_[s]), client_id_[s]);
+  }
+
+ private:
+  SlotIndex streams_;                       // engine id -> slot
+  std::vector<std::uint32_t> owner_slot_;   // per stream slot: its owner's slot in owners_
+  std::vector<std::uint64_t> client_id_;    // per stream slot: the client's own id
+  SlotIndex owners_;                        // owner id -> slot
+  std::vector<std::uint32_t> held_;         // per owner slot: streams held
+};
+
 std::vector<int> allowed_cpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
@@ -109,14 +242,24 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
     if (cfg_.curve_secret_key.size() != 40 ||
         zmq_z85_decode(raw, cfg_.curve_secret_key.c_str()) == nullptr)
       throw std::invalid_argument("the CURVE secret key must be 40 characters of Z85");
-    std::random_device rd;
-    for (const std::string& k : cfg_.client_keys) {
+    for (const std::string& k : cfg_.client_keys)
       if (k.size() != 40 || zmq_z85_decode(raw, k.c_str()) == nullptr)
         throw std::invalid_argument("a client key is not 40 characters of Z85: " + k);
-      const std::uint64_t salt = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-      salts_.emplace_back(k, salt == 0 ? 1 : salt);
-    }
-    std::sort(salts_.begin(), salts_.end());
+  }
+  {  // the secret of every keyed hash: 128 bits from the OS, never shown
+    std::random_device rd;
+    for (std::uint64_t& w : secret_) w = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  }
+  if (curve) {
+    for (const std::string& k : cfg_.client_keys)
+      scopes_.push_back(Scope{k, keyed(secret_, k.data(), k.size(), kScopeK0),
+                              keyed(secret_, k.data(), k.size(), kScopeK1),
+                              keyed(secret_, k.data(), k.size(), kOwnerOfKey)});
+    std::sort(scopes_.begin(), scopes_.end(),
+              [](const Scope& a, const Scope& b) { return a.key < b.key; });
+    scopes_.erase(std::unique(scopes_.begin(), scopes_.end(),
+                              [](const Scope& a, const Scope& b) { return a.key == b.key; }),
+                  scopes_.end());
   }
 
   for (int s = 0; s < kStages; ++s) stage_[s] = std::make_unique<Histogram>(1.0, 34, 16);
@@ -125,6 +268,7 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
   interval_ns_ = std::make_unique<Histogram>(1.0, 40, 16);
   live_ = std::make_unique<LiveAccuracy>(engine_->streams().capacity(), engine_->horizons_s(),
                                          cfg_.score_every_s, engine_->error_resolution());
+  owners_ = std::make_unique<StreamOwners>(engine_->streams().capacity());
   reply_.assign(sizeof(wire::Header) + sizeof(wire::ErrorBody) + kMaxErrorText, 0);
   pub_buf_.assign(sizeof(wire::Header) + sizeof(wire::PredictionInfo) + record_bytes(kMaxHorizons),
                   0);
@@ -240,22 +384,38 @@ std::vector<std::string> Server::warnings() const {
 
 std::uint32_t Server::stream_count() const noexcept { return engine_->streams().size(); }
 
-std::uint64_t Server::salt_of(const char* user_id) const noexcept {
-  if (user_id == nullptr || salts_.empty()) return 0;
-  std::size_t lo = 0, hi = salts_.size();
+const Scope* Server::scope_of(const char* user_id) const noexcept {
+  if (user_id == nullptr || scopes_.empty()) return nullptr;
+  std::size_t lo = 0, hi = scopes_.size();
   while (lo < hi) {  // binary search, no allocation
     const std::size_t mid = (lo + hi) / 2;
-    const int c = std::strcmp(salts_[mid].first.c_str(), user_id);
-    if (c == 0) return salts_[mid].second;
+    const int c = std::strcmp(scopes_[mid].key.c_str(), user_id);
+    if (c == 0) return &scopes_[mid];
     if (c < 0) lo = mid + 1;
     else hi = mid;
   }
-  return 0;
+  return nullptr;
+}
+
+std::uint64_t Server::engine_id(const Scope* scope, std::uint64_t stream) const noexcept {
+  if (scope == nullptr) return stream;
+  std::uint8_t b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<std::uint8_t>(stream >> (8 * i));
+  return siphash24(scope->k0, scope->k1, b, 8);
 }
 
 std::uint64_t Server::scoped_stream(const std::string& client_key,
                                     std::uint64_t stream) const noexcept {
-  return stream ^ salt_of(client_key.empty() ? nullptr : client_key.c_str());
+  return engine_id(scope_of(client_key.empty() ? nullptr : client_key.c_str()), stream);
+}
+
+bool Server::knows_client(const std::string& client_key) const noexcept {
+  return !client_key.empty() && scope_of(client_key.c_str()) != nullptr;
+}
+
+std::uint32_t Server::stream_quota() const noexcept {
+  if (cfg_.max_streams_per_client > 0) return cfg_.max_streams_per_client;
+  return std::max<std::uint32_t>(1, engine_->streams().capacity() / 4);
 }
 
 void Server::setup_thread() noexcept {
@@ -326,7 +486,9 @@ void Server::run() noexcept {
     if (now >= next_evict_) {  // about once a second
       next_evict_ = now + evict_period;
       const std::uint64_t idle = clock::from_ns(cfg_.idle_evict_s * 1e9);
-      bump(counters_.evicted, static_cast<std::uint64_t>(engine_->evict_idle(cfg_.idle_evict_s)));
+      const std::uint32_t evicted = engine_->evict_idle(cfg_.idle_evict_s);
+      if (evicted > 0) owners_->sync(engine_->streams());
+      bump(counters_.evicted, static_cast<std::uint64_t>(evicted));
       live_->evict_idle(now, idle);
     }
   }
@@ -420,7 +582,7 @@ bool Server::receive_one() noexcept {
     send_reply(data, size);
     server_ns_->record(clock::to_ns(clock::now() - t_recv));
   } else {
-    accept_ticks(payload, t_recv, salt_of(user));
+    accept_ticks(payload, t_recv, scope_of(user));
   }
   for (int i = 0; i < n; ++i) zmq_msg_close(&parts[i]);
   return true;
@@ -455,7 +617,7 @@ void Server::serve_zap() noexcept {
     const bool curve = got >= 7 && len[5] == 5 && std::memcmp(frame[5], "CURVE", 5) == 0 &&
                        len[6] == 32 &&
                        zmq_z85_encode(key, reinterpret_cast<const std::uint8_t*>(frame[6]), 32);
-    const bool allowed = curve && salt_of(key) != 0;
+    const bool allowed = curve && scope_of(key) != nullptr;
     if (!allowed) bump(counters_.refused_peers);
     const char* status = allowed ? "200" : "400";
     const char* text = allowed ? "OK" : "unknown client key";
@@ -569,7 +731,7 @@ void Server::send_envelope_reply(const std::string& identity, bool delim, const 
           std::min(identity.size(), sizeof identity_), delim, data, n, false);
 }
 
-void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_t salt) noexcept {
+void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, const Scope* scope) noexcept {
   const auto* data = static_cast<const std::uint8_t*>(zmq_msg_data(payload));
   const std::size_t n = zmq_msg_size(payload);
   wire::Header h;
@@ -607,7 +769,9 @@ void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_
   j.identity_hash = hash;
   j.delimiter = delimiter_;
   j.t_recv = t_recv;
-  j.salt = salt;
+  j.scope = scope;
+  // the quota's owner: the CURVE key, else the connection (its routing id)
+  j.owner = scope ? scope->owner : keyed(secret_, identity_, identity_size_, kOwnerOfPeer);
   j.count = h.count;
   j.seq = h.seq;
   j.has_velocity = h.kind == static_cast<std::uint16_t>(wire::Kind::ticks);
@@ -669,9 +833,7 @@ bool Server::run_slice() noexcept {
       wire::TickRecord tr;
       std::memcpy(&tr, data + sizeof(wire::Header) + j.next * sizeof tr, sizeof tr);
       const Tick k{tr.t, tr.x, tr.y, tr.vx, tr.vy, j.has_velocity};
-      const std::uint64_t id = tr.stream ^ j.salt;  // the engine's id of this client's stream
-      Status st = e.tick(id, k, p);
-      if (st == Status::capacity_exceeded && reclaim()) st = e.tick(id, k, p);
+      const Status st = tick_one(j, tr.stream, k, p);
       write_record(p, st, K, rec);
       std::memcpy(rec, &tr.stream, sizeof tr.stream);  // the client's own id
       bump(counters_.ticks);
@@ -705,6 +867,42 @@ bool Server::run_slice() noexcept {
   return false;
 }
 
+Status Server::tick_one(const Job& j, std::uint64_t client_id, const Tick& k,
+                        Prediction& p) noexcept {
+  Engine& e = *engine_;
+  const std::uint64_t id = engine_id(j.scope, client_id);  // the engine's id of this stream
+  const bool fresh = e.streams().find(id) == StreamTable::kNone;
+  // a new stream counts against its client's quota; a tick the engine would
+  // refuse anyway keeps the engine's answer
+  if (fresh && owners_->held(j.owner) >= stream_quota() &&
+      validate_tick(k, nullptr, e.ranges()) == Status::ok &&
+      !(reclaim_own(j.owner) && owners_->held(j.owner) < stream_quota())) {
+    bump(counters_.quota_refused);
+    p.stream = id;
+    p.t = k.t;
+    p.restarted = false;
+    p.status = Status::capacity_exceeded;
+    p.stage_ns = {};
+    p.total_ns = 0;
+    return Status::capacity_exceeded;
+  }
+  Status st = e.tick(id, k, p);
+  if (st == Status::capacity_exceeded && reclaim()) st = e.tick(id, k, p);
+  if (fresh && st == Status::ok) owners_->own(id, j.owner, client_id);
+  return st;
+}
+
+bool Server::reclaim_own(std::uint64_t owner) noexcept {
+  const std::uint64_t now = clock::now();
+  if (cfg_.reclaim_idle_s <= 0.0 || now < next_own_reclaim_) return false;
+  next_own_reclaim_ = now + clock::from_ns(1e7);
+  const std::uint64_t idle = clock::from_ns(cfg_.reclaim_idle_s * 1e9);
+  if (now < idle) return false;
+  const std::uint32_t n = owners_->reclaim(owner, now - idle, *engine_, *live_);
+  bump(counters_.reclaimed, static_cast<std::uint64_t>(n));
+  return n > 0;
+}
+
 bool Server::reclaim() noexcept {
   // A full table: forget streams idle for reclaim_idle_s (at most every 10 ms,
   // since each try scans the table).
@@ -713,6 +911,7 @@ bool Server::reclaim() noexcept {
   next_reclaim_ = now + clock::from_ns(1e7);
   const std::uint32_t n = engine_->evict_idle(cfg_.reclaim_idle_s);
   live_->evict_idle(now, clock::from_ns(cfg_.reclaim_idle_s * 1e9));
+  if (n > 0) owners_->sync(engine_->streams());
   bump(counters_.reclaimed, static_cast<std::uint64_t>(n));
   return n > 0;
 }
@@ -768,12 +967,16 @@ void Server::service_commands() noexcept {
     if (cmd_ == Cmd::reset) {
       cmd_status_ = engine_->reset(cmd_stream_);
       live_->forget(cmd_stream_);
+      owners_->release(cmd_stream_);
+    } else if (cmd_ == Cmd::list) {
+      list_streams(cmd_list_);
     } else if (cmd_ == Cmd::swap && started_jobs_ > 0) {
       hold_ = true;  // finish the started jobs with the old engine first
       pending_.store(true, std::memory_order_relaxed);
     } else if (cmd_ == Cmd::swap) {
       std::swap(engine_, cmd_engine_);  // cmd_engine_ now holds the old engine
       std::swap(live_, cmd_live_);
+      std::swap(owners_, cmd_owners_);
       bump(counters_.reloads);
       hold_ = false;
     }
@@ -825,6 +1028,7 @@ Status Server::reset_stream(std::uint64_t stream) {
   std::unique_lock<std::mutex> lock(mu_);
   if (!running()) {
     live_->forget(stream);
+    owners_->release(stream);
     return engine_->reset(stream);
   }
   cmd_ = Cmd::reset;
@@ -838,23 +1042,60 @@ Status Server::reset_stream(std::uint64_t stream) {
   if (!cmd_done_) {  // the loop stopped before it ran the command
     cmd_ = Cmd::none;
     live_->forget(stream);
+    owners_->release(stream);
     return engine_->reset(stream);
   }
   return cmd_status_;
+}
+
+void Server::list_streams(std::vector<HeldStream>& out) const {
+  out.clear();
+  owners_->each([&](std::uint64_t engine_id, std::uint64_t owner, std::uint64_t client_id) {
+    std::string key;
+    for (const Scope& sc : scopes_)
+      if (sc.owner == owner) key = sc.key;
+    out.push_back(HeldStream{engine_id, client_id, std::move(key)});
+  });
+}
+
+std::vector<Server::HeldStream> Server::held_streams() {
+  std::unique_lock<std::mutex> lock(mu_);
+  std::vector<HeldStream> out;
+  if (!running()) {
+    list_streams(out);
+    return out;
+  }
+  cmd_ = Cmd::list;
+  cmd_done_ = false;
+  pending_.store(true, std::memory_order_release);
+  lock.unlock();
+  wake();
+  lock.lock();
+  cv_.wait(lock, [this] { return cmd_done_ || !running(); });
+  if (!cmd_done_) {
+    cmd_ = Cmd::none;
+    list_streams(out);
+  } else {
+    out.swap(cmd_list_);
+  }
+  return out;
 }
 
 Engine* Server::swap_engine(Engine* next) {
   if (next == nullptr) throw std::invalid_argument("swap_engine: engine is null");
   auto live = std::make_unique<LiveAccuracy>(next->streams().capacity(), next->horizons_s(),
                                              cfg_.score_every_s, next->error_resolution());
+  auto owners = std::make_unique<StreamOwners>(next->streams().capacity());
   std::unique_lock<std::mutex> lock(mu_);
   cmd_ = Cmd::swap;
   cmd_engine_ = next;
   cmd_live_ = std::move(live);
+  cmd_owners_ = std::move(owners);
   cmd_done_ = false;
   if (!running()) {
     std::swap(engine_, cmd_engine_);
     std::swap(live_, cmd_live_);
+    std::swap(owners_, cmd_owners_);
     cmd_ = Cmd::none;
     bump(counters_.reloads);
   } else {
@@ -866,6 +1107,7 @@ Engine* Server::swap_engine(Engine* next) {
     if (!cmd_done_) {
       std::swap(engine_, cmd_engine_);
       std::swap(live_, cmd_live_);
+      std::swap(owners_, cmd_owners_);
       cmd_ = Cmd::none;
       bump(counters_.reloads);
     }
@@ -873,6 +1115,7 @@ Engine* Server::swap_engine(Engine* next) {
   Engine* old = cmd_engine_;
   cmd_engine_ = nullptr;
   cmd_live_.reset();  // the old live accuracy, no longer read by the loop
+  cmd_owners_.reset();
   return old;
 }
 

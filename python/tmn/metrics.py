@@ -21,6 +21,7 @@ COUNTERS = {
     "refused_peers": "connections refused by CURVE",
     "control_overloaded": "control requests refused (queue full or too big)",
     "dropped_at_stop": "requests left unanswered at shutdown",
+    "quota_refused": "new streams refused by the per-client stream quota",
 }
 
 

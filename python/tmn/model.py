@@ -36,6 +36,15 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "models" / "default"
 # Limits the engine enforces too (defined in C++).
 MAX_HIDDEN, MAX_HORIZONS, MAX_LAMBDA = _core.MAX_HIDDEN, _core.MAX_HORIZONS, _core.MAX_LAMBDA
 MAX_VELOCITY_WINDOW = _core.MAX_VELOCITY_WINDOW
+# Bounds that keep a model useful (not only finite): a sensor grid of at least
+# 1 Hz, a warm-up no longer than the longest horizon allowed, a gap that spans
+# at least one grid step (else ticks at the model's own rate always restart
+# the stream), and normalisation constants whose z-scores and valid ranges
+# stay well inside float32 (a std of 1e-320 made 1 / std infinite).
+MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ = 1.0, 1e6
+MAX_WINDOW_MS = _core.MAX_HORIZON_S * 1000.0
+MIN_SCALE, MAX_SCALE = 1e-9, 1e9  # normalisation.std and .output_scale, data units
+MAX_ABS_MEAN = 1e9                # normalisation.mean, data units
 MAX_CONFIG_BYTES = 1 << 20   # config.json is a few KB; anything bigger is refused unread
 MAX_WEIGHTS_BYTES = 1 << 26  # 64 MiB: above the largest model the engine can hold
 
@@ -176,7 +185,8 @@ def _lookup(file: Path, cfg: dict[str, Any], field: str) -> Any:
 
 
 def _number_list(file: Path, cfg: dict[str, Any], field: str, n: int | None,
-                 positive: bool = False) -> list[float]:
+                 positive: bool = False, lo: float = -math.inf,
+                 hi: float = math.inf) -> list[float]:
     v = _lookup(file, cfg, field)
     if not isinstance(v, list) or (n is not None and len(v) != n):
         raise _fail(file, field, f"must be a list of {n if n is not None else 'some'} numbers")
@@ -185,6 +195,8 @@ def _number_list(file: Path, cfg: dict[str, Any], field: str, n: int | None,
             raise _fail(file, field, f"must hold finite numbers, got {x!r}")
         if positive and x <= 0:
             raise _fail(file, field, f"must hold positive numbers, got {x!r}")
+        if not lo <= x <= hi:
+            raise _fail(file, field, f"must hold numbers in [{lo:g}, {hi:g}], got {x!r}")
     return [float(x) for x in v]
 
 
@@ -264,12 +276,16 @@ def _read_config(file: Path) -> dict[str, Any]:
     hidden = cfg.get("hidden")
     if isinstance(hidden, bool) or not isinstance(hidden, int) or not 1 <= hidden <= MAX_HIDDEN:
         raise _fail(file, "hidden", f"must be an integer in [1, {MAX_HIDDEN}], got {hidden!r}")
-    rate = _number(file, cfg, "sample_rate_hz", 0, 1e6, lo_open=True)
-    _number(file, cfg, "window_ms", 0)
+    rate = _number(file, cfg, "sample_rate_hz", MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ)
+    _number(file, cfg, "window_ms", 0, MAX_WINDOW_MS)
     gap_ms = _number(file, cfg, "max_gap_ms", 0, lo_open=True)
     if gap_ms / 1000.0 * rate + 2 > _core.MAX_GRID_STEPS_PER_TICK:
         raise _fail(file, "max_gap_ms", f"times sample_rate_hz must stay below "
                                         f"{_core.MAX_GRID_STEPS_PER_TICK} grid samples")
+    if gap_ms < 1000.0 / rate:
+        raise _fail(file, "max_gap_ms", f"must span at least one grid step "
+                                        f"({1000.0 / rate:g} ms at sample_rate_hz {rate:g}), "
+                                        f"got {gap_ms!r}")
     _check_ingest(file, cfg)
     h = _number_list(file, cfg, "horizons_ms", None, positive=True)
     if not 1 <= len(h) <= MAX_HORIZONS:
@@ -279,9 +295,12 @@ def _read_config(file: Path) -> dict[str, Any]:
     if h[-1] > _core.MAX_HORIZON_S * 1000.0:
         raise _fail(file, "horizons_ms",
                     f"the last horizon must be at most {_core.MAX_HORIZON_S * 1000.0:g} ms")
-    _number_list(file, cfg, "normalisation.mean", len(features))
-    _number_list(file, cfg, "normalisation.std", len(features), positive=True)
-    _number_list(file, cfg, "normalisation.output_scale", 2, positive=True)
+    _number_list(file, cfg, "normalisation.mean", len(features), lo=-MAX_ABS_MEAN,
+                 hi=MAX_ABS_MEAN)
+    _number_list(file, cfg, "normalisation.std", len(features), positive=True, lo=MIN_SCALE,
+                 hi=MAX_SCALE)
+    _number_list(file, cfg, "normalisation.output_scale", 2, positive=True, lo=MIN_SCALE,
+                 hi=MAX_SCALE)
     _number(file, cfg, "kalman.q", 0, _core.MAX_KALMAN_Q)
     _number(file, cfg, "kalman.r_pos", _core.MIN_KALMAN_R, _core.MAX_KALMAN_R)
     _number(file, cfg, "kalman.r_vel", _core.MIN_KALMAN_R, _core.MAX_KALMAN_R)

@@ -75,6 +75,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="forget streams with no tick for this long (default 60 s)")
     p.add_argument("--reclaim-idle-s", type=bounded(float, 0), default=2.0,
                    help="a full stream table reuses streams idle this long (default 2 s)")
+    p.add_argument("--max-streams-per-client", type=bounded(int, 1, MAX_STREAMS), default=None,
+                   metavar="N",
+                   help="streams one client may hold: one CURVE key, or without CURVE one "
+                        "connection (default: a quarter of --max-streams, at least 1)")
     p.add_argument("--spin", action="store_true",
                    help="busy-poll the socket: lowest latency, one core at 100%%")
     p.add_argument("--rt-priority", type=bounded(int, 0, 99), default=0, metavar="P",
@@ -272,9 +276,27 @@ class ControlPlane:
             s["stream_accuracy"] = self.server.stream_accuracy(
                 self.server.scoped_stream(req["_client"], _stream_id(req["stream"])))
         if req.get("per_stream"):
-            s["per_stream_accuracy"] = {str(i): self.server.stream_accuracy(i)
-                                        for i in self.server.scored_streams()}
+            s.update(self.per_stream(req["_client"], req["_admin"]))
         return {"ok": True, "stats": s}
+
+    def per_stream(self, client_key: str, admin: bool) -> dict[str, Any]:
+        """Live accuracy per stream. Without CURVE every stream, by its id (one
+        namespace). With CURVE a client sees only its own streams, by its own
+        ids (never the engine's ids: docs/security.md); an admin also gets
+        every client's, by key."""
+        acc = self.server.stream_accuracy
+        if not self.curve:
+            return {"per_stream_accuracy": {str(i): acc(i) for i in self.server.scored_streams()}}
+        scored = set(self.server.scored_streams())
+        held = [h for h in self.server.held_streams() if h[0] in scored]
+        out: dict[str, Any] = {"per_stream_accuracy": {
+            str(cid): acc(eid) for eid, key, cid in held if key == client_key}}
+        if admin:
+            by_key: dict[str, dict[str, Any]] = {}
+            for eid, key, cid in held:
+                by_key.setdefault(key, {})[str(cid)] = acc(eid)
+            out["per_client_stream_accuracy"] = by_key
+        return out
 
     def reset(self, req: dict[str, Any]) -> dict[str, Any]:
         """Forget one of the caller's streams (an admin may name another client's
@@ -286,6 +308,8 @@ class ControlPlane:
                 return self.error("forbidden", "resetting another client's stream needs an "
                                                "admin key")
             owner = str(req["client"])
+            if self.curve and not self.server.knows_client(owner):
+                return self.error("unknown_stream", f"stream {stream} is not held")
         st = self.server.reset_stream(self.server.scoped_stream(owner, stream))
         if st != _core.Status.ok:
             return self.error("unknown_stream", f"stream {stream} is not held")
@@ -413,6 +437,7 @@ def _server_config(args: argparse.Namespace, secret: str, client_keys: list[str]
     cfg.lock_memory = not args.no_mlock
     cfg.idle_evict_s = args.idle_evict_s
     cfg.reclaim_idle_s = args.reclaim_idle_s
+    cfg.max_streams_per_client = args.max_streams_per_client or 0  # 0: a quarter of the table
     cfg.echo = args.echo
     cfg.curve_secret_key = secret
     cfg.client_keys = client_keys
@@ -502,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
                  json.dumps({k: final[k] for k in ("messages", "ticks", "ticks_ok",
                                                    "tick_errors", "frame_errors", "verdicts",
                                                    "gate_pass_rate", "dropped_replies",
-                                                   "dropped_at_stop")}))
+                                                   "dropped_at_stop", "quota_refused")}))
         if args.pidfile:
             args.pidfile.unlink(missing_ok=True)
     return 0

@@ -4,11 +4,28 @@ A victim makes synchronous one-tick round trips, first alone, then while an
 attacker process pipelines full batches (4096 ticks) of worst-case finite
 ticks: every value at the edge of its valid range. Batches yield between
 clients (server.hpp: jobs run in slices of kSliceNs), so the victim waits for
-at most a slice, not for the attacker's whole batch. The target is a P99.9
-within 2x of the baseline (a same-run ratio, baseline and attacked blocks
-interleaved); CI checks looser bounds (p50 2x, p99 4x, p99.9 10x) so that a
-shared 2-core machine cannot make it flaky, and prints the real figures.
-Before slicing, the victim's p50 was 30x its baseline.
+at most a slice (or one tick, when a tick is longer), not for the attacker's
+whole batch. Before slicing, the victim's p50 was 30x its baseline.
+
+Two models. "edges": the test model, on which those ticks are cheap (the gate
+certifies them in ~440 touched nonzeros, ~1 us). "gate_limit": a model inside
+every load bound chosen so that range-edge ticks drive the gate to its limit
+(eps at its minimum, the largest budget, lambda next to 1/4, an output scale
+of 1e-5 that makes the attacker's paths huge in output units), and an
+attacker whose 64 streams sweep their position range at 0.9 of the velocity
+bound: every attacker tick runs until the gate's wall-clock guard stops it
+(kGateGuardNs, 0.5 ms), uncertified, so one attacker tick is ten slices long
+and a victim's request can wait behind one.
+
+The target is a P99.9 within 2x of the baseline (a same-run ratio, baseline
+and attacked blocks interleaved). CI checks the bounds in CI_BOUNDS, set with
+margin above what a loaded 2-core machine measured (docs/reliability.md has
+the runs), and prints the real figures. On "gate_limit" a percentile also
+passes when it is at most two attacker ticks (2 x (guard + slice), 1.1 ms)
+above its baseline: on a quiet machine a one-tick round trip of ~60 us
+waiting behind a 0.5 ms tick is many times its baseline, and that wait is
+the design (a tick is never cut), while on a loaded one the machine's own
+noise dominates and the ratio is the measure.
 """
 
 from __future__ import annotations
@@ -19,33 +36,65 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
-from serve_daemon import DaemonFactory
+import pytest
+from serve_daemon import HORIZONS, DaemonFactory
 from test_serve import new_streams
 
 import tmn
+from tmn import _core
+from tmn.testing import random_model
 
 TARGET_RATIO = 2.0
-CI_RATIO = float(os.environ.get("TMN_FAIRNESS_CI_RATIO", "10"))
+# per model: the victim's RTT ratios, attacked over baseline, (p50, p99, p99.9),
+# and the excess over baseline (us) that passes whatever the ratio
+CI_BOUNDS = {"edges": ((2.0, 3.0, 4.0), 0.0),
+             "gate_limit": ((6.0, 6.0, 6.0), 2 * (_core.GATE_GUARD_NS + 50_000) / 1e3)}
+CI_SCALE = float(os.environ.get("TMN_FAIRNESS_CI_SCALE", "1"))  # loosen on a slower machine
 ROUND_TRIPS = int(os.environ.get("TMN_FAIRNESS_ROUND_TRIPS", "4000"))
 
-# The attacker: 4 full batches in flight, every tick at its range's edge.
+
+def gate_limit_model(folder: Path) -> Path:
+    """A System B model inside every load bound on which range-edge ticks run
+    the gate until its guard stops it."""
+    F = len(tmn.FEATURES["B"])
+    return random_model(folder, system="B", seed=1, weight_scale=0.3, horizons_ms=HORIZONS["B"],
+                        gate={"eps": _core.MIN_GATE_EPS, "budget": _core.MAX_GATE_BUDGET,
+                              "lambda": 0.2499, "threshold": 1e30},
+                        normalisation={"mean": [0.0] * F, "std": [1.0] * F,
+                                       "output_scale": [1e-5, 1e-5]})
+
+# The attacker: 4 batches in flight of argv[4] ticks over 64 streams (argv[5]:
+# "edges", every value at its range's edge, each stream at a corner; "sweep",
+# each stream sweeping its position range back and forth at 0.9 of the
+# velocity bound, whose prior path stays huge, tick after tick).
 _ATTACK = """
 import sys, numpy as np, tmn
 from tmn import _core
-from tmn.protocol import MAX_BATCH, make_ticks
-c = tmn.Client(sys.argv[1], timeout_s=30.0)
+from tmn.protocol import make_ticks
+c = tmn.Client(sys.argv[1], timeout_s=60.0)
 r = _core.input_ranges(tmn.load(sys.argv[2]).spec())
-sid = int(sys.argv[3])
-t, sent, got = 1.0, 0, 0
+sid, n, mode = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+t, sent, got, k0 = 1.0, 0, 0, 0
 edge = lambda f, i: np.where(i % 2 == 0, r[f][1], r[f][0])
+L, v = 0.9 * r["x"][1], 0.9 * r["vx"][1]
+def sweep(t, sign):
+    ph = np.mod(v * t, 4 * L)
+    up = ph < 2 * L
+    return sign * np.where(up, ph - L, 3 * L - ph), sign * np.where(up, v, -v)
 while True:
     while sent - got < 4:
-        i = np.arange(MAX_BATCH)
-        tt = t + i / 2000.0
-        c.send(make_ticks(tt, edge("x", i), edge("y", i + 1), edge("vx", i), edge("vy", i + 1),
-                          sid + (i % 64).astype(np.uint64)))
-        t, sent = float(tt[-1]) + 0.0005, sent + 1
+        i = k0 + np.arange(n)
+        tt = t + np.arange(n) / 2000.0
+        if mode == "edges":
+            x, y, vx, vy = edge("x", i), edge("y", i + 1), edge("vx", i), edge("vy", i + 1)
+        else:
+            sign = np.where(i % 2 == 0, 1.0, -1.0)
+            (x, vx), (y, vy) = sweep(tt, sign), sweep(tt + 0.3, -sign)
+        c.send(make_ticks(tt, x, y, vx, vy, sid + (i % 64).astype(np.uint64)))
+        t, sent, k0 = float(tt[-1]) + 0.0005, sent + 1, k0 + n
     c.recv()
     got += 1
     if got == 1:
@@ -63,12 +112,14 @@ def _round_trips(c: tmn.Client, sid: int, n: int, t0: float) -> np.ndarray:
     return rtt
 
 
+@pytest.mark.parametrize("model", ["edges", "gate_limit"])
 def test_another_clients_p999_stays_near_baseline_under_worst_case_ticks(
-        serve: DaemonFactory, models) -> None:
+        serve: DaemonFactory, models, tmp_path: Path, model: str) -> None:
     """Baseline and attacked blocks alternate (the attacker is stopped with
     SIGSTOP for the baseline blocks), so that whatever else loads the machine
     weighs on both alike."""
-    d = serve(models["B"], *os.environ.get("TMN_FAIRNESS_SERVE_ARGS", "").split())
+    folder = models["B"] if model == "edges" else gate_limit_model(tmp_path / "gate_limit")
+    d = serve(folder, *os.environ.get("TMN_FAIRNESS_SERVE_ARGS", "").split())
     victim, attacker = new_streams(1)[0], new_streams(64)[0]
     blocks = 8
     per = ROUND_TRIPS // blocks
@@ -77,21 +128,25 @@ def test_another_clients_p999_stays_near_baseline_under_worst_case_ticks(
         _round_trips(c, victim, 500, 1.0)  # warm up
         # nice 19: on a 2-core test machine the attacker's own CPU would otherwise
         # compete with the victim's process; the server's work for it still counts
-        p = subprocess.Popen([sys.executable, "-c", _ATTACK, d.endpoint, str(models["B"]),
-                              str(attacker)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # gate_limit: batches of 32 ticks (~18 ms of work each), so that the
+        # attacker's requests in flight drain within the pause before a baseline block
+        args = ["4096", "edges"] if model == "edges" else ["32", "sweep"]
+        p = subprocess.Popen([sys.executable, "-c", _ATTACK, d.endpoint, str(folder),
+                              str(attacker), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              preexec_fn=lambda: os.nice(19))
         try:
             assert p.stdout is not None and p.stdout.readline() == b"attacking\n"
             t0 = 2.0
             for _ in range(blocks):
                 p.send_signal(signal.SIGSTOP)
-                time.sleep(0.05)  # its requests in flight are answered
+                time.sleep(0.05 if model == "edges" else 0.3)  # its requests in flight are answered
                 base.append(_round_trips(c, victim, per, t0))
                 p.send_signal(signal.SIGCONT)
                 time.sleep(0.05)
                 loaded.append(_round_trips(c, victim, per, t0 + per / 2000.0))
                 t0 += 2 * per / 2000.0
-            ticks_during = c.stats()["stats"]["ticks"]
+            st = c.stats()["stats"]
+            ticks_during = st["ticks"]
         finally:
             p.kill()
             p.wait(timeout=10)
@@ -100,11 +155,23 @@ def test_another_clients_p999_stays_near_baseline_under_worst_case_ticks(
     b, l = np.concatenate(base), np.concatenate(loaded)
     q = lambda a, x: float(np.percentile(a, x)) / 1e3  # noqa: E731
     ratio = {x: q(l, x) / q(b, x) for x in (50, 99, 99.9)}
-    print(f"victim RTT us ({len(b)} round trips each): baseline p50 {q(b, 50):.1f} p99 "
-          f"{q(b, 99):.1f} p99.9 {q(b, 99.9):.1f}; under attack p50 {q(l, 50):.1f} p99 "
+    gate = st["latency_ns"]["gate"]
+    bound = tuple(CI_SCALE * x for x in CI_BOUNDS[model][0])
+    excess = CI_BOUNDS[model][1]
+    print(f"{model}: victim RTT us ({len(b)} round trips each): baseline p50 {q(b, 50):.1f} "
+          f"p99 {q(b, 99):.1f} p99.9 {q(b, 99.9):.1f}; under attack p50 {q(l, 50):.1f} p99 "
           f"{q(l, 99):.1f} p99.9 {q(l, 99.9):.1f}; ratios p50 {ratio[50]:.2f} p99 "
-          f"{ratio[99]:.2f} p99.9 {ratio[99.9]:.2f} (target p99.9 <= {TARGET_RATIO}); "
-          f"{ticks_during} ticks served")
-    assert ticks_during > 10 * 4096, "the attacker was not served"
+          f"{ratio[99]:.2f} p99.9 {ratio[99.9]:.2f} (CI bounds {bound} or +{excess:.0f} us, "
+          f"target p99.9 <= "
+          f"{TARGET_RATIO}); {ticks_during} ticks served, gate p50 {gate['p50'] / 1e3:.1f} us, "
+          f"verdicts {st['verdicts']}")
+    attacked = ticks_during - 2 * ROUND_TRIPS - 500  # the attacker's ticks
+    if model == "edges":
+        assert attacked > 10 * 4096, "the attacker was not served"
+    else:  # the attacker's ticks did reach the gate's guard, each ~0.5 ms
+        assert attacked > 1000, "the attacker was not served"
+        assert st["verdicts"]["fallback_uncertified"] >= 0.9 * attacked - 64 * 5
+        assert gate["p90"] >= 0.8 * _core.GATE_GUARD_NS
     # Without slicing the victim waited for whole batches: p50 went up 30x.
-    assert ratio[50] <= 2.0 and ratio[99] <= 4.0 and ratio[99.9] <= CI_RATIO
+    for x, r in zip((50, 99, 99.9), bound):
+        assert ratio[x] <= r or q(l, x) - q(b, x) <= excess, (x, ratio)

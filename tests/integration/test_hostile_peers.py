@@ -218,8 +218,10 @@ def test_a_client_that_never_reads_cannot_take_the_daemons_memory(
 def test_a_frame_of_1024_new_ids_blocks_new_streams_only_until_they_idle(
         serve: DaemonFactory, models: dict[str, Path]) -> None:
     """1,024 new ids in one frame blocked every other new stream for 60 s (the
-    idle eviction); a full table now reuses streams idle for --reclaim-idle-s."""
-    d = serve(models["B"], "--reclaim-idle-s", "0.5")
+    idle eviction); a full table now reuses streams idle for --reclaim-idle-s.
+    (The quota is lifted here to fill the table from one client; the next test
+    has the default quota.)"""
+    d = serve(models["B"], "--reclaim-idle-s", "0.5", "--max-streams-per-client", "1024")
     ids = new_streams(1000) + new_streams(24)
     flood = np.concatenate([smooth_track(1, i) for i in ids])
     (victim,) = new_streams()
@@ -239,6 +241,35 @@ def test_a_frame_of_1024_new_ids_blocks_new_streams_only_until_they_idle(
     assert stats(d)["reclaimed_streams"] >= 1000
 
 
+def test_a_client_touching_1024_ids_cannot_stop_another_from_opening_streams(
+        serve: DaemonFactory, models: dict[str, Path]) -> None:
+    """Reclaim frees only streams idle for 2 s: one peer touching 1,024 ids every
+    0.5 s kept the table full, and every other client's new stream got
+    capacity_exceeded. Now a client holds at most its quota (default a quarter
+    of --max-streams); its excess new streams are refused and counted."""
+    d = serve(models["B"])
+    flood_ids = np.array(new_streams(1000) + new_streams(24), dtype=np.uint64)
+    victims = new_streams(12)
+    got, flooded = [], []
+    with d.client() as attacker, d.client() as victim:
+        t = 1.0
+        for sid in victims:  # 6 s: every 0.5 s all 1,024 ids, then one new stream
+            flood = np.concatenate([smooth_track(1, int(i), t0=t) for i in flood_ids])
+            flooded.append(attacker.ticks(flood).records["status"])
+            got.append(victim.tick(t, 0.0, 0.0, 0.0, 0.0, stream=sid)["status"])
+            t += 0.05
+            time.sleep(0.5)
+        st = victim.stats()["stats"]
+    assert got == [0] * len(victims), got
+    quota = st["max_streams_per_client"]
+    assert quota == 256
+    last = flooded[-1]
+    assert (last == 0).sum() == quota
+    assert (last == tmn.Status.capacity_exceeded.value).sum() == len(flood_ids) - quota
+    assert st["quota_refused"] == sum(int((f != 0).sum()) for f in flooded)
+    assert st["streams"] == quota + len(victims)
+
+
 def test_a_tick_at_t_1e300_is_refused_and_cannot_lock_a_stream(daemon_b, models) -> None:
     (sid,) = new_streams()
     ticks = smooth_track(20, sid)
@@ -249,6 +280,25 @@ def test_a_tick_at_t_1e300_is_refused_and_cannot_lock_a_stream(daemon_b, models)
         assert c.ticks(bad).records[0]["status"] == OUT_OF_RANGE
         b = c.ticks(ticks[10:]).records
     assert (a["status"] == 0).all() and (b["status"] == 0).all()
+
+
+def test_without_curve_an_in_range_tick_of_another_peer_does_lock_a_stream(
+        daemon_b, models) -> None:
+    """What the range check does NOT give (docs/security.md, the trust model):
+    without CURVE stream ids are one namespace, so any peer that knows an id can
+    send it a tick far ahead but in range (t = 9.9e9 s), and the owner's ticks
+    are then refused as time_not_increasing until the stream is reset (or idles
+    out). With CURVE another key cannot reach the stream at all
+    (test_security.py)."""
+    (sid,) = new_streams()
+    ticks = smooth_track(30, sid)
+    with daemon_b.client() as owner, daemon_b.client() as other:
+        assert (owner.ticks(ticks[:10]).records["status"] == 0).all()
+        assert other.tick(9.9e9, 0.0, 0.0, 0.0, 0.0, stream=sid)["status"] == 0
+        locked = owner.ticks(ticks[10:20]).records["status"]
+        assert (locked == tmn.Status.time_not_increasing.value).all()
+        assert owner.reset(sid)["ok"]  # the owner's way out, open to every peer too
+        assert (owner.ticks(ticks[20:]).records["status"] == 0).all()
 
 
 # ---------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Loopback by default; off loopback only with CURVE or a logged --insecure.
 With CURVE, an unknown key is refused and a known one served; streams are
-scoped per client key; reading (health, stats) is open to every known key,
+scoped per client key (a keyed hash no client can invert, and stats show a
+client only its own streams, by its own ids); each key holds at most its
+quota of streams; reading (health, stats) is open to every known key,
 changing (reload, resetting another client's stream) needs an admin key.
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from serve_daemon import STARTUP_TIMEOUT_S, DaemonFactory, free_tcp_endpoint, serve_argv
-from test_serve import local_replay, new_streams, smooth_track
+from test_serve import assert_same_as_local, local_replay, new_streams, smooth_track
 from test_cli_errors import tmn_client
 
 import tmn
@@ -53,6 +55,15 @@ def client(d, keys: dict[str, Path], who: str, timeout_s: float = 3.0) -> tmn.Cl
                       server_key_file=keys["server"])
 
 
+def public_key(path: Path) -> str:
+    """The Z85 public key of a zmq.auth key file."""
+    return path.read_text().split('public-key = "')[1].split('"')[0]
+
+
+def per_stream(c: tmn.Client) -> dict:
+    return c.control({"cmd": "stats", "per_stream": True})["stats"]
+
+
 def test_a_known_key_is_served_and_an_unknown_one_refused(serve: DaemonFactory, models,
                                                          keys) -> None:
     d = curve_daemon(serve, models["B"], keys)
@@ -82,12 +93,71 @@ def test_streams_are_scoped_per_client_key(serve: DaemonFactory, models, keys) -
         for i in range(0, 300, 50):  # interleaved, same stream id
             got.append(a.ticks(ticks[i:i + 50]).records)
             b.ticks(hostile[i:i + 50])
+        # an in-range tick far ahead locks a stream without CURVE (docs/security.md,
+        # test_hostile_peers); here it lands on bob's own stream `sid`
+        assert b.tick(9.9e9, 0.0, 0.0, 0.0, 0.0, stream=sid)["status"] == 0
         assert b.reset(sid)["ok"]  # bob resets his own stream `sid`, not alice's
         got.append(a.ticks(smooth_track(310, sid)[300:]).records)
     rec = np.concatenate(got)
     ref = local_replay(models["B"], smooth_track(310, sid))
     np.testing.assert_array_equal(rec["path"], ref.paths)
     np.testing.assert_array_equal(rec["stream"], sid)
+
+
+def test_a_client_sees_only_its_own_streams_and_cannot_reach_anothers(
+        serve: DaemonFactory, models, keys) -> None:
+    """The audit's attack: the engine's id was the client's id XOR a salt of its
+    key, and stats listed every stream by engine id. Alice read her salt back
+    from her own stream, then reset bob's with his engine id XOR her salt (his
+    next tick was warming). Now the engine id is a keyed hash (SipHash under a
+    secret of the daemon), and stats show a client only its own streams, by its
+    own ids."""
+    d = curve_daemon(serve, models["B"], keys)
+    mine, bobs = new_streams(2)
+    bob_track = smooth_track(420, bobs)
+    with client(d, keys, "alice") as a, client(d, keys, "bob") as b:
+        a.ticks(smooth_track(400, mine))
+        seen = per_stream(a)["per_stream_accuracy"]
+        assert list(seen) == [str(mine)]  # her own id, nothing that derives her scope
+        salt = int(next(iter(seen))) ^ mine
+        first = b.ticks(bob_track[:400]).records
+        st = per_stream(a)
+        assert list(st["per_stream_accuracy"]) == [str(mine)]
+        assert "per_client_stream_accuracy" not in st  # that is an admin's view
+        for other in (int(k) for k in st["per_stream_accuracy"]):
+            if other != mine:
+                a.reset(other ^ salt)
+        assert a.reset(bobs)["error"] == "unknown_stream"  # her own scope holds no `bobs`
+        assert a.tick(9.9e9, 0.0, 0.0, 0.0, 0.0, stream=bobs)["status"] == 0  # hers, too
+        last = b.ticks(bob_track[400:]).records
+        assert list(per_stream(b)["per_stream_accuracy"]) == [str(bobs)]
+    assert_same_as_local(np.concatenate([first, last]), bob_track,
+                         local_replay(models["B"], bob_track))
+    with client(d, keys, "admin") as adm:
+        every = per_stream(adm)["per_client_stream_accuracy"]
+    assert set(every[public_key(keys["alice"])]) == {str(mine), str(bobs)}
+    assert set(every[public_key(keys["bob"])]) == {str(bobs)}
+
+
+def test_one_key_holds_at_most_its_quota_whatever_its_connections(
+        serve: DaemonFactory, models, keys) -> None:
+    """Defect 8: one client filled the stream table for everyone. A key holds at
+    most --max-streams-per-client streams (default a quarter of --max-streams),
+    over all its connections; beyond it a new stream gets capacity_exceeded,
+    counted in quota_refused, and other keys still open new streams."""
+    d = curve_daemon(serve, models["B"], keys, "--max-streams", "64")
+    ids = new_streams(48)
+    first = np.concatenate([smooth_track(1, i) for i in ids])
+    capacity = tmn.Status.capacity_exceeded.value
+    with client(d, keys, "alice") as a1, client(d, keys, "alice") as a2:
+        assert (a1.ticks(first[:16]).records["status"] == 0).all()
+        assert (a2.ticks(first[16:32]).records["status"] == capacity).all()
+        assert (a1.ticks(first[16:32]).records["status"] == capacity).all()
+        st = a1.stats()["stats"]
+    assert st["max_streams_per_client"] == 16 and st["quota_refused"] == 32
+    with client(d, keys, "bob") as b:  # another key: its own quarter
+        assert (b.ticks(first[32:48]).records["status"] == 0).all()
+        assert b.health()["streams"] == 32
 
 
 def test_changing_needs_an_admin_key_reading_does_not(serve: DaemonFactory, models,

@@ -450,7 +450,7 @@ def test_time_going_backwards_is_refused_and_leaves_the_stream_untouched(
 
 def test_capacity_exceeded_until_a_stream_is_reset(serve: DaemonFactory,
                                                    models: dict[str, Path]) -> None:
-    d = serve(models["B"], "--max-streams", "4")
+    d = serve(models["B"], "--max-streams", "4", "--max-streams-per-client", "4")
     ids = new_streams(5)
     tracks = [smooth_track(3, s, seed=i) for i, s in enumerate(ids)]
     with d.client() as c:

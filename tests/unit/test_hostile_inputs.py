@@ -184,6 +184,48 @@ def test_a_model_outside_the_engines_bounds_is_refused_at_load(
         tmn.load(folder)
 
 
+def _norm(mean: float = 0.0, std: float = 1.0, scale: float = 1.0, i: int = 0) -> dict:
+    """System B's normalisation with feature i's mean and std (and both output
+    scales) changed."""
+    m, sd = [0.0] * 8, [1.0] * 8
+    m[i], sd[i] = mean, std
+    return {"normalisation": {"mean": m, "std": sd, "output_scale": [scale, 1.0]}}
+
+
+@pytest.mark.parametrize("changes,field", [
+    ({"window_ms": 1e300}, "window_ms"),                 # only ever answered warming
+    ({"window_ms": 60_001.0}, "window_ms"),
+    ({"sample_rate_hz": 1e-300}, "sample_rate_hz"),      # no grid sample after the first
+    ({"sample_rate_hz": 0.5, "max_gap_ms": 4000.0}, "sample_rate_hz"),
+    ({"max_gap_ms": 0.1}, "max_gap_ms"),                 # ticks at 2 kHz always restarted
+    (_norm(std=1e-320), "normalisation.std"),            # 1 / std is infinite
+    (_norm(std=1e-10, i=6), "normalisation.std"),
+    (_norm(std=1e10, i=1), "normalisation.std"),
+    (_norm(mean=1e300, i=2), "normalisation.mean"),
+    (_norm(scale=1e300), "normalisation.output_scale"),  # any finite position was in range
+    (_norm(scale=1e-300), "normalisation.output_scale"),
+])
+def test_a_model_that_would_be_useless_is_refused_naming_its_file_and_field(
+        tmp_path: Path, changes: dict, field: str) -> None:
+    """The loader took values that left a model finite but useless: window_ms =
+    1e300 (a model that only answers warming), a normalisation std of 1e-320.
+    Each now has a bound (docs/model-format.md), refused by tmn.load and so by
+    tmn.Engine and a reload, with the file and the field."""
+    folder = random_model(tmp_path / "m", system="B", seed=2, **changes)
+    for load in (tmn.load, tmn.Engine):
+        with pytest.raises(tmn.ModelFormatError) as e:
+            load(folder)
+        assert str(folder / "config.json") in str(e.value) and f"'{field}'" in str(e.value)
+
+
+def test_the_edges_of_the_usefulness_bounds_load(tmp_path: Path) -> None:
+    for i, changes in enumerate([{"window_ms": 60_000.0}, {"sample_rate_hz": 1.0,
+                                                            "max_gap_ms": 1000.0},
+                                 {"max_gap_ms": 0.5}, _norm(std=1e-9, scale=1e9),
+                                 _norm(std=1e9, mean=-1e9, scale=1e-9)]):
+        tmn.Engine(random_model(tmp_path / f"m{i}", system="B", seed=2, **changes))
+
+
 def test_the_engine_itself_refuses_a_spec_outside_its_bounds(models) -> None:
     """C++ checks the same bounds when a spec does not come from tmn.load."""
     spec = tmn.load(models["B"]).spec()

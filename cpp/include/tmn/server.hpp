@@ -38,9 +38,19 @@
 //     never blocks on a peer.
 //   * CURVE (curve_secret_key set): every peer must present one of
 //     client_keys (a ZAP handler on the loop thread checks). Stream ids are
-//     then scoped per client key: the engine sees id XOR a random 64-bit salt
-//     of that key, so no client can reach another's streams. Control
-//     requests carry the client's key (empty without CURVE).
+//     then scoped per client key: the engine's id of a client's stream is
+//     SipHash-2-4 of the client's id under a 128-bit key derived from the
+//     client's public key and a secret drawn when the server starts. The
+//     engine id tells a client nothing it could invert or reuse, so no client
+//     can reach another's streams. Control requests carry the client's key
+//     (empty without CURVE); held_streams() maps engine ids back to
+//     (key, the client's id) for the control plane.
+//   * Stream quota: a client (a CURVE key; without CURVE a peer's routing
+//     id, i.e. one connection) holds at most max_streams_per_client streams
+//     (0: a quarter of the engine's table, at least 1). A tick for a new
+//     stream beyond it first reclaims that client's own streams idle for
+//     reclaim_idle_s; if none is, it gets capacity_exceeded, counted in
+//     quota_refused. So one client cannot fill the table for all others.
 //   * A full stream table reclaims the streams idle for reclaim_idle_s (at
 //     most once every 10 ms), so idle ids cannot block new streams for long.
 //   * stop(): stop intake (unbind), answer what was already received within
@@ -99,6 +109,8 @@ struct ServerConfig {
   double idle_evict_s = 60.0;     // forget streams idle this long (wall time)
   double score_every_s = 0.01;    // live accuracy: one kept prediction per stream per interval
   double reclaim_idle_s = 2.0;    // a full table reuses the LRU stream idle this long
+  // streams one client may hold (0: a quarter of the engine's table, at least 1)
+  std::uint32_t max_streams_per_client = 0;
   bool echo = false;  // benchmark floor: answer every binary request with its own bytes
   // CURVE: the server's secret key (Z85, 40 characters; empty: no CURVE) and
   // the public keys (Z85) allowed to connect.
@@ -119,11 +131,20 @@ struct ServerCounters {
   std::atomic<std::uint64_t> control{0}, dropped_replies{0}, dropped_pub{0};
   std::atomic<std::uint64_t> reloads{0}, evicted{0}, loop_iterations{0}, reclaimed{0};
   std::atomic<std::uint64_t> refused_peers{0}, control_overloaded{0}, dropped_at_stop{0};
+  std::atomic<std::uint64_t> quota_refused{0};  // new streams refused by the per-client quota
   std::atomic<std::uint64_t> by_status[8]{};
   std::atomic<std::uint64_t> by_frame_error[16]{};
   std::atomic<std::uint64_t> by_verdict[8]{};
   std::atomic<double> cert_sum_pass{0.0};
 };
+
+// A CURVE client's scope: its key, the SipHash key of its stream ids and its
+// owner id (server.cpp).
+struct Scope {
+  std::string key;
+  std::uint64_t k0 = 0, k1 = 0, owner = 0;
+};
+class StreamOwners;  // server.cpp: which client holds each engine stream
 
 class Server {
  public:
@@ -141,9 +162,21 @@ class Server {
   bool next_control(ControlRequest& out, double timeout_s);
   void reply_control(std::uint64_t token, const std::string& json);
   Status reset_stream(std::uint64_t stream);
-  // The engine's id for a client's stream id: id XOR the key's salt (0 for
-  // an empty key, or without CURVE).
+  // The engine's id for a client's stream id: the keyed hash of the key's
+  // scope; the id itself for an empty or unknown key, or without CURVE.
   std::uint64_t scoped_stream(const std::string& client_key, std::uint64_t stream) const noexcept;
+  // Whether client_key is one of the CURVE keys allowed to connect.
+  bool knows_client(const std::string& client_key) const noexcept;
+  // Every stream the server's clients hold: (engine id, the owner's CURVE key
+  // or "" without CURVE, the client's own id). Runs on the loop between two
+  // slices, like reset_stream.
+  struct HeldStream {
+    std::uint64_t engine_id, client_id;
+    std::string client_key;
+  };
+  std::vector<HeldStream> held_streams();
+  // The per-client quota in force (max_streams_per_client, or its default).
+  std::uint32_t stream_quota() const noexcept;
   // The endpoint actually bound (ZMQ_LAST_ENDPOINT: a wildcard port resolved).
   const std::string& bound_endpoint() const noexcept { return bound_endpoint_; }
   // Swap in a new engine between two requests; returns the old one. The
@@ -172,7 +205,9 @@ class Server {
     std::size_t identity_size = 0;
     std::uint64_t identity_hash = 0;
     bool delimiter = false;
-    std::uint64_t t_recv = 0, salt = 0;
+    std::uint64_t t_recv = 0;
+    const Scope* scope = nullptr;  // the CURVE client's scope, or none
+    std::uint64_t owner = 0;               // whose quota its new streams count against
     std::uint32_t count = 0, next = 0, seq = 0;
     std::uint64_t t_done = 0;
     bool started = false, done = false;  // done: every tick answered, the reply not sent yet
@@ -183,9 +218,16 @@ class Server {
   void setup_thread() noexcept;
   bool receive_one() noexcept;  // false when nothing was read
   // Check a tick frame; queue it as a job, or answer its error.
-  void accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_t salt) noexcept;
+  void accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, const Scope* scope) noexcept;
   bool run_slice() noexcept;  // false when no job could run
   bool reclaim() noexcept;    // true when streams were freed
+  // One tick of a job: the quota, the engine (and a reclaim if the table is
+  // full), the ownership of a new stream.
+  Status tick_one(const Job& j, std::uint64_t client_id, const Tick& k, Prediction& p) noexcept;
+  void list_streams(std::vector<HeldStream>& out) const;  // loop thread (or stopped)
+  // The client's own streams idle for reclaim_idle_s, reset (at most every
+  // 10 ms); true when one was.
+  bool reclaim_own(std::uint64_t owner) noexcept;
   void publish(std::uint64_t stream, std::uint32_t seq, int K, const std::uint8_t* rec,
                std::size_t rb) noexcept;
   // Send a done job's reply and retire it; false while the peer's queue is
@@ -208,7 +250,8 @@ class Server {
                            std::size_t n) noexcept;
   void serve_zap() noexcept;
   void drain_subscriptions() noexcept;
-  std::uint64_t salt_of(const char* user_id) const noexcept;
+  const Scope* scope_of(const char* user_id) const noexcept;
+  std::uint64_t engine_id(const Scope* scope, std::uint64_t stream) const noexcept;
   void service_commands() noexcept;
   void wake() noexcept;
 
@@ -220,7 +263,9 @@ class Server {
   void* zap_ = nullptr;
   int wake_fd_ = -1;
   std::string bound_endpoint_;
-  std::vector<std::pair<std::string, std::uint64_t>> salts_;  // sorted by Z85 key
+  std::uint64_t secret_[2] = {0, 0};  // drawn at construction: keys every hash below
+  std::vector<Scope> scopes_;         // CURVE: one per client key, sorted by key
+  std::unique_ptr<StreamOwners> owners_;  // who holds each engine stream (loop thread)
   std::thread thread_;
   std::atomic<bool> running_{false}, stop_{false};
 
@@ -236,7 +281,7 @@ class Server {
   std::size_t njobs_ = 0, nfree_ = 0, rr_ = 0;
   std::size_t started_jobs_ = 0;
   bool hold_ = false;  // a reload waits: start no job
-  std::uint64_t next_reclaim_ = 0;
+  std::uint64_t next_reclaim_ = 0, next_own_reclaim_ = 0;
 
   ServerCounters counters_;
   std::unique_ptr<Histogram> stage_[kStages];
@@ -257,10 +302,12 @@ class Server {
   std::map<std::uint64_t, Envelope> envelopes_;
   std::deque<std::pair<std::uint64_t, std::string>> control_out_;
   std::uint64_t next_token_ = 1;
-  enum class Cmd { none, reset, swap } cmd_ = Cmd::none;
+  enum class Cmd { none, reset, swap, list } cmd_ = Cmd::none;
   std::uint64_t cmd_stream_ = 0;
   Engine* cmd_engine_ = nullptr;
   std::unique_ptr<LiveAccuracy> cmd_live_;
+  std::unique_ptr<StreamOwners> cmd_owners_;
+  std::vector<HeldStream> cmd_list_;
   Status cmd_status_ = Status::ok;
   bool cmd_done_ = false;
   std::vector<std::string> warnings_;
