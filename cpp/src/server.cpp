@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <random>
 #include <stdexcept>
 
@@ -969,7 +970,11 @@ void Server::service_commands() noexcept {
       live_->forget(cmd_stream_);
       owners_->release(cmd_stream_);
     } else if (cmd_ == Cmd::list) {
-      list_streams(cmd_list_);
+      try {  // not the tick path: this may allocate
+        list_streams(cmd_list_);
+      } catch (const std::bad_alloc&) {
+        cmd_list_.clear();
+      }
     } else if (cmd_ == Cmd::swap && started_jobs_ > 0) {
       hold_ = true;  // finish the started jobs with the old engine first
       pending_.store(true, std::memory_order_relaxed);

@@ -1,6 +1,7 @@
 """1,000,000 seeded mixed frames against a live daemon (issue 13, Build 3).
 
-Valid tick batches of 64 interleaved streams, with refused ticks inside them
+Valid tick batches of 64 interleaved streams, a quarter of them position-only
+(kind 4: the engine derives the velocity), with refused ticks inside them
 (NaN, Inf, huge finite values, t = 1e300, time going backwards), and between
 them truncated, oversize and empty frames, wrong versions and kinds, random
 bytes, unknown verbs and hostile JSON. Every request must be answered with
@@ -23,8 +24,9 @@ from serve_daemon import DaemonFactory
 from test_serve import raw_socket, recv_frame
 
 import tmn
-from tmn.protocol import (ERROR_BODY, HEADER, KIND_ERROR, KIND_PREDICTIONS, KIND_TICKS, MAGIC,
-                          MAX_BATCH, TICK_DTYPE, VERSION, decode_reply, make_ticks)
+from tmn.protocol import (ERROR_BODY, HEADER, KIND_ERROR, KIND_POSITION_TICKS, KIND_PREDICTIONS,
+                          KIND_TICKS, MAGIC, MAX_BATCH, TICK_DTYPE, VERSION, decode_reply,
+                          make_ticks)
 
 N_FRAMES = int(os.environ.get("TMN_MIXED_FRAMES", "1000000"))
 SEED = 1313
@@ -57,14 +59,21 @@ class Plan:
         sizes = rng.integers(1, 9, n_tick_frames)
         n = int(sizes.sum())
         self.cuts = np.concatenate([[0], np.cumsum(sizes)])
-        self.wire, self.expect = self._wire(n)
+        self.wire, self.expect, velocity_bad = self._wire(n)
+        # a quarter of the tick frames position-only (kind 4), except those
+        # holding a tick refused only for its velocity (which kind 4 ignores)
+        frame = np.repeat(np.arange(n_tick_frames), sizes)
+        position = rng.random(n_tick_frames) < 0.25
+        position[np.unique(frame[velocity_bad])] = False
+        self.position_frame = position
+        self.velocity = ~position[frame]  # per tick
         kinds = np.full(n_frames, 0, np.int8)  # 0 ticks, 1 bad frame, 2 JSON
         kinds[n_tick_frames:] = 1
         kinds[n_tick_frames:n_tick_frames + max(1, n_frames // 200)] = 2
         rng.shuffle(kinds[1:])
         self.kinds = kinds
 
-    def _wire(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _wire(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """n ticks: valid round-robin over STREAMS smooth tracks, 1 in 12 replaced
         (after every stream has started) by a refused tick of a valid stream."""
         rng = self.rng
@@ -80,6 +89,7 @@ class Plan:
                            (r * w * np.cos(w * t)).ravel(), np.tile(ids, per))[:n]
         wire = valid.copy()
         expect = np.zeros(n, np.uint8)
+        velocity_bad = np.zeros(n, bool)
         bad = np.zeros(n, bool)
         bad[STREAMS * 2:] = rng.random(n - STREAMS * 2) < 1 / 12
         keep = np.flatnonzero(~bad)
@@ -96,6 +106,7 @@ class Plan:
                 base["x"], code = np.nan, "non_finite"
             elif kind == 1:
                 base["vy"], code = -np.inf, "non_finite"
+                velocity_bad[i] = True
             elif kind == 2:
                 base["x"], base["vx"], code = 1.7e308, 1.7e308, "out_of_range"
             elif kind == 3:
@@ -106,7 +117,7 @@ class Plan:
                 base["t"] -= 0.25  # backwards within its stream
                 code = "time_not_increasing"
             wire[i], expect[i] = base, ST[code]
-        return wire, expect
+        return wire, expect, velocity_bad
 
     def bad_frame(self, seq: int) -> tuple[bytes, int, bool]:
         """(frame, expected code, whether the seq is echoed)."""
@@ -138,6 +149,20 @@ class Plan:
                 np.repeat(one, MAX_BATCH + 1).tobytes()), 5, True
 
 
+def replay_kinds(engine: tmn.Engine, col: dict[str, np.ndarray], velocity: np.ndarray
+                 ) -> dict[str, np.ndarray]:
+    """Engine.replay over runs of ticks with and without velocity, in order."""
+    cut = np.concatenate([[0], np.flatnonzero(np.diff(velocity.astype(np.int8))) + 1,
+                          [len(velocity)]])
+    parts = []
+    for a, b in zip(cut[:-1], cut[1:]):
+        c = {f: v[a:b] for f, v in col.items()}
+        vel = (c["vx"], c["vy"]) if velocity[a] else (None, None)
+        parts.append(engine.replay(c["t"], c["x"], c["y"], *vel, c["stream"]))
+    return {f: np.concatenate([getattr(r, f) for r in parts])
+            for f in ("paths", "status", "verdict", "cert", "work")}
+
+
 def test_a_million_mixed_frames_are_each_answered_right_and_streams_stay_exact(
         serve: DaemonFactory, models: dict[str, Path]) -> None:
     d = serve(models["B"], "--max-streams", "256")
@@ -160,17 +185,19 @@ def test_a_million_mixed_frames_are_each_answered_right_and_streams_stay_exact(
         wire, expect = plan.wire[a:b], plan.expect[a:b]
         np.testing.assert_array_equal(rec["status"], expect)
         np.testing.assert_array_equal(rec["stream"], wire["stream"])
+        velocity = plan.velocity[a:b]
         col = {f: np.ascontiguousarray(wire[f]) for f in ("t", "x", "y", "vx", "vy", "stream")}
-        ref = served.replay(col["t"], col["x"], col["y"], col["vx"], col["vy"], col["stream"])
-        np.testing.assert_array_equal(rec["path"], ref.paths)
-        np.testing.assert_array_equal(rec["verdict"], ref.verdict)
-        np.testing.assert_array_equal(rec["cert_error"], ref.cert)
-        np.testing.assert_array_equal(rec["work"], ref.work)
+        ref = replay_kinds(served, col, velocity)
+        np.testing.assert_array_equal(rec["status"], ref["status"])
+        np.testing.assert_array_equal(rec["path"], ref["paths"])
+        np.testing.assert_array_equal(rec["verdict"], ref["verdict"])
+        np.testing.assert_array_equal(rec["cert_error"], ref["cert"])
+        np.testing.assert_array_equal(rec["work"], ref["work"])
         ok = expect == 0
         v = {f: np.ascontiguousarray(wire[f][ok]) for f in col}
-        cl = clean.replay(v["t"], v["x"], v["y"], v["vx"], v["vy"], v["stream"])
-        assert (cl.status == 0).all()
-        np.testing.assert_array_equal(rec["path"][ok], cl.paths)
+        cl = replay_kinds(clean, v, velocity[ok])
+        assert (cl["status"] == 0).all()
+        np.testing.assert_array_equal(rec["path"][ok], cl["paths"])
         assert np.isnan(rec["path"][~ok]).all()
         buf_rec.clear()
         buf_rng.clear()
@@ -207,7 +234,8 @@ def test_a_million_mixed_frames_are_each_answered_right_and_streams_stay_exact(
             if kind == 0:
                 a, b = int(plan.cuts[tick_frame]), int(plan.cuts[tick_frame + 1])
                 tick_frame += 1
-                s.send(HEADER.pack(MAGIC, VERSION, KIND_TICKS, b - a, seq) +
+                kind_ = KIND_POSITION_TICKS if plan.position_frame[tick_frame - 1] else KIND_TICKS
+                s.send(HEADER.pack(MAGIC, VERSION, kind_, b - a, seq) +
                        plan.wire[a:b].tobytes(), copy=False)
                 pending.append(("ticks", a, b, seq))
             else:
@@ -235,7 +263,8 @@ def test_a_million_mixed_frames_are_each_answered_right_and_streams_stay_exact(
             assert st["tick_errors"][name] == int((sent == value).sum()), name
     assert st["control_errors"] == dict(json_errors)
     assert st["dropped_replies"] == 0
-    print(f"{N_FRAMES} mixed frames ({tick_frame} tick frames, {int(plan.cuts[tick_frame])} "
-          f"ticks, {sum(want_frames.values())} bad frames, {sum(json_errors.values())} bad "
-          f"JSON) in {took:.1f} s")
+    print(f"{N_FRAMES} mixed frames ({tick_frame} tick frames, "
+          f"{int(plan.position_frame[:tick_frame].sum())} of them position-only, "
+          f"{int(plan.cuts[tick_frame])} ticks, {sum(want_frames.values())} bad frames, "
+          f"{sum(json_errors.values())} bad JSON) in {took:.1f} s")
     assert d.terminate() == 0
