@@ -464,9 +464,11 @@ def _start(args: argparse.Namespace) -> tuple[_core.Server, Engine, ControlPlane
     root = args.model_root or engine.model.path.parent
     plane = ControlPlane(server, engine, args.precision, args.max_streams, root,
                          curve=bool(secret), admin_keys=admin_keys)
-    log.info("loaded %s model %s (%s, %s kernels); endpoint %s%s; core %s%s%s",
+    log.info("loaded %s model %s (%s, %s kernels); endpoint %s%s; %d streams, %d per client; "
+             "core %s%s%s",
              engine.model.system, engine.model.path, args.precision, engine.isa, args.endpoint,
-             f", PUB {args.pub}" if args.pub else "",
+             f", PUB {args.pub}" if args.pub else "", args.max_streams,
+             server.stats()["max_streams_per_client"],
              "not pinned" if args.core is None else args.core, ", spinning" if args.spin else "",
              f"; CURVE with {len(client_keys)} keys ({len(admin_keys)} admin)" if secret else "")
     return server, engine, plane

@@ -37,6 +37,8 @@ def assert_clean_failure(r: subprocess.CompletedProcess, *words: str) -> None:
 SERVE_CASES = {
     "max_streams_2000000": (["--max-streams", "2000000"], "--max-streams"),
     "max_streams_zero": (["--max-streams", "0"], "--max-streams"),
+    "max_streams_per_client_zero": (["--max-streams-per-client", "0"],
+                                    "--max-streams-per-client"),
     "idle_evict_nan": (["--idle-evict-s", "nan"], "--idle-evict-s"),
     "idle_evict_negative": (["--idle-evict-s", "-1"], "--idle-evict-s"),
     "reclaim_inf": (["--reclaim-idle-s", "inf"], "--reclaim-idle-s"),
