@@ -803,6 +803,9 @@ class DatasetResult:
     comparisons: list[Comparison]
     targets: list[SeedTarget]
     plan_criteria: list[PlanCriteria]
+    # per "label precision" of a model with an uncertainty radius: the share of
+    # errors within it, per horizon (older reports have none)
+    coverage: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

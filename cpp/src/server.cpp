@@ -39,9 +39,9 @@ std::string cpu_list(const std::vector<int>& cpus) {
   return s;
 }
 
-std::size_t record_bytes(int K) { return sizeof(wire::PredictionRecord) + 16u * K; }
+std::size_t record_bytes(int K) { return wire::prediction_record_bytes(K); }
 
-// Write one prediction record (and its path) at out.
+// Write one prediction record (and its path and radius) at out.
 void write_record(const Prediction& p, Status st, int K, std::uint8_t* out) noexcept {
   wire::PredictionRecord r{};
   r.stream = p.stream;
@@ -57,12 +57,39 @@ void write_record(const Prediction& p, Status st, int K, std::uint8_t* out) noex
   for (int s = 0; s < kStages; ++s) r.stage_ns[s] = p.stage_ns[s];
   r.t_grid = ok ? p.t_grid : std::numeric_limits<double>::quiet_NaN();
   std::memcpy(out, &r, sizeof r);
+  std::uint8_t* radius = out + sizeof r + 16u * K;
   if (st == Status::ok) {
     std::memcpy(out + sizeof r, p.path.data(), 16u * K);
+    std::memcpy(radius, p.radius.data(), 4u * K);
   } else {
     const double nan = std::numeric_limits<double>::quiet_NaN();
+    const float fnan = std::numeric_limits<float>::quiet_NaN();
     for (int i = 0; i < 2 * K; ++i) std::memcpy(out + sizeof r + 8u * i, &nan, 8);
+    for (int i = 0; i < K; ++i) std::memcpy(radius + 4u * i, &fnan, 4);
   }
+}
+
+// Write one point record: the prediction dt seconds after the tick.
+void write_point(const Prediction& p, Status st, double dt, std::uint8_t* out) noexcept {
+  wire::PointRecord r{};
+  const bool ok = st == Status::ok;
+  r.stream = p.stream;
+  r.t = p.t;
+  r.status = static_cast<std::uint8_t>(st);
+  r.verdict = ok ? static_cast<std::uint8_t>(p.verdict) : kNoPrediction;
+  r.flags = p.restarted ? 1 : 0;
+  const std::array<double, 2> q = p.at(dt);  // NaN when not ok
+  r.x = q[0];
+  r.y = q[1];
+  r.radius = ok ? p.radius_at(dt) : std::numeric_limits<float>::quiet_NaN();
+  r.total_ns = p.total_ns;
+  std::memcpy(out, &r, sizeof r);
+}
+
+void write_points_header(std::uint32_t count, std::uint32_t seq, std::uint8_t* out) noexcept {
+  const wire::Header h{wire::kMagic, wire::kVersion,
+                       static_cast<std::uint16_t>(wire::Kind::points), count, seq};
+  std::memcpy(out, &h, sizeof h);
 }
 
 void write_prediction_header(std::uint32_t count, std::uint32_t seq, int K,
@@ -573,8 +600,9 @@ void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_
   const auto* data = static_cast<const std::uint8_t*>(zmq_msg_data(payload));
   const std::size_t n = zmq_msg_size(payload);
   wire::Header h;
+  wire::PointQuery query;
   const char* why = "";
-  if (const std::uint16_t code = wire::check_tick_frame(data, n, h, &why)) {
+  if (const std::uint16_t code = wire::check_tick_frame(data, n, h, query, &why)) {
     const auto e = static_cast<wire::FrameError>(code);
     send_error(e, e == wire::FrameError::bad_magic ? 0 : h.seq, why);
     return;
@@ -610,7 +638,9 @@ void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_
   j.salt = salt;
   j.count = h.count;
   j.seq = h.seq;
-  j.has_velocity = h.kind == static_cast<std::uint16_t>(wire::Kind::ticks);
+  j.has_velocity = wire::has_velocity(h.kind);
+  j.point = wire::is_point_kind(h.kind);
+  j.at_dt = query.dt;
   j.next = 0;
   j.started = j.done = false;
   order_[njobs_++] = idx;
@@ -641,8 +671,10 @@ bool Server::run_slice() noexcept {
 
     Engine& e = *engine_;
     const int K = e.horizons();
-    const std::size_t rb = record_bytes(K);
-    const std::size_t head = sizeof(wire::Header) + sizeof(wire::PredictionInfo);
+    // a point job answers with PointRecords behind a bare header (protocol.hpp)
+    const std::size_t rb = j.point ? sizeof(wire::PointRecord) : record_bytes(K);
+    const std::size_t head = sizeof(wire::Header) + (j.point ? 0 : sizeof(wire::PredictionInfo));
+    const std::size_t ticks_at = sizeof(wire::Header) + (j.point ? sizeof(wire::PointQuery) : 0);
     if (!j.started) {  // libzmq allocates the reply, which it then sends without a copy
       if (zmq_msg_init_size(&j.reply, head + j.count * rb) != 0) {
         std::memcpy(identity_, j.identity, j.identity_size);
@@ -656,8 +688,9 @@ bool Server::run_slice() noexcept {
         send_error(wire::FrameError::internal, seq, "out of memory for the reply");
         return true;
       }
-      write_prediction_header(j.count, j.seq, K,
-                              static_cast<std::uint8_t*>(zmq_msg_data(&j.reply)));
+      auto* reply = static_cast<std::uint8_t*>(zmq_msg_data(&j.reply));
+      if (j.point) write_points_header(j.count, j.seq, reply);
+      else write_prediction_header(j.count, j.seq, K, reply);
       j.started = true;
       ++started_jobs_;
     }
@@ -667,12 +700,13 @@ bool Server::run_slice() noexcept {
     Prediction p;
     while (j.next < j.count) {
       wire::TickRecord tr;
-      std::memcpy(&tr, data + sizeof(wire::Header) + j.next * sizeof tr, sizeof tr);
+      std::memcpy(&tr, data + ticks_at + j.next * sizeof tr, sizeof tr);
       const Tick k{tr.t, tr.x, tr.y, tr.vx, tr.vy, j.has_velocity};
       const std::uint64_t id = tr.stream ^ j.salt;  // the engine's id of this client's stream
       Status st = e.tick(id, k, p);
       if (st == Status::capacity_exceeded && reclaim()) st = e.tick(id, k, p);
-      write_record(p, st, K, rec);
+      if (j.point) write_point(p, st, j.at_dt, rec);
+      else write_record(p, st, K, rec);
       std::memcpy(rec, &tr.stream, sizeof tr.stream);  // the client's own id
       bump(counters_.ticks);
       bump(counters_.by_status[static_cast<int>(st) & 7]);
@@ -685,7 +719,7 @@ bool Server::run_slice() noexcept {
         tick_total_->record(p.total_ns);
         if (p.dt > 0.0) interval_ns_->record(p.dt * 1e9);
         live_->observe(k, p, j.t_recv);
-        if (pub_ != nullptr) publish(tr.stream, j.seq, K, rec, rb);
+        if (pub_ != nullptr) publish(tr.stream, j.seq, K, p);
       }
       ++j.next;
       rec += rb;
@@ -717,12 +751,16 @@ bool Server::reclaim() noexcept {
   return n > 0;
 }
 
-void Server::publish(std::uint64_t stream, std::uint32_t seq, int K, const std::uint8_t* rec,
-                     std::size_t rb) noexcept {
-  // topic: the stream id, 8 bytes little-endian; then a one-record frame
+void Server::publish(std::uint64_t stream, std::uint32_t seq, int K,
+                     const Prediction& p) noexcept {
+  // topic: the stream id, 8 bytes little-endian; then a one-record prediction
+  // frame (whichever kind the request was), under the client's own id
   std::uint8_t* pb = pub_buf_.data();
   write_prediction_header(1, seq, K, pb);
-  std::memcpy(pb + sizeof(wire::Header) + sizeof(wire::PredictionInfo), rec, rb);
+  std::uint8_t* rec = pb + sizeof(wire::Header) + sizeof(wire::PredictionInfo);
+  write_record(p, Status::ok, K, rec);
+  std::memcpy(rec, &stream, sizeof stream);
+  const std::size_t rb = record_bytes(K);
   if (zmq_send(pub_, &stream, sizeof stream, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
       zmq_send(pub_, pb, sizeof(wire::Header) + sizeof(wire::PredictionInfo) + rb,
                ZMQ_DONTWAIT) < 0)

@@ -75,13 +75,16 @@ class Client:
             raise TimeoutError(f"no reply from {self.endpoint} within {t} ms")
         return self._sock.recv()
 
-    def send(self, ticks: np.ndarray, seq: int | None = None, velocity: bool = True) -> int:
+    def send(self, ticks: np.ndarray, seq: int | None = None, velocity: bool = True,
+             at: float | None = None) -> int:
         """Send a batch (TICK_DTYPE array, 1 to 4096 ticks) without waiting; returns its
-        seq. ``velocity=False``: position-only ticks (the engine differentiates)."""
+        seq. ``velocity=False``: position-only ticks (the engine differentiates).
+        ``at``: ask for the predicted point ``at`` seconds after each tick instead
+        of the whole path (records of protocol.POINT_DTYPE)."""
         if seq is None:
             self._seq = (self._seq + 1) & 0xFFFFFFFF
             seq = self._seq
-        self._sock.send(encode_ticks(ticks, seq, velocity), copy=False)
+        self._sock.send(encode_ticks(ticks, seq, velocity, at), copy=False)
         return seq
 
     def recv(self, timeout_s: float | None = None) -> Predictions:
@@ -92,20 +95,25 @@ class Client:
             raise ProtocolError("bad_kind", f"expected predictions, got JSON: {frame[:200]!r}")
         return decode_reply(frame)
 
-    def ticks(self, ticks: np.ndarray, velocity: bool = True) -> Predictions:
-        """Send one batch and wait for its predictions (``velocity=False``: position-only)."""
-        seq = self.send(ticks, velocity=velocity)
+    def ticks(self, ticks: np.ndarray, velocity: bool = True,
+              at: float | None = None) -> Predictions:
+        """Send one batch and wait for its predictions (``velocity=False``: position-only;
+        ``at``: only the point ``at`` seconds after each tick)."""
+        seq = self.send(ticks, velocity=velocity, at=at)
         reply = self.recv()
         if reply.seq != seq:
             raise ProtocolError("bad_request", f"reply seq {reply.seq} != request seq {seq}")
         return reply
 
     def tick(self, t: float, x: float, y: float, vx: float | None = None,
-             vy: float | None = None, stream: int = 0) -> np.void:
-        """One tick, one prediction record (fields as protocol.prediction_dtype); without
-        ``vx``, ``vy`` a position-only tick, whose velocity the engine computes."""
+             vy: float | None = None, stream: int = 0, at: float | None = None) -> np.void:
+        """One tick, one prediction record (fields as protocol.prediction_dtype: the
+        path and each point's 90 % ``radius``); without ``vx``, ``vy`` a position-only
+        tick, whose velocity the engine computes. With ``at`` (seconds), only the
+        predicted point at ``t + at`` (fields as protocol.POINT_DTYPE: x, y, radius),
+        e.g. ``at=1/60`` for the next display frame."""
         return self.ticks(make_ticks(t, x, y, vx, vy, stream),
-                          velocity=vx is not None).records[0]
+                          velocity=vx is not None, at=at).records[0]
 
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send a JSON control request and return the JSON reply."""

@@ -1,6 +1,7 @@
 """Real sensors through the daemon: position-only ticks (frame kind 4) at the
 sensor's own rate, from tmn.Client and from ``tmn-client replay`` on a t, x, y
-CSV; every answer equals the in-process engine's."""
+CSV, and the point at a given time (kinds 5/6); every answer equals the
+in-process engine's."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 from serve_daemon import Daemon, tmn_client_argv
 
 import tmn
-from tmn.protocol import make_ticks
+from tmn.protocol import POINT_DTYPE, make_ticks
+from tmn.testing import random_model
 
 STREAM = 4242  # this module's stream ids start here
 
@@ -85,3 +87,31 @@ def test_stats_report_the_sensors_rate_and_warn_when_it_is_far_from_the_grid(
     assert rate["model_hz"] == 2000.0
     assert 110.0 < rate["observed_hz"] < 140.0  # the histogram's buckets are ~4 % wide
     assert "125 Hz" in rate["warning"] or "Hz, the model's grid is 2000 Hz" in rate["warning"]
+
+
+def test_a_point_query_answers_the_engines_point_and_radius_at_that_time(
+        serve, tmp_path: Path) -> None:
+    """Kinds 5/6 (a point query): each tick's answer is the local engine's
+    Prediction.at(dt) and radius_at(dt), bit for bit, without the path; the full
+    records of kinds 1/4 carry the radius of every path point."""
+    c0 = [float(4.0 * (k + 1) ** 2) for k in range(10)]
+    model = random_model(tmp_path / "m", system="B", weight_scale=0.3, uncertainty={
+        "quantile": 0.9, "radius_c0": c0, "radius_c1": [1e-3 * c for c in c0]})
+    daemon = serve(model)
+    t, x, y = hand(125.0, seconds=0.8)
+    dt = 1.0 / 60.0  # the next display frame
+    engine = tmn.Engine(model)
+    want = [engine.tick(t[i], x[i], y[i], stream=1) for i in range(len(t))]
+    with daemon.client() as c:
+        points = c.ticks(make_ticks(t, x, y, stream=1), velocity=False, at=dt).records
+        full = c.ticks(make_ticks(t, x, y, stream=2), velocity=False).records
+        one = c.tick(float(t[-1]) + 0.008, float(x[-1]), float(y[-1]), stream=1, at=dt)
+    assert points.dtype == POINT_DTYPE and (points["status"] == 0).all()
+    np.testing.assert_array_equal(points["x"], [p.at(dt)[0] for p in want])
+    np.testing.assert_array_equal(points["y"], [p.at(dt)[1] for p in want])
+    np.testing.assert_array_equal(points["radius"], np.float32([p.radius_at(dt) for p in want]))
+    np.testing.assert_array_equal(full["radius"], np.stack([p.radius for p in want]))
+    warm = points["verdict"] != int(tmn.Verdict.warming)
+    assert warm.sum() > 50 and np.isfinite(points["radius"][warm]).all()
+    assert np.isnan(points["radius"][~warm]).all() and np.isfinite(points["x"]).all()
+    assert one["status"] == 0 and np.isfinite([one["x"], one["y"], one["radius"]]).all()

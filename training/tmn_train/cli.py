@@ -1,4 +1,5 @@
-"""The ``tmn-train`` command line: fit, synth, export (evaluation: ``tmn-bench accuracy``)."""
+"""The ``tmn-train`` command line: fit, synth, export, calibrate (evaluation:
+``tmn-bench accuracy``)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from tmn_train.uncertainty import recalibrate
+
+    recalibrate(Path(args.model), args.data, log=_log)
+    _log(f"calibrated {args.model}/config.json")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tmn-train", description=__doc__)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -87,6 +96,13 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", help="the final.pt written by fit")
     e.add_argument("--out", required=True, help="artifact folder")
     e.set_defaults(run=cmd_export)
+
+    c = sub.add_parser("calibrate", help="fit an artifact's 90%% uncertainty radius on its "
+                                         "validation split (rewrites its config.json)")
+    c.add_argument("model", help="artifact folder (from tmn-train fit/export)")
+    c.add_argument("--data", nargs="+", help="the sources it was trained on (default: those "
+                                             "named in its provenance)")
+    c.set_defaults(run=cmd_calibrate)
 
     return p
 

@@ -177,6 +177,8 @@ class Server {
     std::uint64_t t_done = 0;
     bool started = false, done = false;  // done: every tick answered, the reply not sent yet
     bool has_velocity = true;            // kind ticks (true) or position_ticks
+    bool point = false;                  // a point kind: answered with PointRecords
+    double at_dt = 0.0;                  // its PointQuery.dt
   };
 
   void run() noexcept;
@@ -186,8 +188,7 @@ class Server {
   void accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, std::uint64_t salt) noexcept;
   bool run_slice() noexcept;  // false when no job could run
   bool reclaim() noexcept;    // true when streams were freed
-  void publish(std::uint64_t stream, std::uint32_t seq, int K, const std::uint8_t* rec,
-               std::size_t rb) noexcept;
+  void publish(std::uint64_t stream, std::uint32_t seq, int K, const Prediction& p) noexcept;
   // Send a done job's reply and retire it; false while the peer's queue is
   // full and the reply is younger than kReplyWaitNs (then it is dropped).
   bool retry_reply(std::size_t pos) noexcept;
