@@ -160,6 +160,7 @@
     if (!mode) return false;
     state.mode = mode;
     for (const input of document.querySelectorAll("#modes input")) input.checked = input.value === id;
+    showStatus(state.latest);
     return true;
   }
 
