@@ -31,6 +31,7 @@ from playwright.sync_api import sync_playwright
 
 from tmn.client import demo_trajectory
 from tmn.web.launch import running_demo
+from tmn.web.session import PRIOR_COLOUR, VERDICT_COLOURS
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -44,7 +45,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=1.5, help="pointer motion before recording")
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--size", type=int, nargs=2, default=(720, 460), metavar=("W", "H"))
-    p.add_argument("--colours", type=int, default=32, help="GIF palette size")
     p.add_argument("--max-kb", type=float, default=300.0, help="fail above this size")
     return p.parse_args()
 
@@ -81,8 +81,21 @@ def record(page, cdp, seconds: float, size: tuple[int, int]) -> list[tuple[float
     return frames
 
 
-def write_gif(frames: list[tuple[float, str]], start: float, fps: float, colours: int,
-              out: Path) -> int:
+def palette() -> Image.Image:
+    """The GIF's one palette: 24 greys, and every colour the page draws with (the
+    verdicts' and the prior's) at four strengths over white, for the line edges.
+    A fixed palette keeps the small legend dots their own colour, which an
+    adaptive one merges away."""
+    rgb = [(v, v, v) for v in np.linspace(0, 255, 24).round().astype(int)]
+    for colour in (*VERDICT_COLOURS.values(), PRIOR_COLOUR):
+        c = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+        rgb += [tuple((a * c + (1 - a) * 255).round().astype(int)) for a in (1, .75, .5, .25)]
+    image = Image.new("P", (1, 1))
+    image.putpalette([v for c in rgb for v in c])
+    return image
+
+
+def write_gif(frames: list[tuple[float, str]], start: float, fps: float, out: Path) -> int:
     """One frame per 1/fps s from ``start`` on (the newest frame at each instant);
     returns how many."""
     times = np.array([f[0] for f in frames])
@@ -91,9 +104,9 @@ def write_gif(frames: list[tuple[float, str]], start: float, fps: float, colours
         i = int(np.searchsorted(times, when, side="right")) - 1
         if i >= 0:
             picks.append(i)
+    pal = palette()
     images = [Image.open(io.BytesIO(base64.b64decode(frames[i][1]))).convert("RGB")
-              .quantize(colors=colours, method=Image.Quantize.MEDIANCUT,
-                        dither=Image.Dither.NONE) for i in picks]
+              .quantize(palette=pal, dither=Image.Dither.NONE) for i in picks]
     images[0].save(out, save_all=True, append_images=images[1:], duration=round(1000 / fps),
                    loop=0, optimize=True)
     return len(images)
@@ -117,7 +130,7 @@ def main() -> int:
         counts = page.evaluate("() => JSON.parse(JSON.stringify(tmnDemo.state.counts))")
         rtt = page.evaluate("() => tmnDemo.state.rtts.slice()")
         browser.close()
-    n = write_gif(frames, args.warmup, args.fps, args.colours, args.out)
+    n = write_gif(frames, args.warmup, args.fps, args.out)
     kb = args.out.stat().st_size / 1024
     print(f"{args.out}: {n} frames of {size[0]}x{size[1]} at {args.fps:g} fps, {kb:.0f} KB; "
           f"page: {counts['ticks']} ticks, {counts['replies']} replies, {counts['refused']} "

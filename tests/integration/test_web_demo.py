@@ -83,39 +83,41 @@ class Clock:
 # ----------------------------------------------------------------------------- session
 
 
-def test_a_prediction_carries_every_source_with_its_verdict_name(sources: Sources) -> None:
-    session = Session(sources, sources.open_stream())
-    try:
-        hello = session.hello()
-        assert set(hello["sources"]) == {"B", "prior", "A"}
-        assert [m["id"] for m in hello["modes"]] == ["B", "prior", "A", "A+B"]
-        assert set(hello["verdict_colours"]) <= set(_core.VERDICT_NAMES.values())
-        reply = session.handle(ticks_message(circle(100), seq=7))
-        assert reply["type"] == "prediction" and reply["id"] == 7 and reply["refused"] == {}
-        assert set(reply["sources"]) == {"B", "prior", "A"}
-        for name, entry in reply["sources"].items():
-            assert np.asarray(entry["path"]).shape == (10, 2), name
-            assert np.all(np.isfinite(np.asarray(entry["path"], dtype=float))), name
-        assert reply["sources"]["B"]["verdict"] in _core.VERDICT_NAMES.values()
-        assert reply["sources"]["A"]["verdict"] == _core.VERDICT_NAMES[_core.Verdict.ungated.value]
-        assert "radius" not in reply["sources"]["B"]   # this engine's records carry none
-        assert reply["t"] == pytest.approx(circle(100)[-1][0]) and reply["engine_us"] > 0
-        json.dumps(reply, allow_nan=False)
-    finally:
-        sources.close_stream(session.stream)
-
-
-def test_the_prior_is_the_engines_own_prior_path(sources: Sources) -> None:
-    """The "prior" source is replay(candidates=True)'s prior of the same B engine."""
+@pytest.fixture
+def stream(sources: Sources) -> Iterator[int]:
+    """A stream id of the shared engines, forgotten and given back afterwards."""
     stream = sources.open_stream()
-    try:
-        ticks = np.array(circle(200))
-        reply = Session(sources, stream).handle(ticks_message(ticks.tolist()))
-        ref = tmn.Engine(tmn.load()).replay(*ticks.T, candidates=True)
-        np.testing.assert_allclose(reply["sources"]["prior"]["path"], ref.prior[-1], atol=0.006)
-        np.testing.assert_allclose(reply["sources"]["B"]["path"], ref.paths[-1], atol=0.006)
-    finally:
-        sources.close_stream(stream)
+    yield stream
+    sources.close_stream(stream)
+
+
+def test_a_prediction_carries_every_source_with_its_verdict_name(sources: Sources,
+                                                                 stream: int) -> None:
+    session = Session(sources, stream)
+    hello = session.hello()
+    assert set(hello["sources"]) == {"B", "prior", "A"}
+    assert [m["id"] for m in hello["modes"]] == ["B", "prior", "A", "A+B"]
+    assert set(hello["verdict_colours"]) <= set(_core.VERDICT_NAMES.values())
+    reply = session.handle(ticks_message(circle(100), seq=7))
+    assert reply["type"] == "prediction" and reply["id"] == 7 and reply["refused"] == {}
+    assert set(reply["sources"]) == {"B", "prior", "A"}
+    for name, entry in reply["sources"].items():
+        assert np.asarray(entry["path"]).shape == (10, 2), name
+        assert np.all(np.isfinite(np.asarray(entry["path"], dtype=float))), name
+    assert reply["sources"]["B"]["verdict"] in _core.VERDICT_NAMES.values()
+    assert reply["sources"]["A"]["verdict"] == _core.VERDICT_NAMES[_core.Verdict.ungated.value]
+    assert "radius" not in reply["sources"]["B"]   # this engine's records carry none
+    assert reply["t"] == pytest.approx(circle(100)[-1][0]) and reply["engine_us"] > 0
+    json.dumps(reply, allow_nan=False)
+
+
+def test_the_prior_is_the_engines_own_prior_path(sources: Sources, stream: int) -> None:
+    """The "prior" source is replay(candidates=True)'s prior of the same B engine."""
+    ticks = np.array(circle(200))
+    reply = Session(sources, stream).handle(ticks_message(ticks.tolist()))
+    ref = tmn.Engine(tmn.load()).replay(*ticks.T, candidates=True)
+    np.testing.assert_allclose(reply["sources"]["prior"]["path"], ref.prior[-1], atol=0.006)
+    np.testing.assert_allclose(reply["sources"]["B"]["path"], ref.paths[-1], atol=0.006)
 
 
 BAD_MESSAGES = {
@@ -142,56 +144,52 @@ BAD_MESSAGES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_MESSAGES))
-def test_bad_input_gets_an_error_message_and_the_session_goes_on(sources: Sources,
+def test_bad_input_gets_an_error_message_and_the_session_goes_on(sources: Sources, stream: int,
                                                                  case: str) -> None:
     message, words = BAD_MESSAGES[case]
-    stream = sources.open_stream()
-    try:
-        session = Session(sources, stream)
-        reply = session.handle(message)
-        assert reply["type"] == "error" and words in reply["message"], reply
-        assert len(reply["message"]) < 400
-        json.dumps(reply, allow_nan=False)
-        assert session.handle(ticks_message(circle(5)))["type"] == "prediction"
-    finally:
-        sources.close_stream(stream)
+    session = Session(sources, stream)
+    reply = session.handle(message)
+    assert reply["type"] == "error" and words in reply["message"], reply
+    assert len(reply["message"]) < 400
+    json.dumps(reply, allow_nan=False)
+    assert session.handle(ticks_message(circle(5)))["type"] == "prediction"
 
 
-def test_refused_ticks_are_counted_by_status_name(sources: Sources) -> None:
-    stream = sources.open_stream()
-    try:
-        session = Session(sources, stream)
-        good = circle(50)
-        assert session.handle(ticks_message(good))["refused"] == {}
-        reply = session.handle(ticks_message([good[10], good[20]]))   # time going backwards
-        assert reply["refused"] == {"time_not_increasing": 2} and reply["sources"] == {}
-        assert reply["t"] is None
-        assert session.handle(ticks_message(circle(3, t0=good[-1][0] + 0.008)))["refused"] == {}
-    finally:
-        sources.close_stream(stream)
+def test_refused_ticks_are_counted_by_status_name(sources: Sources, stream: int) -> None:
+    session = Session(sources, stream)
+    good = circle(50)
+    assert session.handle(ticks_message(good))["refused"] == {}
+    reply = session.handle(ticks_message([good[10], good[20]]))   # time going backwards
+    assert reply["refused"] == {"time_not_increasing": 2} and reply["sources"] == {}
+    assert reply["t"] is None
+    assert session.handle(ticks_message(circle(3, t0=good[-1][0] + 0.008)))["refused"] == {}
 
 
-def test_rate_limits_drop_messages_and_say_so_at_most_once_a_second(sources: Sources) -> None:
+def test_a_reset_forgets_the_stream(sources: Sources, stream: int) -> None:
+    session = Session(sources, stream)
+    assert session.handle(ticks_message(circle(50, t0=5)))["refused"] == {}
+    assert session.handle('{"type": "reset"}') == {"type": "reset"}
+    reply = session.handle(ticks_message(circle(10, t0=1)))   # earlier times: a new stream
+    assert reply["refused"] == {}
+    assert reply["sources"]["B"]["verdict"] == _core.VERDICT_NAMES[_core.Verdict.warming.value]
+
+
+def test_rate_limits_drop_messages_and_say_so_at_most_once_a_second(sources: Sources,
+                                                                     stream: int) -> None:
     clock = Clock()
-    limits = Limits(messages_per_s=50, ticks_per_s=400)
-    stream = sources.open_stream()
-    try:
-        session = Session(sources, stream, limits, clock=clock)
-        replies = [session.handle(ticks_message(circle(1, t0=1 + i / 1000))) for i in range(30)]
-        kinds = [r["type"] if r else None for r in replies]
-        assert kinds[:10] == ["prediction"] * 10        # a burst of a fifth of a second
-        assert kinds[10] == "error" and "messages per second" in replies[10]["message"]
-        assert kinds[11:] == [None] * 19                  # dropped quietly within the second
-        assert session.dropped == 20
-        clock.now += 1.0
-        r = session.handle(ticks_message(circle(400, t0=2)))
-        assert r["type"] == "prediction"
-        r = session.handle(ticks_message(circle(100, t0=6)))
-        assert r["type"] == "error" and "ticks per second" in r["message"]
-        clock.now += 0.5   # 200 ticks' worth of tokens back
-        assert session.handle(ticks_message(circle(100, t0=6)))["type"] == "prediction"
-    finally:
-        sources.close_stream(stream)
+    session = Session(sources, stream, Limits(messages_per_s=50, ticks_per_s=400), clock=clock)
+    replies = [session.handle(ticks_message(circle(1, t0=1 + i / 1000))) for i in range(30)]
+    kinds = [r["type"] if r else None for r in replies]
+    assert kinds[:10] == ["prediction"] * 10        # a burst of a fifth of a second
+    assert kinds[10] == "error" and "messages per second" in replies[10]["message"]
+    assert kinds[11:] == [None] * 19                  # dropped quietly within the second
+    assert session.dropped == 20
+    clock.now += 1.0
+    assert session.handle(ticks_message(circle(400, t0=2)))["type"] == "prediction"
+    r = session.handle(ticks_message(circle(100, t0=6)))
+    assert r["type"] == "error" and "ticks per second" in r["message"]
+    clock.now += 0.5   # 200 ticks' worth of tokens back
+    assert session.handle(ticks_message(circle(100, t0=6)))["type"] == "prediction"
 
 
 def test_a_record_with_a_radius_passes_its_circles_on() -> None:

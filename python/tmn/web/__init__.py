@@ -10,4 +10,5 @@ message with the newest prediction of every source.
 * :mod:`tmn.web.server`: the HTTP page and the WebSocket (``websockets``, the
   ``tmn[web]`` extra).
 * :mod:`tmn.web.cli`: the command line that ``tmn-client web`` dispatches to.
+* :mod:`tmn.web.launch`: start it as a process (the tests, docs/web-demo.py).
 """

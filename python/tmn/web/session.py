@@ -43,6 +43,8 @@ VERDICT_COLOURS: dict[str, str] = {
     VERDICT_NAMES[_V.warming.value]: "#969696",
     VERDICT_NAMES[_V.ungated.value]: "#4575b4",
 }
+#: The dashed Kalman prior's colour.
+PRIOR_COLOUR = "#762a83"
 _STATUS_NAMES = {s.value: name for name, s in _core.Status.__members__.items()}
 _OK = _core.Status.ok.value
 _MAX_ID = 2**53  # an id the page's JavaScript numbers hold exactly
@@ -146,7 +148,7 @@ class Sources:
         out = {"B": {"label": "B (gated)", "model": b.path.name, "horizons_ms": b.horizons_ms,
                      "colour": None, "dashed": False},
                "prior": {"label": "Kalman prior (B's)", "model": b.path.name,
-                         "horizons_ms": b.horizons_ms, "colour": "#762a83", "dashed": True}}
+                         "horizons_ms": b.horizons_ms, "colour": PRIOR_COLOUR, "dashed": True}}
         a = self.models["A"]
         if a is not None:
             out["A"] = {"label": "A", "model": a.path.name, "horizons_ms": a.horizons_ms,
