@@ -42,19 +42,18 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--model-b", default=None, help="a System B model (default: the built-in)")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("web-demo.gif"))
     p.add_argument("--seconds", type=float, default=5.0, help="length of the recording")
-    p.add_argument("--warmup", type=float, default=1.5, help="pointer motion before recording")
+    p.add_argument("--warmup", type=float, default=2.0, help="pointer motion before recording")
     p.add_argument("--fps", type=float, default=8.0)
-    p.add_argument("--size", type=int, nargs=2, default=(720, 460), metavar=("W", "H"))
+    p.add_argument("--size", type=int, nargs=2, default=(720, 480), metavar=("W", "H"))
     p.add_argument("--max-kb", type=float, default=300.0, help="fail above this size")
     return p.parse_args()
 
 
 def pointer_path(seconds: float, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(t, (N, 2) positions in CSS px): the demo's figure-eight, scaled 1.3x and
-    centred below the page's bar."""
+    """(t, (N, 2) positions in CSS px): the demo's figure-eight (1 unit = 1 px),
+    centred between the page's bars."""
     ticks = demo_trajectory(seconds, rate_hz=1000.0)
-    xy = np.stack([(ticks["x"] - 500) * 1.3 + size[0] / 2,
-                   (ticks["y"] - 500) * 1.3 + size[1] / 2 + 40], axis=1)
+    xy = np.stack([ticks["x"] - 500 + size[0] / 2, ticks["y"] - 500 + size[1] / 2 + 20], axis=1)
     return ticks["t"], xy
 
 
@@ -134,8 +133,8 @@ def main() -> int:
     kb = args.out.stat().st_size / 1024
     print(f"{args.out}: {n} frames of {size[0]}x{size[1]} at {args.fps:g} fps, {kb:.0f} KB; "
           f"page: {counts['ticks']} ticks, {counts['replies']} replies, {counts['refused']} "
-          f"refused; round trip p50 {np.percentile(rtt, 50):.1f} ms, "
-          f"p99 {np.percentile(rtt, 99):.1f} ms (last {len(rtt)})")
+          f"refused; verdicts (replies) {counts['verdicts']}; round trip p50 "
+          f"{np.percentile(rtt, 50):.1f} ms, p99 {np.percentile(rtt, 99):.1f} ms (last {len(rtt)})")
     if kb > args.max_kb:
         print(f"web-demo.py: {kb:.0f} KB is over --max-kb {args.max_kb:g}", file=sys.stderr)
         return 1

@@ -324,14 +324,22 @@ def rgb(colour: str) -> list[int]:
     return [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
 
 
-def move_pointer(page, seconds: float, t0: float) -> None:  # noqa: ANN001 (playwright Page)
-    """Synthesise mouse moves along a circle, paced in real time (each move is a
-    trusted pointer event with its own timestamp)."""
-    start = time.perf_counter()
-    while (now := time.perf_counter()) - start < seconds:
-        a = 2 * math.pi * 0.6 * (now - t0)
-        page.mouse.move(400 + 150 * math.cos(a), 300 + 110 * math.sin(a))
-        time.sleep(0.004)
+class Pointer:
+    """Synthesised mouse moves along a circle, paced in real time (each move is a
+    trusted pointer event with its own timestamp). Between calls the pointer
+    rests where it was, as a hand would: no jump across the time in between."""
+
+    def __init__(self, page) -> None:  # noqa: ANN001 (playwright Page)
+        self.page, self.moving_s = page, 0.0
+
+    def move(self, seconds: float) -> None:
+        """Move on along the circle for ``seconds``."""
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            a = 2 * math.pi * 0.6 * (self.moving_s + elapsed)
+            self.page.mouse.move(400 + 150 * math.cos(a), 300 + 110 * math.sin(a))
+            time.sleep(0.004)
+        self.moving_s += elapsed
 
 
 def counts(page) -> dict:  # noqa: ANN001
@@ -346,11 +354,11 @@ FRESH_VERDICT = """() => {
 }"""
 
 
-def path_on_canvas(page, t0: float, tries: int = 60) -> str:  # noqa: ANN001
+def path_on_canvas(page, pointer: Pointer, tries: int = 60) -> str:  # noqa: ANN001
     """Move the pointer until a fresh reply's B path is on the canvas in its
     verdict's colour (over 100 pixels); that verdict."""
     for _ in range(tries):
-        move_pointer(page, 0.03, t0)
+        pointer.move(0.03)
         verdict = page.evaluate(FRESH_VERDICT)
         if verdict is not None:
             assert verdict in _core.VERDICT_NAMES.values(), verdict
@@ -359,10 +367,10 @@ def path_on_canvas(page, t0: float, tries: int = 60) -> str:  # noqa: ANN001
     pytest.fail(f"no B path in its verdict's colour on the canvas after {tries} tries")
 
 
-def save_screenshot(page, t0: float, max_gap_ms: float) -> None:  # noqa: ANN001
+def save_screenshot(page, pointer: Pointer, max_gap_ms: float) -> None:  # noqa: ANN001
     """docs/web-demo.png, taken while a prediction is drawn."""
     for _ in range(10):
-        move_pointer(page, 0.3, t0)
+        pointer.move(0.3)
         page.screenshot(path=str(SCREENSHOT))
         if page.evaluate("() => performance.now() - tmnDemo.state.latestAt") < max_gap_ms:
             return
@@ -384,12 +392,13 @@ def test_the_browser_draws_the_predictions_and_shows_a_lost_connection(
                                timeout=20_000)
         hello = page.evaluate("() => tmnDemo.state.hello")
         assert page.evaluate("() => tmnDemo.state.coalesced"), "getCoalescedEvents is missing"
+        pointer = Pointer(page)
 
         # 1. every view draws its paths while the pointer moves
         for mode in hello["modes"]:
             assert page.evaluate("id => tmnDemo.setMode(id)", mode["id"])
             before = counts(page)["drawnBy"]
-            move_pointer(page, 0.8, began)
+            pointer.move(0.8)
             after = counts(page)
             for name in mode["draw"]:
                 assert after["drawnBy"].get(name, 0) > before.get(name, 0) + 3, (mode, after)
@@ -397,10 +406,10 @@ def test_the_browser_draws_the_predictions_and_shows_a_lost_connection(
 
         # 2. B's path is on the canvas in its verdict's colour, and the bar names a verdict
         page.evaluate("id => tmnDemo.setMode(id)", "B")
-        path_on_canvas(page, began)
+        path_on_canvas(page, pointer)
         shown = page.inner_text("#verdict")
         assert shown.startswith("B: ") and shown[3:] in _core.VERDICT_NAMES.values(), shown
-        save_screenshot(page, began, hello["max_gap_ms"])
+        save_screenshot(page, pointer, hello["max_gap_ms"])
 
         # 3. a record with a radius per horizon draws one circle per horizon (fed on
         # every animation frame until drawn: a record older than max_gap_ms is not)

@@ -23,7 +23,7 @@
     errorSticky: false, errorAt: -Infinity,
     coalesced: typeof PointerEvent !== "undefined" && "getCoalescedEvents" in PointerEvent.prototype,
     counts: { ticks: 0, messages: 0, replies: 0, drawn: 0, circles: 0, errors: 0, refused: 0,
-              unsent: 0, drawnBy: {} },
+              unsent: 0, drawnBy: {}, verdicts: {} },   // verdicts: "source:verdict" -> replies
   };
 
   // ------------------------------------------------------------------ messages
@@ -64,7 +64,6 @@
       state.latest = null;
       showError(`connection to the bridge lost (code ${ev.code}${ev.reason ? ", " + ev.reason : ""}):`
                 + " is tmn-client web still running?", true);
-      $("verdict").textContent = "disconnected";
       $("reconnect").hidden = false;
     };
   }
@@ -84,6 +83,11 @@
       }
       if (typeof msg.engine_us === "number") push(state.engineUs, msg.engine_us);
       for (const n of Object.values(msg.refused || {})) state.counts.refused += n;
+      for (const [name, e] of Object.entries(msg.sources || {})) {
+        if (!e.verdict) continue;
+        const key = `${name}:${e.verdict}`;
+        state.counts.verdicts[key] = (state.counts.verdicts[key] || 0) + 1;
+      }
       if (msg.sources && Object.keys(msg.sources).length) {
         state.latest = msg;
         state.latestAt = performance.now();
@@ -160,7 +164,7 @@
     if (!mode) return false;
     state.mode = mode;
     for (const input of document.querySelectorAll("#modes input")) input.checked = input.value === id;
-    showStatus(state.latest);
+    showVerdict(state.latest);
     return true;
   }
 
@@ -176,6 +180,10 @@
       box.append(span);
     };
     item("#bbbbbb", "truth trail");
+    const h = hello.sources.B.horizons_ms;
+    const span = document.createElement("span");
+    span.textContent = `dots: +${h[0]} … +${h[h.length - 1]} ms`;
+    box.append(span);
     for (const [name, colour] of Object.entries(hello.verdict_colours)) item(colour, name);
     const prior = hello.sources.prior;
     if (prior && prior.colour) item(prior.colour, "Kalman prior");
@@ -205,7 +213,7 @@
     ctx.stroke();
   }
 
-  function drawSource(name, entry, desc) {
+  function drawSource(name, entry, desc, row) {
     const colour = desc.colour || state.hello.verdict_colours[entry.verdict] || "#000000";
     const path = entry.path.filter((p) => p[0] !== null && p[1] !== null);
     if (!path.length) return;
@@ -238,9 +246,8 @@
       ctx.globalAlpha = 1;
     }
     const last = path[path.length - 1];
-    const h = desc.horizons_ms[desc.horizons_ms.length - 1];
-    ctx.font = "12px system-ui, sans-serif";
-    ctx.fillText(`${name} +${h} ms`, last[0] + 8, last[1] - 8);
+    ctx.font = "bold 12px system-ui, sans-serif";
+    ctx.fillText(name, last[0] + 8 + 12 * row, last[1] - 6);   // side by side when both are drawn
     ctx.restore();
     state.counts.drawn++;
     state.counts.drawnBy[name] = (state.counts.drawnBy[name] || 0) + 1;
@@ -252,7 +259,8 @@
     return s[Math.min(s.length - 1, Math.floor(q * s.length))];
   }
 
-  function showStatus(msg) {
+  // The verdicts of what is drawn, coloured by B's: checked every frame, written on change.
+  function showVerdict(msg) {
     const parts = [];
     if (state.mode && msg) {
       for (const name of state.mode.draw) {
@@ -261,9 +269,17 @@
       }
     }
     const v = $("verdict");
-    if (state.ws && state.hello) v.textContent = parts.length ? parts.join(" · ") : "move the pointer";
+    const text = !state.ws ? "disconnected" : parts.length ? parts.join(" · ") : "move the pointer";
     const b = msg && msg.sources.B;
-    v.style.color = (b && state.hello && state.hello.verdict_colours[b.verdict]) || "#222";
+    const colour = (b && state.hello && state.hello.verdict_colours[b.verdict]) || "#222222";
+    if (v.textContent !== text) v.textContent = text;
+    if (v.dataset.colour !== colour) {
+      v.dataset.colour = colour;
+      v.style.color = colour;
+    }
+  }
+
+  function showStats() {
     const c = state.counts;
     $("stats").textContent = `ticks ${c.ticks} · replies ${c.replies} · round trip p50 `
       + `${pct(state.rtts, 0.5).toFixed(1)} ms p99 ${pct(state.rtts, 0.99).toFixed(1)} ms · engine `
@@ -279,15 +295,16 @@
     // after max_gap_ms without a tick the engine restarts the stream: stop drawing
     const msg = state.latest && now - state.latestAt <= maxGap ? state.latest : null;
     if (msg && state.mode) {
-      for (const name of state.mode.draw) {
+      state.mode.draw.forEach((name, row) => {
         const entry = msg.sources[name];
-        if (entry) drawSource(name, entry, state.hello.sources[name]);
-      }
+        if (entry) drawSource(name, entry, state.hello.sources[name], row);
+      });
     }
     if (!state.errorSticky && !$("error").hidden && now - state.errorAt > NOTICE_MS) clearError();
+    if (state.hello) showVerdict(msg || state.latest);
     if (now - lastStatus > 250) {
       lastStatus = now;
-      showStatus(msg || state.latest);
+      showStats();
     }
     requestAnimationFrame(frame);
   }
