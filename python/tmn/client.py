@@ -286,7 +286,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The tmn-client command line."""
-    p = argparse.ArgumentParser(prog="tmn-client", description="Talk to a running tmn-serve.")
+    p = argparse.ArgumentParser(prog="tmn-client", description="Talk to a running tmn-serve; "
+                                "'web' serves the live browser demo.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
     p.add_argument("--key", type=Path, default=None, metavar="FILE",
@@ -314,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("keygen", help="write a CURVE key pair NAME.key and NAME.key_secret")
     k.add_argument("name")
     k.add_argument("--dir", type=Path, default=Path("."), help="folder to write to")
+    from tmn.web import cli as web_cli  # argparse only; the server loads when it runs
+
+    web_cli.add_arguments(sub.add_parser(
+        "web", help="serve the live browser demo: move the pointer, see the predicted path "
+                    "(in-process engines; needs tmn[web]; docs/web-demo.md)"))
     args = p.parse_args(argv)
     try:
         if args.cmd == "keygen":
@@ -322,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_replay(args)
         if args.cmd == "demo":
             return cmd_demo(args)
+        if args.cmd == "web":
+            return web_cli.run(args)
         with _client(args) as c:
             reply = c.stats() if args.cmd == "stats" else c.health()
         if args.cmd == "stats" and args.format == "prometheus":
