@@ -9,8 +9,9 @@
 * The page in a real headless Chromium (Debian's ``chromium``, driven by
   playwright): synthesised pointer moves give predictions drawn on the canvas
   in every view, a radius draws circles, a bad message shows the bridge's
-  error, killing the bridge shows a lost connection, and the screenshot for
-  the docs is saved as docs/web-demo.png.
+  error, killing the bridge shows a lost connection, and a screenshot is
+  saved: into the test's temporary folder, or where ``TMN_WEB_SCREENSHOT``
+  says (``TMN_WEB_SCREENSHOT=docs/web-demo.png`` renews the docs' one).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import os
 import signal
 import socket
 import subprocess
@@ -40,7 +42,6 @@ from tmn.web.launch import running_demo
 from tmn.web.session import VERDICT_COLOURS, Limits, Session, Sources, source_entry
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT = ROOT / "docs" / "web-demo.png"
 CHROMIUM = "/usr/bin/chromium"   # Debian's package: no browser is downloaded
 STARTUP_TIMEOUT_S = 30.0
 BROWSER_BUDGET_S = 60.0          # issue 12's target for the browser test
@@ -106,7 +107,10 @@ def test_a_prediction_carries_every_source_with_its_verdict_name(sources: Source
         assert np.all(np.isfinite(np.asarray(entry["path"], dtype=float))), name
     assert reply["sources"]["B"]["verdict"] in _core.VERDICT_NAMES.values()
     assert reply["sources"]["A"]["verdict"] == _core.VERDICT_NAMES[_core.Verdict.ungated.value]
-    assert "radius" not in reply["sources"]["B"]   # this engine's records carry none
+    # the built-in B is calibrated (docs/uncertainty.md); the random A is not
+    assert len(reply["sources"]["B"]["radius"]) == 10
+    assert all(r is not None and r > 0 for r in reply["sources"]["B"]["radius"])
+    assert "radius" not in reply["sources"]["A"] and "radius" not in reply["sources"]["prior"]
     assert reply["t"] == pytest.approx(circle(100)[-1][0]) and reply["engine_us"] > 0
     json.dumps(reply, allow_nan=False)
 
@@ -193,15 +197,15 @@ def test_rate_limits_drop_messages_and_say_so_at_most_once_a_second(sources: Sou
 
 
 def test_a_record_with_a_radius_passes_its_circles_on() -> None:
-    """The calibrated radius per horizon, when a prediction record carries one
-    (a record made here: this engine's records do not carry it yet)."""
+    """The calibrated radius per horizon, when a record has one (None where a
+    value is not finite); all NaN (warming, or no calibration): none."""
     paths = np.arange(12.0).reshape(1, 6, 2)
     record = SimpleNamespace(paths=paths, verdict=np.array([_core.Verdict.pass_.value]),
                              radius=np.array([[1.0, 2.0, np.nan, 4.0, 5.0, 6.0]]))
     entry = source_entry(record, 0)
     assert entry["radius"] == [1.0, 2.0, None, 4.0, 5.0, 6.0]
     assert entry["verdict"] == "pass" and entry["path"][5] == [10.0, 11.0]
-    del record.radius
+    record.radius = np.full((1, 6), np.nan)
     assert "radius" not in source_entry(record, 0)
 
 
@@ -367,11 +371,12 @@ def path_on_canvas(page, pointer: Pointer, tries: int = 60) -> str:  # noqa: ANN
     pytest.fail(f"no B path in its verdict's colour on the canvas after {tries} tries")
 
 
-def save_screenshot(page, pointer: Pointer, max_gap_ms: float) -> None:  # noqa: ANN001
-    """docs/web-demo.png, taken while a prediction is drawn."""
+def save_screenshot(page, pointer: Pointer, max_gap_ms: float, path: Path) -> None:  # noqa: ANN001
+    """A screenshot at ``path``, taken while a prediction is drawn (a test run never
+    writes into the tree unless TMN_WEB_SCREENSHOT asks it to)."""
     for _ in range(10):
         pointer.move(0.3)
-        page.screenshot(path=str(SCREENSHOT))
+        page.screenshot(path=str(path))
         if page.evaluate("() => performance.now() - tmnDemo.state.latestAt") < max_gap_ms:
             return
 
@@ -409,10 +414,16 @@ def test_the_browser_draws_the_predictions_and_shows_a_lost_connection(
         path_on_canvas(page, pointer)
         shown = page.inner_text("#verdict")
         assert shown.startswith("B: ") and shown[3:] in _core.VERDICT_NAMES.values(), shown
-        save_screenshot(page, pointer, hello["max_gap_ms"])
+        shot = Path(os.environ.get("TMN_WEB_SCREENSHOT", tmp_path / "web-demo.png"))
+        save_screenshot(page, pointer, hello["max_gap_ms"], shot)
+        assert shot.stat().st_size > 1000
 
-        # 3. a record with a radius per horizon draws one circle per horizon (fed on
-        # every animation frame until drawn: a record older than max_gap_ms is not)
+        # 3. the built-in B's calibrated radius is drawn as circles while the pointer
+        # moves; and a record with a radius per horizon draws one circle per horizon
+        # (fed on every animation frame until drawn: a record older than max_gap_ms is not)
+        circles = counts(page)["circles"]
+        pointer.move(0.5)
+        assert counts(page)["circles"] > circles + 10
         record = page.evaluate("() => tmnDemo.state.latest")
         record["sources"] = {"B": {**record["sources"]["B"],
                                    "radius": [8.0 + 4 * k for k in range(10)]}}

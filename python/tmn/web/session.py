@@ -93,15 +93,15 @@ def _numbers(values: np.ndarray, digits: int = 2) -> list[float | None]:
 
 def source_entry(replay: Replay | Any, row: int) -> dict[str, Any]:
     """Row ``row`` of a replay as the page draws it: ``path`` ((K, 2) positions),
-    ``verdict`` (its name) and, when the record carries a per-horizon ``radius``
-    (the calibrated uncertainty), ``radius`` (K values; None where unknown)."""
+    ``verdict`` (its name) and, when the model has a calibrated uncertainty
+    (docs/uncertainty.md) and the stream is past warming, ``radius`` (K values)."""
     entry: dict[str, Any] = {
         "path": [_numbers(p) for p in replay.paths[row]],
         "verdict": VERDICT_NAMES.get(int(replay.verdict[row]), "unknown"),
     }
-    radius = getattr(replay, "radius", None)
-    if radius is not None:
-        entry["radius"] = _numbers(np.asarray(radius[row], dtype=np.float64).ravel())
+    radius = np.asarray(replay.radius[row], dtype=np.float64).ravel()
+    if np.isfinite(radius).any():  # a calibrated model past warming
+        entry["radius"] = _numbers(radius)
     return entry
 
 
