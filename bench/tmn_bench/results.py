@@ -203,6 +203,18 @@ class Machine:
     load_average_end: list[float] | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class BenchmarkResult:
+    """What every benchmark's result holds first: the benchmark that wrote it
+    (its ``tmn-bench`` subcommand, given by the module that builds the result),
+    the schema of its figures and the machine they were measured on. These
+    fields are keyword-only."""
+
+    benchmark: str
+    schema_version: int = SCHEMA_VERSION
+    machine: Machine
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """The model a benchmark ran."""
@@ -378,10 +390,9 @@ class EngineRatios:
 
 
 @dataclass(frozen=True)
-class EngineResult:
+class EngineResult(BenchmarkResult):
     """Everything ``tmn-bench engine`` measured."""
 
-    machine: Machine
     model: EngineModel
     workload: EngineWorkload
     engine: dict[str, TickLatency]         # by precision
@@ -391,8 +402,6 @@ class EngineResult:
     torch: BaselineStep | Skipped
     ratios: EngineRatios
     targets: list[Target]
-    benchmark: str = "engine"
-    schema_version: int = SCHEMA_VERSION
 
 
 # ---------------------------------------------------------------------------
@@ -517,18 +526,15 @@ class ServeRatios:
 
 
 @dataclass(frozen=True)
-class ServeResult:
+class ServeResult(BenchmarkResult):
     """Everything ``tmn-bench serve`` measured."""
 
-    machine: Machine
     model: ServedModel
     layout: Layout
     workload: ServeWorkload
     servers: dict[str, ServerRun | ServerNotRun]
     ratios: ServeRatios
     targets: list[Target]
-    benchmark: str = "serve"
-    schema_version: int = SCHEMA_VERSION
 
     def failed(self) -> list[str]:
         """Names of the servers that did not start, stalled or were refused."""
@@ -540,18 +546,15 @@ class ServeResult:
 
 
 @dataclass(frozen=True)
-class LatencyResult:
+class LatencyResult(BenchmarkResult):
     """``tmn-bench latency``: the engine and serve results of one run, gathered."""
 
     quick: bool
-    machine: Machine
     model: EngineModel
     engine: EngineResult
     serve: ServeResult | Skipped
     ratios: dict[str, float | None]   # engine/<key> and serve/<key>
     targets: list[Target]
-    benchmark: str = "latency"
-    schema_version: int = SCHEMA_VERSION
 
 
 # ---------------------------------------------------------------------------
@@ -610,17 +613,14 @@ class PushComparison:
 
 
 @dataclass(frozen=True)
-class PushResult:
+class PushResult(BenchmarkResult):
     """Everything ``tmn-bench pagerank`` measured."""
 
-    machine: Machine
     workload: PushWorkload
     sizes: list[PushAtSize]
     work_max_over_min: float
     comparison: PushComparison
     targets: list[Target]
-    benchmark: str = "pagerank"
-    schema_version: int = SCHEMA_VERSION
 
 
 # ---------------------------------------------------------------------------
@@ -846,14 +846,13 @@ class SeedSummary:
 
 
 @dataclass(frozen=True)
-class AccuracyResult:
-    machine: Machine
+class AccuracyResult(BenchmarkResult):
+    """Everything ``tmn-bench accuracy`` measured."""
+
     settings: AccuracySettings
     models: list[ModelEntry]
     datasets: list[DatasetResult]
     seed_summary: list[SeedSummary]
-    benchmark: str = "accuracy"
-    schema_version: int = SCHEMA_VERSION
 
     def targets(self) -> list[Target]:
         """Every target of every data set."""
