@@ -297,12 +297,11 @@ def _latency(model: Model, lat: Latency | None) -> list[str]:
              "depend on the weights"
              if same else f"a DIFFERENT architecture (System {lat.model.system}, hidden "
              f"{lat.model.hidden}): these figures do not describe this model")
+    figures = ", ".join(f"{name.upper()} {_g(t.total_ns[name])}" for name, _ in tmn.PERCENTILES)
     return ["## Latency", "",
             f"Full tick ({t.precision}, {t.isa} kernels), timed in C++ by `tmn-bench latency` "
-            f"on {m.cpu} ({m.cores} cores, {m.platform}, {m.date}) with {whose}, ns: P50 "
-            f"{_g(t.total_ns['p50'])}, P90 {_g(t.total_ns['p90'])}, P99 {_g(t.total_ns['p99'])}, "
-            f"P99.9 {_g(t.total_ns['p99.9'])}, max {_g(t.total_ns['max'])}. Absolute times hold "
-            "for that machine only.", ""]
+            f"on {m.cpu} ({m.cores} cores, {m.platform}, {m.date}) with {whose}, ns: {figures}, "
+            f"max {_g(t.total_ns['max'])}. Absolute times hold for that machine only.", ""]
 
 
 def _limitations(model: Model, ev: Evaluation) -> list[str]:
