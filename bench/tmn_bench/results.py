@@ -7,13 +7,15 @@ is renamed or missing is therefore an ``AttributeError`` or a ``TypeError``
 where it is made or read, not a silent SKIPPED. JSON keys are the field names
 except where a field says otherwise (``metadata={"json": "p99.9"}``); a field
 with ``metadata={"flatten": True}`` writes its own keys into its parent's, and
-a result with a ``json()`` method writes what that returns.
+a result with a ``json()`` method writes what that returns (and reads it back
+with its ``read_json`` class method).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -76,8 +78,8 @@ def from_json(cls: type[T], data: Any, where: str = "$") -> T:
     """The result ``cls`` that :func:`to_json` wrote as ``data``: the reverse
     of it, checked. A missing or mistyped figure raises
     :class:`ResultFormatError` naming its JSON path (``$.datasets[0].gate``);
-    keys no field reads (a target's ``status``) are ignored. Results with a
-    ``json()`` method cannot be read back."""
+    keys no field reads (a target's ``status``) are ignored. A result with a
+    ``json()`` method is read by its ``read_json(data, where)``."""
     return _decode(cls, data, where)
 
 
@@ -126,7 +128,7 @@ def _json_keys(cls: Any) -> set[str]:
 
 def _decode_dataclass(cls: Any, v: Any, where: str, taken: set[str] | None) -> Any:
     if hasattr(cls, "json"):
-        raise ResultFormatError(f"{where}: {cls.__name__} cannot be read back")
+        return cls.read_json(v, where)
     if not isinstance(v, dict):
         raise ResultFormatError(f"{where}: must be an object, got {type(v).__name__}")
     taken = _json_keys(cls) if taken is None else taken
@@ -523,6 +525,36 @@ class ServeRatios:
             out[f"{m}_over_naive_throughput_{self.headline_streams}_streams"] = (
                 r.over_naive_throughput)
         return out
+
+    @classmethod
+    def read_json(cls, data: Any, where: str) -> ServeRatios:
+        """The reverse of :meth:`json`: the modes are the ``<mode>`` of the
+        ``<mode>_over_naive_round_trip_p50`` keys; a key it does not explain is
+        an error."""
+        ratios = _decode(dict[str, float | None], data, where)
+        modes: dict[str, ModeRatios] = {}
+        echo_of: dict[str, str] = {}
+        streams = 0
+        for m in [k.removesuffix("_over_naive_round_trip_p50") for k in ratios
+                  if k.endswith("_over_naive_round_trip_p50")]:
+            mine = {k[len(m) + len("_over_"):]: v for k, v in ratios.items()
+                    if k.startswith(f"{m}_over_")}
+            echoes = [k.removesuffix("_round_trip_p50") for k in mine
+                      if k.endswith("_round_trip_p50") and k != "naive_round_trip_p50"]
+            found = [re.fullmatch(r"naive_throughput_(\d+)_streams", k) for k in mine]
+            headline = [int(x.group(1)) for x in found if x]
+            if len(echoes) != 1 or len(headline) != 1:
+                raise ResultFormatError(f"{where}: mode {m}: needs one echo floor and one "
+                                        f"throughput ratio, got {sorted(mine)}")
+            echo_of[m], streams = echoes[0], headline[0]
+            modes[m] = ModeRatios(*(mine.get(k) for k in (
+                "naive_round_trip_p50", "naive_round_trip_p99.9", f"{echo_of[m]}_round_trip_p50",
+                f"{echo_of[m]}_round_trip_p99.9", f"naive_throughput_{streams}_streams")))
+        result = cls(modes, echo_of, streams)
+        if result.json() != ratios:
+            raise ResultFormatError(f"{where}: keys not understood: "
+                                    f"{sorted(set(ratios) ^ set(result.json()))}")
+        return result
 
 
 @dataclass(frozen=True)
