@@ -110,22 +110,11 @@ py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
     py::gil_scoped_release release;
     good = e.replay(in, out);
   }
-  py::dict d;
-  d["paths"] = paths;
-  d["status"] = status;
-  d["verdict"] = verdict;
-  d["cert"] = cert;
-  d["d2"] = d2;
-  d["blend"] = blend;
-  d["t_grid"] = t_grid;
-  d["work"] = work;
-  d["stage_ns"] = stages;
-  d["total_ns"] = total;
-  d["radius"] = radius;
-  d["ok"] = good;
-  d["prior"] = prior;
-  d["proposal"] = proposal;
-  return d;
+  using namespace py::literals;
+  return py::dict("paths"_a = paths, "status"_a = status, "verdict"_a = verdict, "cert"_a = cert,
+                  "d2"_a = d2, "blend"_a = blend, "t_grid"_a = t_grid, "work"_a = work,
+                  "stage_ns"_a = stages, "total_ns"_a = total, "radius"_a = radius, "ok"_a = good,
+                  "prior"_a = prior, "proposal"_a = proposal);
 }
 
 py::dict int8_scratch(const Engine& e) {

@@ -174,8 +174,17 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
     ::close(wake_fd_);
     throw std::runtime_error(msg);
   };
-  const int linger = 500, one = 1, sndhwm = kSendHwm, rcvhwm = kRecvHwm, pubhwm = kPubHwm;
+  const int linger = 500, one = 1, rcvhwm = kRecvHwm;
   const std::int64_t maxmsg = static_cast<std::int64_t>(kMaxMessageBytes);
+  // A socket peers reach: its send queue, message size and linger bounded.
+  const auto open_socket = [&](int type, const char* name, int sndhwm) {
+    void* sock = zmq_socket(ctx_, type);
+    if (sock == nullptr) fail(std::string("zmq_socket(") + name + ")");
+    zmq_setsockopt(sock, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    return sock;
+  };
   const auto secure = [&](void* sock) {
     if (!curve) return true;
     return zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "tmn", 3) == 0 &&
@@ -186,12 +195,8 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
     zap_ = zmq_socket(ctx_, ZMQ_REP);
     if (zap_ == nullptr || zmq_bind(zap_, "inproc://zeromq.zap.01") != 0) fail("ZAP handler");
   }
-  router_ = zmq_socket(ctx_, ZMQ_ROUTER);
-  if (router_ == nullptr) fail("zmq_socket(ROUTER)");
-  zmq_setsockopt(router_, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+  router_ = open_socket(ZMQ_ROUTER, "ROUTER", kSendHwm);
   zmq_setsockopt(router_, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
-  zmq_setsockopt(router_, ZMQ_LINGER, &linger, sizeof linger);
-  zmq_setsockopt(router_, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
   zmq_setsockopt(router_, ZMQ_ROUTER_MANDATORY, &one, sizeof one);  // a full queue is counted
   // A client reconnecting under its routing id takes it over at once. Not
   // with CURVE: there a routing id would let one key take another's replies
@@ -207,12 +212,8 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
   if (!cfg_.pub_endpoint.empty()) {
     // XPUB with NODROP: a full subscriber queue makes the send fail (counted
     // as dropped_pub) instead of dropping silently
-    pub_ = zmq_socket(ctx_, ZMQ_XPUB);
-    if (pub_ == nullptr) fail("zmq_socket(XPUB)");
-    zmq_setsockopt(pub_, ZMQ_SNDHWM, &pubhwm, sizeof pubhwm);
-    zmq_setsockopt(pub_, ZMQ_LINGER, &linger, sizeof linger);
+    pub_ = open_socket(ZMQ_XPUB, "XPUB", kPubHwm);
     zmq_setsockopt(pub_, ZMQ_XPUB_NODROP, &one, sizeof one);
-    zmq_setsockopt(pub_, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     if (!secure(pub_)) fail("CURVE on PUB");
     if (zmq_bind(pub_, cfg_.pub_endpoint.c_str()) != 0)
       fail("cannot bind PUB " + cfg_.pub_endpoint);

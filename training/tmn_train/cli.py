@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from tmn.argtypes import run_command
 from tmn_train import __version__
 from tmn_train.config import ConfigError
 from tmn_train.data import DataError
@@ -108,12 +108,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tmn-train``; returns the exit code."""
     args = parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except (ConfigError, DataError, OSError, ValueError) as e:
-        print(f"tmn-train: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("tmn-train", lambda: args.run(args),
+                       (ConfigError, DataError, OSError, ValueError))
 
 
 if __name__ == "__main__":

@@ -465,7 +465,7 @@ def run(model_paths: list[Path], data: list[str], *, split: str = "test",
             datasets.append(d)
             plots.append(p)
     result = AccuracyResult(
-        machine=dataclasses.replace(machine, load_average_end=load_average()),
+        benchmark="accuracy", machine=dataclasses.replace(machine, load_average_end=load_average()),
         settings=AccuracySettings(split, precision, resamples, resample_by, block_s, seed,
                                   TANGENT_HALF_WIDTH_MS),
         models=[ModelEntry(e.label, str(e.path), e.model.system, e.seed,
