@@ -105,6 +105,10 @@ SERVE_COUNTS = (
      "requests cycle over the streams"))
 
 
+# (benchmark, its counts, flag): the sizes tmn-bench latency passes on
+LATENCY_COUNTS = (("engine", ENGINE_COUNTS, "--ticks"), ("serve", SERVE_COUNTS, "--requests"))
+
+
 def _add_counts(p: argparse.ArgumentParser, counts: tuple[tuple[str, int, str], ...]) -> None:
     for flag, default, what in counts:
         p.add_argument(flag, type=positive_int, default=default,
@@ -259,12 +263,11 @@ def add_latency_command(sub: Any) -> None:
                    f"{QUICK_SERVE}); every output is labelled QUICK RUN")
     p.add_argument("--skip-serve", action="store_true",
                    help="run the engine benchmark only (the serve targets are SKIPPED)")
-    p.add_argument("--ticks", type=positive_int, default=None,
-                   help="engine: ticks replayed per precision and bare GRU steps (default: "
-                   "that of tmn-bench engine, or the --quick size)")
-    p.add_argument("--requests", type=positive_int, default=None,
-                   help="serve: timed round trips per server (default: that of tmn-bench "
-                   "serve, or the --quick size)")
+    for bench, counts, flag in LATENCY_COUNTS:
+        what = next(w for f, _, w in counts if f == flag)
+        p.add_argument(flag, type=positive_int, default=None,
+                       help=f"{bench}: {what} (default: that of tmn-bench {bench}, or the "
+                       "--quick size)")
     _add_cores(p, prefix="serve: ")
     _add_common(p)
     p.set_defaults(func=latency_command)

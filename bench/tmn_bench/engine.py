@@ -227,7 +227,7 @@ def run_engine_bench(model: Model, source: str, *, ticks: int = 1_000_000, strea
            for name in ("onnxruntime", "torch")},
     }
     result = EngineResult(
-        machine=dataclasses.replace(machine, load_average_end=load_average()),
+        benchmark="engine", machine=dataclasses.replace(machine, load_average_end=load_average()),
         model=EngineModel(source, str(model.path), model.system, model.hidden,
                           len(model.horizons_ms), model.horizons_ms,
                           model.config.get("provenance", {})),

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 import tmn
+from tmn.artifact import TMN_CHECKOUT_MARK
 from tmn.hub import repo_files
 from tmn.model import CONFIG_FILE, WEIGHTS_FILE, Model
 from tmn.onnx_graph import write_step_graph
@@ -137,15 +138,19 @@ def metadata(model: Model, ev: Evaluation, name: str) -> dict[str, Any]:
 
 def write_repo_folder(model_dir: Path, out: Path, accuracy_json: Path, recipe: Path,
                       latency_json: Path | None = None, label: str | None = None,
-                      repo: str | None = None, plots: bool = True) -> list[str]:
+                      repo: str | None = None, plots: bool = True,
+                      refer_to_recipe: bool = False) -> list[str]:
     """Write the model-repo folder ``out`` for the artifact ``model_dir``
     (``out`` may be ``model_dir``: then only the card and the extra files are
     rewritten, the weights untouched). ``repo`` (owner/name) is the id the card
-    and examples load it by; ``plots`` copies the report's plots into eval/.
+    and examples load it by; ``plots`` copies the report's plots into eval/;
+    ``refer_to_recipe`` makes examples/train.sh run ``recipe`` in a tmn
+    checkout (:func:`recipe_reference`) instead of holding a copy of it.
     Returns the folder's files."""
     if not recipe.is_file():
         raise CardError(f"--recipe {recipe}: no such file")
     model = tmn.load(model_dir)
+    train = recipe_reference(recipe, model) if refer_to_recipe else None
     ev = evaluation_of(model, accuracy_json, label)
     lat = latency_of(latency_json, ev.precision) if latency_json is not None else None
     name = repo.split("/")[-1] if repo else f"tmn-{model_dir.resolve().name}"
@@ -162,7 +167,10 @@ def write_repo_folder(model_dir: Path, out: Path, accuracy_json: Path, recipe: P
     ref = repo or (None if _is_builtin(model) else str(out))
     for file, text in examples(ref).items():
         (out / "examples" / file).write_text(text, encoding="utf-8")
-    shutil.copyfile(recipe, out / "examples" / "train.sh")
+    if train is None:
+        shutil.copyfile(recipe, out / "examples" / "train.sh")
+    else:
+        (out / "examples" / "train.sh").write_text(train, encoding="utf-8")
     (out / DATA_CARD_FILE).write_text(dataset_card(model), encoding="utf-8")
     front = yaml.safe_dump(metadata(model, ev, name), sort_keys=False, allow_unicode=True)
     body = card_body(model, ev, lat, name, ref, copied)
@@ -297,12 +305,11 @@ def _latency(model: Model, lat: Latency | None) -> list[str]:
              "depend on the weights"
              if same else f"a DIFFERENT architecture (System {lat.model.system}, hidden "
              f"{lat.model.hidden}): these figures do not describe this model")
+    figures = ", ".join(f"{name.upper()} {_g(t.total_ns[name])}" for name, _ in tmn.PERCENTILES)
     return ["## Latency", "",
             f"Full tick ({t.precision}, {t.isa} kernels), timed in C++ by `tmn-bench latency` "
-            f"on {m.cpu} ({m.cores} cores, {m.platform}, {m.date}) with {whose}, ns: P50 "
-            f"{_g(t.total_ns['p50'])}, P90 {_g(t.total_ns['p90'])}, P99 {_g(t.total_ns['p99'])}, "
-            f"P99.9 {_g(t.total_ns['p99.9'])}, max {_g(t.total_ns['max'])}. Absolute times hold "
-            "for that machine only.", ""]
+            f"on {m.cpu} ({m.cores} cores, {m.platform}, {m.date}) with {whose}, ns: {figures}, "
+            f"max {_g(t.total_ns['max'])}. Absolute times hold for that machine only.", ""]
 
 
 def _limitations(model: Model, ev: Evaluation) -> list[str]:
@@ -354,6 +361,31 @@ def dataset_card(model: Model) -> str:
                   f"{', '.join(synth.REGIMES)}; the same arguments give the same data.", "",
                   synth.__doc__ or "", ""]
     return "\n".join(lines)
+
+
+def recipe_reference(recipe: Path, model: Model) -> str:
+    """examples/train.sh for a recipe of the tmn repository itself (the
+    built-in model's ``training/recipes/default.sh``): it runs the recipe in a
+    checkout, by its path there, so the recipe stays the one copy of the
+    training command."""
+    where = recipe.resolve()
+    root = next((p for p in where.parents if (p / TMN_CHECKOUT_MARK).is_file()), None)
+    if root is None:
+        raise CardError(f"--recipe {recipe}: not in a tmn checkout, so examples/train.sh "
+                        "cannot refer to it (leave out --refer-to-recipe to copy it)")
+    path = where.relative_to(root).as_posix()
+    sha = model.config.get("provenance", {}).get("git_sha")
+    return f'''#!/usr/bin/env bash
+# This model was trained by {path} of the tmn repository
+# (its provenance: tmn git {sha}).
+# This runs that recipe in a checkout of the repository:
+#
+#   bash examples/train.sh TMN_CHECKOUT [RECIPE_ARGS...]
+set -euo pipefail
+checkout="${{1:?usage: bash examples/train.sh TMN_CHECKOUT [RECIPE_ARGS...]}}"
+shift
+exec bash "$checkout/{path}" "$@"
+'''
 
 
 def examples(ref: str | None) -> dict[str, str]:

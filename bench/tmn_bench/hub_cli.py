@@ -1,7 +1,7 @@
 """``tmn-hub``: make a Hugging Face model-repo folder from a tmn artifact, and
 publish it (docs/hub.md). Nothing imports this module.
 
-    tmn-hub folder MODEL_DIR --accuracy ACC.json --recipe TRAIN.sh --out OUT_DIR
+    tmn-hub folder MODEL_DIR --accuracy ACC.json --recipe TRAIN.sh [--refer-to-recipe] --out OUT_DIR
     tmn-hub publish OUT_DIR --repo owner/name [--dry-run]
 
 Every user error is one line on stderr and exit code 2.
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import tmn
+from tmn.argtypes import run_command
 from tmn.hub import HubError, publish, repo_files
 from tmn_bench import __version__
 from tmn_bench.hub_card import CardError, write_repo_folder
@@ -23,7 +24,7 @@ def cmd_folder(args: argparse.Namespace) -> int:
     """Write the repo folder and list its files."""
     files = write_repo_folder(args.model, args.out, args.accuracy, args.recipe,
                               latency_json=args.latency, label=args.label, repo=args.repo,
-                              plots=not args.no_plots)
+                              plots=not args.no_plots, refer_to_recipe=args.refer_to_recipe)
     print(f"wrote {args.out}: {len(files)} files")
     for f in files:
         print(f"  {f}")
@@ -60,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
                         "plots are copied from the same folder")
     f.add_argument("--recipe", type=Path, required=True,
                    help="the script that trained the model, copied as examples/train.sh")
+    f.add_argument("--refer-to-recipe", action="store_true",
+                   help="examples/train.sh runs --recipe in a tmn checkout instead of holding "
+                        "a copy (a recipe of the tmn repository, such as the built-in model's)")
     f.add_argument("--latency", type=Path, default=None, help="tmn-bench latency --json")
     f.add_argument("--label", default=None,
                    help="the model's label in --accuracy (default: found by provenance)")
@@ -80,11 +84,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tmn-hub``; returns the exit code."""
     args = parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except (CardError, HubError, tmn.ModelFormatError, OSError) as e:
-        print(f"tmn-hub: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("tmn-hub", lambda: args.run(args),
+                       (CardError, HubError, tmn.ModelFormatError, OSError))
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def run_latency_bench(model_dir: Path, source: str, *, quick: bool = False,
         serve_ratios = bs.serve_ratios(servers, case)
         serve_target_list = serve_targets(servers, serve_ratios, case)
     return LatencyResult(
-        quick=quick, machine=engine.machine, model=engine.model, engine=engine, serve=serve,
+        benchmark="latency", quick=quick, machine=engine.machine, model=engine.model, engine=engine, serve=serve,
         ratios={**{f"engine/{k}": v for k, v in to_json(engine.ratios).items()},
                 **{f"serve/{k}": v for k, v in to_json(serve_ratios).items()}},
         targets=[*engine.targets, *serve_target_list, plan_budget_target(engine)])

@@ -164,7 +164,8 @@ def run_pagerank_bench(sizes: tuple[int, ...] = SIZES, compare_at: int = 100_000
         graph="symmetrised kNN graph of n uniform points in a square of side sqrt(n)", k=K,
         alpha=ALPHA, eps=EPS, restart_nodes=RESTART, restart="uniform on the points nearest "
         "the centre", budget=BUDGET, repeats=repeats, seed=seed)
-    r = PushResult(machine=dataclasses.replace(machine, load_average_end=load_average()),
+    r = PushResult(benchmark="pagerank",
+                   machine=dataclasses.replace(machine, load_average_end=load_average()),
                    workload=workload, sizes=at, work_max_over_min=max(works) / min(works),
                    comparison=comparison, targets=[])
     return dataclasses.replace(r, targets=tg.pagerank_targets(r))

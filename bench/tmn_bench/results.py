@@ -7,13 +7,15 @@ is renamed or missing is therefore an ``AttributeError`` or a ``TypeError``
 where it is made or read, not a silent SKIPPED. JSON keys are the field names
 except where a field says otherwise (``metadata={"json": "p99.9"}``); a field
 with ``metadata={"flatten": True}`` writes its own keys into its parent's, and
-a result with a ``json()`` method writes what that returns.
+a result with a ``json()`` method writes what that returns (and reads it back
+with its ``read_json`` class method).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -76,8 +78,8 @@ def from_json(cls: type[T], data: Any, where: str = "$") -> T:
     """The result ``cls`` that :func:`to_json` wrote as ``data``: the reverse
     of it, checked. A missing or mistyped figure raises
     :class:`ResultFormatError` naming its JSON path (``$.datasets[0].gate``);
-    keys no field reads (a target's ``status``) are ignored. Results with a
-    ``json()`` method cannot be read back."""
+    keys no field reads (a target's ``status``) are ignored. A result with a
+    ``json()`` method is read by its ``read_json(data, where)``."""
     return _decode(cls, data, where)
 
 
@@ -126,7 +128,7 @@ def _json_keys(cls: Any) -> set[str]:
 
 def _decode_dataclass(cls: Any, v: Any, where: str, taken: set[str] | None) -> Any:
     if hasattr(cls, "json"):
-        raise ResultFormatError(f"{where}: {cls.__name__} cannot be read back")
+        return cls.read_json(v, where)
     if not isinstance(v, dict):
         raise ResultFormatError(f"{where}: must be an object, got {type(v).__name__}")
     taken = _json_keys(cls) if taken is None else taken
@@ -201,6 +203,18 @@ class Machine:
     date: str
     argv: list[str]
     load_average_end: list[float] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchmarkResult:
+    """What every benchmark's result holds first: the benchmark that wrote it
+    (its ``tmn-bench`` subcommand, given by the module that builds the result),
+    the schema of its figures and the machine they were measured on. These
+    fields are keyword-only."""
+
+    benchmark: str
+    schema_version: int = SCHEMA_VERSION
+    machine: Machine
 
 
 @dataclass(frozen=True)
@@ -378,10 +392,9 @@ class EngineRatios:
 
 
 @dataclass(frozen=True)
-class EngineResult:
+class EngineResult(BenchmarkResult):
     """Everything ``tmn-bench engine`` measured."""
 
-    machine: Machine
     model: EngineModel
     workload: EngineWorkload
     engine: dict[str, TickLatency]         # by precision
@@ -391,8 +404,6 @@ class EngineResult:
     torch: BaselineStep | Skipped
     ratios: EngineRatios
     targets: list[Target]
-    benchmark: str = "engine"
-    schema_version: int = SCHEMA_VERSION
 
 
 # ---------------------------------------------------------------------------
@@ -515,20 +526,47 @@ class ServeRatios:
                 r.over_naive_throughput)
         return out
 
+    @classmethod
+    def read_json(cls, data: Any, where: str) -> ServeRatios:
+        """The reverse of :meth:`json`: the modes are the ``<mode>`` of the
+        ``<mode>_over_naive_round_trip_p50`` keys; a key it does not explain is
+        an error."""
+        ratios = _decode(dict[str, float | None], data, where)
+        modes: dict[str, ModeRatios] = {}
+        echo_of: dict[str, str] = {}
+        streams = 0
+        for m in [k.removesuffix("_over_naive_round_trip_p50") for k in ratios
+                  if k.endswith("_over_naive_round_trip_p50")]:
+            mine = {k[len(m) + len("_over_"):]: v for k, v in ratios.items()
+                    if k.startswith(f"{m}_over_")}
+            echoes = [k.removesuffix("_round_trip_p50") for k in mine
+                      if k.endswith("_round_trip_p50") and k != "naive_round_trip_p50"]
+            found = [re.fullmatch(r"naive_throughput_(\d+)_streams", k) for k in mine]
+            headline = [int(x.group(1)) for x in found if x]
+            if len(echoes) != 1 or len(headline) != 1:
+                raise ResultFormatError(f"{where}: mode {m}: needs one echo floor and one "
+                                        f"throughput ratio, got {sorted(mine)}")
+            echo_of[m], streams = echoes[0], headline[0]
+            modes[m] = ModeRatios(*(mine.get(k) for k in (
+                "naive_round_trip_p50", "naive_round_trip_p99.9", f"{echo_of[m]}_round_trip_p50",
+                f"{echo_of[m]}_round_trip_p99.9", f"naive_throughput_{streams}_streams")))
+        result = cls(modes, echo_of, streams)
+        if result.json() != ratios:
+            raise ResultFormatError(f"{where}: keys not understood: "
+                                    f"{sorted(set(ratios) ^ set(result.json()))}")
+        return result
+
 
 @dataclass(frozen=True)
-class ServeResult:
+class ServeResult(BenchmarkResult):
     """Everything ``tmn-bench serve`` measured."""
 
-    machine: Machine
     model: ServedModel
     layout: Layout
     workload: ServeWorkload
     servers: dict[str, ServerRun | ServerNotRun]
     ratios: ServeRatios
     targets: list[Target]
-    benchmark: str = "serve"
-    schema_version: int = SCHEMA_VERSION
 
     def failed(self) -> list[str]:
         """Names of the servers that did not start, stalled or were refused."""
@@ -540,18 +578,15 @@ class ServeResult:
 
 
 @dataclass(frozen=True)
-class LatencyResult:
+class LatencyResult(BenchmarkResult):
     """``tmn-bench latency``: the engine and serve results of one run, gathered."""
 
     quick: bool
-    machine: Machine
     model: EngineModel
     engine: EngineResult
     serve: ServeResult | Skipped
     ratios: dict[str, float | None]   # engine/<key> and serve/<key>
     targets: list[Target]
-    benchmark: str = "latency"
-    schema_version: int = SCHEMA_VERSION
 
 
 # ---------------------------------------------------------------------------
@@ -610,17 +645,14 @@ class PushComparison:
 
 
 @dataclass(frozen=True)
-class PushResult:
+class PushResult(BenchmarkResult):
     """Everything ``tmn-bench pagerank`` measured."""
 
-    machine: Machine
     workload: PushWorkload
     sizes: list[PushAtSize]
     work_max_over_min: float
     comparison: PushComparison
     targets: list[Target]
-    benchmark: str = "pagerank"
-    schema_version: int = SCHEMA_VERSION
 
 
 # ---------------------------------------------------------------------------
@@ -803,6 +835,9 @@ class DatasetResult:
     comparisons: list[Comparison]
     targets: list[SeedTarget]
     plan_criteria: list[PlanCriteria]
+    # per "label precision" of a model with an uncertainty radius: the share of
+    # errors within it, per horizon (older reports have none)
+    coverage: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -846,14 +881,13 @@ class SeedSummary:
 
 
 @dataclass(frozen=True)
-class AccuracyResult:
-    machine: Machine
+class AccuracyResult(BenchmarkResult):
+    """Everything ``tmn-bench accuracy`` measured."""
+
     settings: AccuracySettings
     models: list[ModelEntry]
     datasets: list[DatasetResult]
     seed_summary: list[SeedSummary]
-    benchmark: str = "accuracy"
-    schema_version: int = SCHEMA_VERSION
 
     def targets(self) -> list[Target]:
         """Every target of every data set."""

@@ -498,7 +498,7 @@ def run_serve_bench(model_dir: Path, source: str, *, layout: CoreLayout, request
                                   load_average_end=load_average())
     ratios = serve_ratios(servers, headline_case(plan.cases))
     return ServeResult(
-        machine=machine,
+        benchmark="serve", machine=machine,
         model=ServedModel(source, str(model.path), model.system, model.hidden, K,
                           model.horizons_ms, "int8"),
         layout=layout.result(), workload=_workload(plan), servers=servers, ratios=ratios,

@@ -16,6 +16,7 @@ targets:
   plan's success criteria;
 * issue 9: System B earns its place (B against the ridge baseline, the gate's
   fallback win rate, B's jitter against A's).
+* issue 11: the uncertainty radius's coverage (87-93 % at every horizon).
 * issue 10: the forward-push PageRank (certificate, work flat in the graph's
   size, against networkx) and active selection against uniform sampling.
 """
@@ -28,8 +29,8 @@ from tmn_bench.results import (Comparison, CriterionOne, CriterionTwo, EngineRes
                                GateSummary, PlanCriteria, PushResult, SeedTarget, ServeRatios,
                                ServerNotRun, ServerRun, Skipped, Target, ThroughputCase)
 
-ENGINE, SERVE, ACCURACY, B_EARNS, SELECTION = ("issue 2", "issue 4", "issue 5", "issue 9",
-                                              "issue 10")
+ENGINE, SERVE, ACCURACY, B_EARNS, SELECTION, SENSORS = ("issue 2", "issue 4", "issue 5",
+                                                       "issue 9", "issue 10", "issue 11")
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,19 @@ def jitter_target(who: str, b_jitter: float, a_jitter: float, headline: str) -> 
     """B's tick-to-tick jitter of the headline point against its A's."""
     return seed_target(B_OVER_A_JITTER, who, b_jitter / a_jitter if a_jitter > 0 else None,
                        "" if a_jitter > 0 else "A has no jitter", headline=headline)
+
+
+COVERAGE_LOW = Stated("90 % radius coverage, lowest over the horizons", 0.87, ">=", "",
+                      SENSORS)
+COVERAGE_HIGH = Stated("90 % radius coverage, highest over the horizons", 0.93, "<=", "",
+                       SENSORS)
+
+
+def coverage_targets(label: str, coverage: list[float], precision: str) -> list[SeedTarget]:
+    """The radius covers 87-93 % of the errors at every horizon (two rows: the
+    lowest and the highest horizon's coverage)."""
+    return [seed_target(COVERAGE_LOW, label, min(coverage), precision),
+            seed_target(COVERAGE_HIGH, label, max(coverage), precision)]
 
 
 def int8_target(label: str, ratio: float, headline: str) -> SeedTarget:

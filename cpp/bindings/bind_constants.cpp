@@ -52,7 +52,10 @@ void bind_constants(py::module_& m) {
       .value("ticks", wire::Kind::ticks)
       .value("predictions", wire::Kind::predictions)
       .value("error", wire::Kind::error)
-      .value("position_ticks", wire::Kind::position_ticks);
+      .value("position_ticks", wire::Kind::position_ticks)
+      .value("point_ticks", wire::Kind::point_ticks)
+      .value("point_position_ticks", wire::Kind::point_position_ticks)
+      .value("points", wire::Kind::points);
   py::enum_<Isa>(m, "Isa", "Instruction set of the GRU kernels.")
       .value("scalar", Isa::scalar)
       .value("avx2", Isa::avx2)

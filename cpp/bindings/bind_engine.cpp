@@ -91,10 +91,12 @@ py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
   py::array_t<double> t_grid(n);
   py::array_t<std::uint32_t> work(n), total(n);
   py::array_t<std::uint32_t> stages({n, static_cast<py::ssize_t>(kStages)});
+  py::array_t<float> radius({n, static_cast<py::ssize_t>(K)});
   ReplayOutput out{paths.mutable_data(), status.mutable_data(), verdict.mutable_data(),
                    cert.mutable_data(),  d2.mutable_data(),     blend.mutable_data(),
                    t_grid.mutable_data(), work.mutable_data(),  stages.mutable_data(),
                    total.mutable_data()};
+  out.radius = radius.mutable_data();
   py::object prior = py::none(), proposal = py::none();
   if (candidates) {
     py::array_t<double> a = path_array(n, K), b = path_array(n, K);
@@ -108,21 +110,11 @@ py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
     py::gil_scoped_release release;
     good = e.replay(in, out);
   }
-  py::dict d;
-  d["paths"] = paths;
-  d["status"] = status;
-  d["verdict"] = verdict;
-  d["cert"] = cert;
-  d["d2"] = d2;
-  d["blend"] = blend;
-  d["t_grid"] = t_grid;
-  d["work"] = work;
-  d["stage_ns"] = stages;
-  d["total_ns"] = total;
-  d["ok"] = good;
-  d["prior"] = prior;
-  d["proposal"] = proposal;
-  return d;
+  using namespace py::literals;
+  return py::dict("paths"_a = paths, "status"_a = status, "verdict"_a = verdict, "cert"_a = cert,
+                  "d2"_a = d2, "blend"_a = blend, "t_grid"_a = t_grid, "work"_a = work,
+                  "stage_ns"_a = stages, "total_ns"_a = total, "radius"_a = radius, "ok"_a = good,
+                  "prior"_a = prior, "proposal"_a = proposal);
 }
 
 py::dict int8_scratch(const Engine& e) {
@@ -167,6 +159,7 @@ void bind_model_spec(py::module_& m) {
       .def_readwrite("horizons_s", &M::horizons_s).def_readwrite("ingest", &M::ingest)
       .def_readwrite("feature_mean", &M::feature_mean).def_readwrite("feature_std", &M::feature_std)
       .def_readwrite("gate_variance", &M::gate_variance)
+      .def_readwrite("radius_c0", &M::radius_c0).def_readwrite("radius_c1", &M::radius_c1)
       .def_readwrite("output_scale", &M::output_scale)
       .def_readwrite("window_s", &M::window_s).def_readwrite("max_gap_s", &M::max_gap_s)
       .def_readwrite("kalman", &M::kalman).def_readwrite("gate", &M::gate)
@@ -201,11 +194,21 @@ void bind_prediction(py::module_& m) {
           py::arg("dt"),
           "(x, y) predicted dt seconds after the tick, between the horizons (cubic "
           "Hermite, Catmull-Rom slopes); NaN outside (0, t_grid + h_K - t].")
+      .def("radius_at", &P::radius_at, py::arg("dt"),
+           "The error radius of at(dt): linear in time between the horizons' radii, from 0 "
+           "at the path's origin; NaN where at(dt) is NaN or there is no radius.")
       .def_property_readonly("path", [](const Prediction& p) {
         py::array_t<double> a({static_cast<py::ssize_t>(p.horizons), py::ssize_t{2}});
         std::memcpy(a.mutable_data(), p.path.data(), 2 * p.horizons * sizeof(double));
         return a;
-      });
+      })
+      .def_property_readonly(
+          "radius",
+          [](const Prediction& p) {
+            return buffer_to_array<float>(p.radius, static_cast<std::size_t>(p.horizons));
+          },
+          "The 90 % error radius of each path point, data units (NaN while warming or "
+          "for a model without an uncertainty calibration).");
 }
 
 }  // namespace

@@ -195,6 +195,24 @@ Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_stream
       }
     }
   }
+  has_radius_ = !m.radius_c0.empty();
+  if (has_radius_ || !m.radius_c1.empty()) {
+    require(m.radius_c0.size() == static_cast<std::size_t>(K_) &&
+                m.radius_c1.size() == static_cast<std::size_t>(K_),
+            "uncertainty: need radius_c0 and radius_c1, one per horizon");
+    // bounded so that a radius stays finite in float32 for any valid tick
+    const double r_max = std::min(ranges_.pos_max[0], ranges_.pos_max[1]);
+    const double v_max = std::hypot(ranges_.vel_max[0], ranges_.vel_max[1]);
+    for (int k = 0; k < K_; ++k) {
+      const double c0 = m.radius_c0[k], c1 = m.radius_c1[k];
+      require(c0 >= 0.0 && c1 >= 0.0 && c0 + c1 > 0.0 && std::sqrt(c0) <= r_max &&
+                  std::sqrt(c1) * v_max <= r_max,
+              "uncertainty: radius_c0 and radius_c1 must be >= 0, not both 0, and "
+              "within the model's position range");
+      radius_c0_[k] = c0;
+      radius_c1_[k] = c1;
+    }
+  }
   clock::calibrate();
 }
 
@@ -352,6 +370,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
     out.path[2 * kk + 1] = by + rel[2 * kk + 1];
     finite = finite && std::isfinite(out.path[2 * kk]) && std::isfinite(out.path[2 * kk + 1]);
   }
+  radius(s, out);
   out.status = Status::ok;
   if (!finite) {  // refuse the tick and put the stream back as it was
     if (inserted) {
@@ -374,6 +393,18 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   return out.status;
 }
 
+void Engine::radius(const StreamState& s, Prediction& out) const noexcept {
+  // r_k = sqrt(c0_k + c1_k |v|^2): the 90 % error radius (docs/uncertainty.md)
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  if (!has_radius_ || out.verdict == Verdict::warming) {
+    for (int k = 0; k < K_; ++k) out.radius[k] = nan;
+    return;
+  }
+  const double v2 = s.kf.vx * s.kf.vx + s.kf.vy * s.kf.vy;
+  for (int k = 0; k < K_; ++k)
+    out.radius[k] = static_cast<float>(std::sqrt(radius_c0_[k] + radius_c1_[k] * v2));
+}
+
 std::array<double, 2> Prediction::at(double dt) const noexcept {
   const double s = (t - t_grid) + dt;  // time since the path's start
   const int K = horizons;
@@ -393,6 +424,17 @@ std::array<double, 2> Prediction::at(double dt) const noexcept {
     out[a] = h00 * knot(j, a) + h10 * h0 * slope(j, a) + h01 * knot(j + 1, a) +
              h11 * h0 * slope(j + 1, a);
   return out;
+}
+
+float Prediction::radius_at(double dt) const noexcept {
+  const double s = (t - t_grid) + dt;  // time since the path's start
+  const int K = horizons;
+  if (!(dt > 0.0) || !(s <= K * h0) || K < 1 || status != Status::ok)
+    return std::numeric_limits<float>::quiet_NaN();
+  const int j = std::min(static_cast<int>(s / h0), K - 1);  // between knots j and j + 1
+  const double u = s / h0 - j;
+  const double lo = j == 0 ? 0.0 : radius[j - 1];
+  return static_cast<float>(lo + u * (radius[j] - lo));
 }
 
 Status Engine::reset(std::uint64_t stream) noexcept {
@@ -427,6 +469,8 @@ std::uint64_t Engine::replay(const ReplayInput& in, const ReplayOutput& out) noe
       out.blend[i] = p.blend;
       out.t_grid[i] = p.t_grid;
       out.work[i] = p.work;
+      if (out.radius)
+        for (int k = 0; k < K_; ++k) out.radius[i * K_ + k] = p.radius[k];
       if (with_candidates) {
         const std::uint32_t slot = table_.find(p.stream);
         candidates(table_.state(slot), table_.outputs(slot), out.prior + i * P,
@@ -442,6 +486,8 @@ std::uint64_t Engine::replay(const ReplayInput& in, const ReplayOutput& out) noe
       out.blend[i] = 0.0f;
       out.t_grid[i] = kNaN;
       out.work[i] = 0;
+      if (out.radius)
+        for (int k = 0; k < K_; ++k) out.radius[i * K_ + k] = std::numeric_limits<float>::quiet_NaN();
     }
   }
   return good;

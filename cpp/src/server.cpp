@@ -90,9 +90,9 @@ std::string cpu_list(const std::vector<int>& cpus) {
   return s;
 }
 
-std::size_t record_bytes(int K) { return sizeof(wire::PredictionRecord) + 16u * K; }
+std::size_t record_bytes(int K) { return wire::prediction_record_bytes(K); }
 
-// Write one prediction record (and its path) at out.
+// Write one prediction record (and its path and radius) at out.
 void write_record(const Prediction& p, Status st, int K, std::uint8_t* out) noexcept {
   wire::PredictionRecord r{};
   r.stream = p.stream;
@@ -108,12 +108,39 @@ void write_record(const Prediction& p, Status st, int K, std::uint8_t* out) noex
   for (int s = 0; s < kStages; ++s) r.stage_ns[s] = p.stage_ns[s];
   r.t_grid = ok ? p.t_grid : std::numeric_limits<double>::quiet_NaN();
   std::memcpy(out, &r, sizeof r);
+  std::uint8_t* radius = out + sizeof r + 16u * K;
   if (st == Status::ok) {
     std::memcpy(out + sizeof r, p.path.data(), 16u * K);
+    std::memcpy(radius, p.radius.data(), 4u * K);
   } else {
     const double nan = std::numeric_limits<double>::quiet_NaN();
+    const float fnan = std::numeric_limits<float>::quiet_NaN();
     for (int i = 0; i < 2 * K; ++i) std::memcpy(out + sizeof r + 8u * i, &nan, 8);
+    for (int i = 0; i < K; ++i) std::memcpy(radius + 4u * i, &fnan, 4);
   }
+}
+
+// Write one point record: the prediction dt seconds after the tick.
+void write_point(const Prediction& p, Status st, double dt, std::uint8_t* out) noexcept {
+  wire::PointRecord r{};
+  const bool ok = st == Status::ok;
+  r.stream = p.stream;
+  r.t = p.t;
+  r.status = static_cast<std::uint8_t>(st);
+  r.verdict = ok ? static_cast<std::uint8_t>(p.verdict) : kNoPrediction;
+  r.flags = p.restarted ? 1 : 0;
+  const std::array<double, 2> q = p.at(dt);  // NaN when not ok
+  r.x = q[0];
+  r.y = q[1];
+  r.radius = ok ? p.radius_at(dt) : std::numeric_limits<float>::quiet_NaN();
+  r.total_ns = p.total_ns;
+  std::memcpy(out, &r, sizeof r);
+}
+
+void write_points_header(std::uint32_t count, std::uint32_t seq, std::uint8_t* out) noexcept {
+  const wire::Header h{wire::kMagic, wire::kVersion,
+                       static_cast<std::uint16_t>(wire::Kind::points), count, seq};
+  std::memcpy(out, &h, sizeof h);
 }
 
 void write_prediction_header(std::uint32_t count, std::uint32_t seq, int K,
@@ -292,8 +319,17 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
     ::close(wake_fd_);
     throw std::runtime_error(msg);
   };
-  const int linger = 500, one = 1, sndhwm = kSendHwm, rcvhwm = kRecvHwm, pubhwm = kPubHwm;
+  const int linger = 500, one = 1, rcvhwm = kRecvHwm;
   const std::int64_t maxmsg = static_cast<std::int64_t>(kMaxMessageBytes);
+  // A socket peers reach: its send queue, message size and linger bounded.
+  const auto open_socket = [&](int type, const char* name, int sndhwm) {
+    void* sock = zmq_socket(ctx_, type);
+    if (sock == nullptr) fail(std::string("zmq_socket(") + name + ")");
+    zmq_setsockopt(sock, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    return sock;
+  };
   const auto secure = [&](void* sock) {
     if (!curve) return true;
     return zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "tmn", 3) == 0 &&
@@ -304,12 +340,8 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
     zap_ = zmq_socket(ctx_, ZMQ_REP);
     if (zap_ == nullptr || zmq_bind(zap_, "inproc://zeromq.zap.01") != 0) fail("ZAP handler");
   }
-  router_ = zmq_socket(ctx_, ZMQ_ROUTER);
-  if (router_ == nullptr) fail("zmq_socket(ROUTER)");
-  zmq_setsockopt(router_, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+  router_ = open_socket(ZMQ_ROUTER, "ROUTER", kSendHwm);
   zmq_setsockopt(router_, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
-  zmq_setsockopt(router_, ZMQ_LINGER, &linger, sizeof linger);
-  zmq_setsockopt(router_, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
   zmq_setsockopt(router_, ZMQ_ROUTER_MANDATORY, &one, sizeof one);  // a full queue is counted
   // A client reconnecting under its routing id takes it over at once. Not
   // with CURVE: there a routing id would let one key take another's replies
@@ -325,12 +357,8 @@ Server::Server(Engine* engine, const ServerConfig& cfg) : cfg_(cfg), engine_(eng
   if (!cfg_.pub_endpoint.empty()) {
     // XPUB with NODROP: a full subscriber queue makes the send fail (counted
     // as dropped_pub) instead of dropping silently
-    pub_ = zmq_socket(ctx_, ZMQ_XPUB);
-    if (pub_ == nullptr) fail("zmq_socket(XPUB)");
-    zmq_setsockopt(pub_, ZMQ_SNDHWM, &pubhwm, sizeof pubhwm);
-    zmq_setsockopt(pub_, ZMQ_LINGER, &linger, sizeof linger);
+    pub_ = open_socket(ZMQ_XPUB, "XPUB", kPubHwm);
     zmq_setsockopt(pub_, ZMQ_XPUB_NODROP, &one, sizeof one);
-    zmq_setsockopt(pub_, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     if (!secure(pub_)) fail("CURVE on PUB");
     if (zmq_bind(pub_, cfg_.pub_endpoint.c_str()) != 0)
       fail("cannot bind PUB " + cfg_.pub_endpoint);
@@ -736,8 +764,9 @@ void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, const Scope*
   const auto* data = static_cast<const std::uint8_t*>(zmq_msg_data(payload));
   const std::size_t n = zmq_msg_size(payload);
   wire::Header h;
+  wire::PointQuery query;
   const char* why = "";
-  if (const std::uint16_t code = wire::check_tick_frame(data, n, h, &why)) {
+  if (const std::uint16_t code = wire::check_tick_frame(data, n, h, query, &why)) {
     const auto e = static_cast<wire::FrameError>(code);
     send_error(e, e == wire::FrameError::bad_magic ? 0 : h.seq, why);
     return;
@@ -775,7 +804,9 @@ void Server::accept_ticks(zmq_msg_t* payload, std::uint64_t t_recv, const Scope*
   j.owner = scope ? scope->owner : keyed(secret_, identity_, identity_size_, kOwnerOfPeer);
   j.count = h.count;
   j.seq = h.seq;
-  j.has_velocity = h.kind == static_cast<std::uint16_t>(wire::Kind::ticks);
+  j.has_velocity = wire::has_velocity(h.kind);
+  j.point = wire::is_point_kind(h.kind);
+  j.at_dt = query.dt;
   j.next = 0;
   j.started = j.done = false;
   order_[njobs_++] = idx;
@@ -796,8 +827,9 @@ bool Server::run_slice() noexcept {
     }
     if (earlier_computing || (j.done && earlier)) continue;
     if (j.done) {  // its reply waits for room in the peer's queue
+      const std::size_t idx = order_[pos];
       if (retry_reply(pos)) {
-        rr_ = pos;
+        rr_ = turn_after(pos, jobs_[idx]);
         return true;
       }
       continue;
@@ -806,8 +838,10 @@ bool Server::run_slice() noexcept {
 
     Engine& e = *engine_;
     const int K = e.horizons();
-    const std::size_t rb = record_bytes(K);
-    const std::size_t head = sizeof(wire::Header) + sizeof(wire::PredictionInfo);
+    // a point job answers with PointRecords behind a bare header (protocol.hpp)
+    const std::size_t rb = j.point ? sizeof(wire::PointRecord) : record_bytes(K);
+    const std::size_t head = sizeof(wire::Header) + (j.point ? 0 : sizeof(wire::PredictionInfo));
+    const std::size_t ticks_at = sizeof(wire::Header) + (j.point ? sizeof(wire::PointQuery) : 0);
     if (!j.started) {  // libzmq allocates the reply, which it then sends without a copy
       if (zmq_msg_init_size(&j.reply, head + j.count * rb) != 0) {
         std::memcpy(identity_, j.identity, j.identity_size);
@@ -821,8 +855,9 @@ bool Server::run_slice() noexcept {
         send_error(wire::FrameError::internal, seq, "out of memory for the reply");
         return true;
       }
-      write_prediction_header(j.count, j.seq, K,
-                              static_cast<std::uint8_t*>(zmq_msg_data(&j.reply)));
+      auto* reply = static_cast<std::uint8_t*>(zmq_msg_data(&j.reply));
+      if (j.point) write_points_header(j.count, j.seq, reply);
+      else write_prediction_header(j.count, j.seq, K, reply);
       j.started = true;
       ++started_jobs_;
     }
@@ -832,10 +867,11 @@ bool Server::run_slice() noexcept {
     Prediction p;
     while (j.next < j.count) {
       wire::TickRecord tr;
-      std::memcpy(&tr, data + sizeof(wire::Header) + j.next * sizeof tr, sizeof tr);
+      std::memcpy(&tr, data + ticks_at + j.next * sizeof tr, sizeof tr);
       const Tick k{tr.t, tr.x, tr.y, tr.vx, tr.vy, j.has_velocity};
       const Status st = tick_one(j, tr.stream, k, p);
-      write_record(p, st, K, rec);
+      if (j.point) write_point(p, st, j.at_dt, rec);
+      else write_record(p, st, K, rec);
       std::memcpy(rec, &tr.stream, sizeof tr.stream);  // the client's own id
       bump(counters_.ticks);
       bump(counters_.by_status[static_cast<int>(st) & 7]);
@@ -848,7 +884,7 @@ bool Server::run_slice() noexcept {
         tick_total_->record(p.total_ns);
         if (p.dt > 0.0) interval_ns_->record(p.dt * 1e9);
         live_->observe(k, p, j.t_recv);
-        if (pub_ != nullptr) publish(tr.stream, j.seq, K, rec, rb);
+        if (pub_ != nullptr) publish(tr.stream, j.seq, K, p);
       }
       ++j.next;
       rec += rb;
@@ -858,7 +894,8 @@ bool Server::run_slice() noexcept {
       j.done = true;
       j.t_done = clock::now();
       --started_jobs_;
-      if (!earlier && retry_reply(pos)) rr_ = pos;  // the job after it now sits at pos
+      const std::size_t idx = order_[pos];
+      if (!earlier && retry_reply(pos)) rr_ = turn_after(pos, jobs_[idx]);
       else rr_ = pos + 1;
     } else {
       rr_ = pos + 1;
@@ -917,16 +954,34 @@ bool Server::reclaim() noexcept {
   return n > 0;
 }
 
-void Server::publish(std::uint64_t stream, std::uint32_t seq, int K, const std::uint8_t* rec,
-                     std::size_t rb) noexcept {
-  // topic: the stream id, 8 bytes little-endian; then a one-record frame
+void Server::publish(std::uint64_t stream, std::uint32_t seq, int K,
+                     const Prediction& p) noexcept {
+  // topic: the stream id, 8 bytes little-endian; then a one-record prediction
+  // frame (whichever kind the request was), under the client's own id
   std::uint8_t* pb = pub_buf_.data();
   write_prediction_header(1, seq, K, pb);
-  std::memcpy(pb + sizeof(wire::Header) + sizeof(wire::PredictionInfo), rec, rb);
+  std::uint8_t* rec = pb + sizeof(wire::Header) + sizeof(wire::PredictionInfo);
+  write_record(p, Status::ok, K, rec);
+  std::memcpy(rec, &stream, sizeof stream);
+  const std::size_t rb = record_bytes(K);
   if (zmq_send(pub_, &stream, sizeof stream, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
       zmq_send(pub_, pb, sizeof(wire::Header) + sizeof(wire::PredictionInfo) + rb,
                ZMQ_DONTWAIT) < 0)
     bump(counters_.dropped_pub);
+}
+
+std::size_t Server::turn_after(std::size_t pos, const Job& gone) const noexcept {
+  // The job that followed the one just retired now sits at pos; the turn goes
+  // to the first job from there (cyclically) of another peer. Handing it to
+  // the retired job's peer again would let a peer whose small requests keep
+  // arriving (each done in one slice) keep the turn for ever, and a request
+  // appended just now must not jump ahead of the jobs already waiting.
+  for (std::size_t k = 0; k < njobs_; ++k) {
+    const std::size_t q = (pos + k) % njobs_;
+    if (!same_peer(jobs_[order_[q]], gone.identity_hash, gone.identity, gone.identity_size))
+      return q;
+  }
+  return njobs_ > 0 ? pos % njobs_ : 0;
 }
 
 bool Server::retry_reply(std::size_t pos) noexcept {

@@ -45,25 +45,37 @@ CsrMatrix CsrMatrix::from_dense(const double* a, int n) {
   return CsrMatrix(n, std::move(indptr), std::move(indices), std::move(data));
 }
 
+CsrPattern::CsrPattern(const char* owner, int n, std::vector<std::int32_t> indptr,
+                       std::vector<std::int32_t> indices)
+    : n_(n), indptr_(std::move(indptr)), indices_(std::move(indices)) {
+  const auto refuse = [owner](const std::string& what) {
+    throw std::invalid_argument(std::string(owner) + ": " + what);
+  };
+  if (n <= 0) refuse("n must be positive");
+  if (indptr_.size() != static_cast<std::size_t>(n) + 1 || indptr_[0] != 0 ||
+      static_cast<std::size_t>(indptr_[n]) != indices_.size())
+    refuse("indptr must have n + 1 entries from 0 to len(indices)");
+  for (int i = 0; i < n; ++i) {
+    if (indptr_[i + 1] < indptr_[i]) refuse("indptr must be non-decreasing");
+    max_row_nnz_ = std::max(max_row_nnz_, indptr_[i + 1] - indptr_[i]);
+    for (int p = indptr_[i]; p < indptr_[i + 1]; ++p)
+      if (indices_[p] < 0 || indices_[p] >= n)
+        refuse("index out of range in row " + std::to_string(i));
+  }
+}
+
 CsrMatrix::CsrMatrix(int n, std::vector<std::int32_t> indptr,
                      std::vector<std::int32_t> indices, std::vector<double> data)
-    : n_(n), indptr_(std::move(indptr)), indices_(std::move(indices)),
+    : CsrPattern("CsrMatrix", n, std::move(indptr), std::move(indices)),
       data_(std::move(data)), inv_diag_(static_cast<std::size_t>(n), 0.0) {
-  if (n <= 0) throw std::invalid_argument("CsrMatrix: n must be positive");
-  if (indptr_.size() != static_cast<std::size_t>(n) + 1 || indptr_[0] != 0 ||
-      static_cast<std::size_t>(indptr_[n]) != indices_.size() ||
-      indices_.size() != data_.size())
-    throw std::invalid_argument("CsrMatrix: indptr/indices/data lengths disagree");
+  if (data_.size() != nnz())
+    throw std::invalid_argument("CsrMatrix: data and indices differ in length");
+  const std::int32_t* ip = this->indptr();  // the moved-from parameter hides it
+  const std::int32_t* ix = this->indices();
   for (int i = 0; i < n; ++i) {
-    if (indptr_[i + 1] < indptr_[i])
-      throw std::invalid_argument("CsrMatrix: indptr must be non-decreasing");
-    max_row_nnz_ = std::max(max_row_nnz_, indptr_[i + 1] - indptr_[i]);
-    for (int p = indptr_[i]; p < indptr_[i + 1]; ++p) {
-      const int j = indices_[p];
-      if (j < 0 || j >= n)
-        throw std::invalid_argument("CsrMatrix: column index out of range in row " +
-                                    std::to_string(i));
-      if (p > indptr_[i] && indices_[p - 1] >= j)
+    for (int p = ip[i]; p < ip[i + 1]; ++p) {
+      const int j = ix[p];
+      if (p > ip[i] && ix[p - 1] >= j)
         throw std::invalid_argument("CsrMatrix: column indices must be sorted in row " +
                                     std::to_string(i));
       if (!std::isfinite(data_[p]))
@@ -76,22 +88,22 @@ CsrMatrix::CsrMatrix(int n, std::vector<std::int32_t> indptr,
   }
   std::vector<double> row(n, 0.0), col(n, 0.0);
   for (int i = 0; i < n; ++i)
-    for (int p = indptr_[i]; p < indptr_[i + 1]; ++p) {
+    for (int p = ip[i]; p < ip[i + 1]; ++p) {
       row[i] += std::fabs(data_[p]);
-      col[indices_[p]] += std::fabs(data_[p]);
+      col[ix[p]] += std::fabs(data_[p]);
     }
   std::vector<int> offsets;
   for (int i = 0; i < n && offsets.size() <= kMaxDiagonals; ++i)
-    for (int p = indptr_[i]; p < indptr_[i + 1]; ++p)
-      if (std::find(offsets.begin(), offsets.end(), indices_[p] - i) == offsets.end())
-        offsets.push_back(indices_[p] - i);
+    for (int p = ip[i]; p < ip[i + 1]; ++p)
+      if (std::find(offsets.begin(), offsets.end(), ix[p] - i) == offsets.end())
+        offsets.push_back(ix[p] - i);
   if (offsets.size() <= kMaxDiagonals) {
     std::sort(offsets.begin(), offsets.end());
     dia_offsets_ = offsets;
     dia_data_.assign(offsets.size() * static_cast<std::size_t>(n), 0.0);
     for (int i = 0; i < n; ++i)
-      for (int p = indptr_[i]; p < indptr_[i + 1]; ++p) {
-        const auto d = std::find(offsets.begin(), offsets.end(), indices_[p] - i) - offsets.begin();
+      for (int p = ip[i]; p < ip[i + 1]; ++p) {
+        const auto d = std::find(offsets.begin(), offsets.end(), ix[p] - i) - offsets.begin();
         dia_data_[static_cast<std::size_t>(d) * n + i] = data_[p];
       }
   }
@@ -100,11 +112,13 @@ CsrMatrix::CsrMatrix(int n, std::vector<std::int32_t> indptr,
 }
 
 double CsrMatrix::gershgorin_lower_bound() const noexcept {
+  const std::int32_t* ip = indptr();
+  const std::int32_t* ix = indices();
   double lb = std::numeric_limits<double>::infinity();
-  for (int i = 0; i < n_; ++i) {
+  for (int i = 0; i < n(); ++i) {
     double diag = 0.0, off = 0.0;
-    for (int p = indptr_[i]; p < indptr_[i + 1]; ++p) {
-      if (indices_[p] == i) diag = data_[p];
+    for (int p = ip[i]; p < ip[i + 1]; ++p) {
+      if (ix[p] == i) diag = data_[p];
       else off += std::fabs(data_[p]);
     }
     lb = std::min(lb, diag - off);

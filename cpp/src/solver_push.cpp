@@ -10,22 +10,14 @@ namespace tmn::solver {
 
 PushGraph::PushGraph(int n, std::vector<std::int32_t> indptr, std::vector<std::int32_t> indices,
                      std::vector<double> weights)
-    : n_(n), indptr_(std::move(indptr)), indices_(std::move(indices)),
-      weights_(std::move(weights)), inv_w_(static_cast<std::size_t>(std::max(n, 0)), 0.0) {
-  if (n <= 0) throw std::invalid_argument("PushGraph: n must be positive");
-  if (indptr_.size() != static_cast<std::size_t>(n) + 1 || indptr_[0] != 0 ||
-      static_cast<std::size_t>(indptr_[n]) != indices_.size())
-    throw std::invalid_argument("PushGraph: indptr must have n + 1 entries from 0 to len(indices)");
-  if (!weights_.empty() && weights_.size() != indices_.size())
+    : CsrPattern("PushGraph", n, std::move(indptr), std::move(indices)),
+      weights_(std::move(weights)), inv_w_(static_cast<std::size_t>(n), 0.0) {
+  if (!weights_.empty() && weights_.size() != nnz())
     throw std::invalid_argument("PushGraph: weights and indices differ in length");
+  const std::int32_t* ip = this->indptr();  // the moved-from parameter hides it
   for (int u = 0; u < n; ++u) {
-    if (indptr_[u + 1] < indptr_[u])
-      throw std::invalid_argument("PushGraph: indptr must be non-decreasing");
     double w_sum = 0.0;
-    for (int e = indptr_[u]; e < indptr_[u + 1]; ++e) {
-      if (indices_[e] < 0 || indices_[e] >= n)
-        throw std::invalid_argument("PushGraph: node index out of range in row " +
-                                    std::to_string(u));
+    for (int e = ip[u]; e < ip[u + 1]; ++e) {
       const double w = weights_.empty() ? 1.0 : weights_[e];
       if (!(std::isfinite(w) && w >= 0.0))
         throw std::invalid_argument("PushGraph: weights must be finite and >= 0 (row " +
@@ -37,7 +29,6 @@ PushGraph::PushGraph(int n, std::vector<std::int32_t> indptr, std::vector<std::i
                                   " overflow");
     if (w_sum > 0.0) inv_w_[u] = 1.0 / w_sum;
     else ++dangling_;
-    max_degree_ = std::max(max_degree_, indptr_[u + 1] - indptr_[u]);
   }
 }
 
@@ -46,9 +37,9 @@ void PushGraph::check_restart(const std::int32_t* nodes, const double* weights,
   if (count <= 0) throw std::invalid_argument("restart: give at least one node");
   double total = 0.0;
   for (int i = 0; i < count; ++i) {
-    if (nodes[i] < 0 || nodes[i] >= n_)
+    if (nodes[i] < 0 || nodes[i] >= n())
       throw std::invalid_argument("restart: node " + std::to_string(nodes[i]) +
-                                  " is not in the graph (n = " + std::to_string(n_) + ")");
+                                  " is not in the graph (n = " + std::to_string(n()) + ")");
     if (!(std::isfinite(weights[i]) && weights[i] >= 0.0))
       throw std::invalid_argument("restart: weights must be finite and >= 0");
     total += weights[i];

@@ -48,6 +48,7 @@ class FrameError(_Enum):
     bad_envelope: FrameError
     internal: FrameError
     overloaded: FrameError
+    bad_query: FrameError
 
 class FrameKind(_Enum):
     """What a binary frame carries."""
@@ -56,6 +57,9 @@ class FrameKind(_Enum):
     predictions: FrameKind
     error: FrameKind
     position_ticks: FrameKind
+    point_ticks: FrameKind
+    point_position_ticks: FrameKind
+    points: FrameKind
 
 class Isa(_Enum):
     """Instruction set of the GRU kernels."""
@@ -243,6 +247,8 @@ class ModelSpec:
     kalman: KalmanParams
     gate: GateParams
     gate_variance: list[float]
+    radius_c0: list[float]
+    radius_c1: list[float]
     # w_ih, w_hh, b_ih, b_hh, w_out, b_out, s_ih, s_hh, s_out (float32), q_ih, q_hh, q_out (int8)
     tensors: dict[str, npt.NDArray[Any]]
     def __init__(self) -> None: ...
@@ -263,6 +269,9 @@ class Prediction:
     @property
     def origin(self) -> tuple[float, float]: ...
     def at(self, dt: float) -> tuple[float, float]: ...
+    def radius_at(self, dt: float) -> float: ...
+    @property
+    def radius(self) -> npt.NDArray[np.float32]: ...
     @property
     def status(self) -> Status: ...
     @property

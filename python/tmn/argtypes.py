@@ -1,10 +1,13 @@
-"""argparse value types shared by tmn-serve and tmn-client: a bad value is a
-usage error (exit 2, one line), never a traceback later."""
+"""What the command lines share: a user's mistake is one line on stderr and
+exit code 2, never a traceback. The argparse value types of tmn-serve and
+tmn-client make a bad value a usage error at once; :func:`run_command` does
+the same for the errors a command raises later (tmn-train, tmn-hub)."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 
 
@@ -21,3 +24,14 @@ def bounded(kind: type[int] | type[float], lo: float,
         return v
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def run_command(prog: str, command: Callable[[], int],
+                user_errors: tuple[type[Exception], ...]) -> int:
+    """The exit code of ``command()``; one of ``user_errors`` is printed as
+    ``PROG: error: MESSAGE`` on stderr instead, and exits 2."""
+    try:
+        return int(command())
+    except user_errors as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2

@@ -53,13 +53,16 @@ def model_tensors(w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np
 def artifact_config(*, system: str, sample_rate_hz: float, window_ms: float, max_gap_ms: float,
                     horizons_ms: list[float], ingest: dict[str, float], hidden: int,
                     normalisation: dict[str, list[float]], kalman: dict[str, float],
-                    gate: dict[str, Any] | None, provenance: dict[str, Any]) -> dict[str, Any]:
+                    gate: dict[str, Any] | None, provenance: dict[str, Any],
+                    uncertainty: dict[str, Any] | None = None) -> dict[str, Any]:
     """``config.json`` of docs/model-format.md, without ``weights`` (which
     :func:`write_artifact` adds). ``ingest`` has ``velocity_window`` and
     ``highpass_ms``; ``normalisation`` has ``mean``, ``std`` (one per feature of
     the system) and ``output_scale``; ``kalman`` has ``q``, ``r_pos``, ``r_vel``;
     ``gate`` (System B only) has ``eps``, ``budget``, ``lambda``, ``threshold``,
-    ``blend_ms`` and ``variance`` ("prior", or one variance per horizon)."""
+    ``blend_ms`` and ``variance`` ("prior", or one variance per horizon);
+    ``uncertainty`` (optional) has ``quantile``, ``radius_c0`` and ``radius_c1``
+    (one per horizon) and may say how they were found."""
     c: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "system": system,
@@ -79,6 +82,8 @@ def artifact_config(*, system: str, sample_rate_hz: float, window_ms: float, max
     if gate is not None:
         c["gate"] = {k: gate[k] for k in ("eps", "budget", "lambda", "threshold", "blend_ms",
                                           "variance")}
+    if uncertainty is not None:
+        c["uncertainty"] = dict(uncertainty)
     return c
 
 

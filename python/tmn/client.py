@@ -75,13 +75,16 @@ class Client:
             raise TimeoutError(f"no reply from {self.endpoint} within {t} ms")
         return self._sock.recv()
 
-    def send(self, ticks: np.ndarray, seq: int | None = None, velocity: bool = True) -> int:
+    def send(self, ticks: np.ndarray, seq: int | None = None, velocity: bool = True,
+             at: float | None = None) -> int:
         """Send a batch (TICK_DTYPE array, 1 to 4096 ticks) without waiting; returns its
-        seq. ``velocity=False``: position-only ticks (the engine differentiates)."""
+        seq. ``velocity=False``: position-only ticks (the engine differentiates).
+        ``at``: ask for the predicted point ``at`` seconds after each tick instead
+        of the whole path (records of protocol.POINT_DTYPE)."""
         if seq is None:
             self._seq = (self._seq + 1) & 0xFFFFFFFF
             seq = self._seq
-        self._sock.send(encode_ticks(ticks, seq, velocity), copy=False)
+        self._sock.send(encode_ticks(ticks, seq, velocity, at), copy=False)
         return seq
 
     def recv(self, timeout_s: float | None = None) -> Predictions:
@@ -92,20 +95,25 @@ class Client:
             raise ProtocolError("bad_kind", f"expected predictions, got JSON: {frame[:200]!r}")
         return decode_reply(frame)
 
-    def ticks(self, ticks: np.ndarray, velocity: bool = True) -> Predictions:
-        """Send one batch and wait for its predictions (``velocity=False``: position-only)."""
-        seq = self.send(ticks, velocity=velocity)
+    def ticks(self, ticks: np.ndarray, velocity: bool = True,
+              at: float | None = None) -> Predictions:
+        """Send one batch and wait for its predictions (``velocity=False``: position-only;
+        ``at``: only the point ``at`` seconds after each tick)."""
+        seq = self.send(ticks, velocity=velocity, at=at)
         reply = self.recv()
         if reply.seq != seq:
             raise ProtocolError("bad_request", f"reply seq {reply.seq} != request seq {seq}")
         return reply
 
     def tick(self, t: float, x: float, y: float, vx: float | None = None,
-             vy: float | None = None, stream: int = 0) -> np.void:
-        """One tick, one prediction record (fields as protocol.prediction_dtype); without
-        ``vx``, ``vy`` a position-only tick, whose velocity the engine computes."""
+             vy: float | None = None, stream: int = 0, at: float | None = None) -> np.void:
+        """One tick, one prediction record (fields as protocol.prediction_dtype: the
+        path and each point's 90 % ``radius``); without ``vx``, ``vy`` a position-only
+        tick, whose velocity the engine computes. With ``at`` (seconds), only the
+        predicted point at ``t + at`` (fields as protocol.POINT_DTYPE: x, y, radius),
+        e.g. ``at=1/60`` for the next display frame."""
         return self.ticks(make_ticks(t, x, y, vx, vy, stream),
-                          velocity=vx is not None).records[0]
+                          velocity=vx is not None, at=at).records[0]
 
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send a JSON control request and return the JSON reply."""
@@ -278,7 +286,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The tmn-client command line."""
-    p = argparse.ArgumentParser(prog="tmn-client", description="Talk to a running tmn-serve.")
+    p = argparse.ArgumentParser(prog="tmn-client", description="Talk to a running tmn-serve; "
+                                "'web' serves the live browser demo.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
     p.add_argument("--key", type=Path, default=None, metavar="FILE",
@@ -306,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     k = sub.add_parser("keygen", help="write a CURVE key pair NAME.key and NAME.key_secret")
     k.add_argument("name")
     k.add_argument("--dir", type=Path, default=Path("."), help="folder to write to")
+    from tmn.web import cli as web_cli  # argparse only; the server loads when it runs
+
+    web_cli.add_arguments(sub.add_parser(
+        "web", help="serve the live browser demo: move the pointer, see the predicted path "
+                    "(in-process engines; needs tmn[web]; docs/web-demo.md)"))
     args = p.parse_args(argv)
     try:
         if args.cmd == "keygen":
@@ -314,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_replay(args)
         if args.cmd == "demo":
             return cmd_demo(args)
+        if args.cmd == "web":
+            return web_cli.run(args)
         with _client(args) as c:
             reply = c.stats() if args.cmd == "stats" else c.health()
         if args.cmd == "stats" and args.format == "prometheus":

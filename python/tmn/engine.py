@@ -55,7 +55,9 @@ class Replay:
     tick reached); ``verdict`` holds :class:`tmn.Verdict` values
     (:data:`NO_PREDICTION` where there is no prediction); ``blend`` is B's
     weight of the certified path in the served one; ``stage_ns`` is (N, 5) in
-    the order of :data:`STAGES`.
+    the order of :data:`STAGES`; ``radius`` (N, K) is each point's calibrated
+    90 % error radius in data units (NaN while warming, for refused ticks, and
+    for a model without an uncertainty calibration; docs/uncertainty.md).
     With ``candidates=True``, ``prior`` and ``proposal`` (N, K, 2) hold each
     tick's two candidate paths, whichever was served: the Kalman prior, and
     the network's own path (A: measured position + output; B: prior +
@@ -72,6 +74,7 @@ class Replay:
     work: np.ndarray
     stage_ns: np.ndarray
     total_ns: np.ndarray
+    radius: np.ndarray
     ok: int
     prior: np.ndarray | None = None
     proposal: np.ndarray | None = None

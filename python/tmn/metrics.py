@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-QUANTILES = (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99"), ("0.999", "p99.9"))
+from tmn.engine import PERCENTILES
+
+# (Prometheus quantile label, stats key) of every reported percentile (tmn._core)
+QUANTILES = tuple((f"{p / 100:g}", name) for name, p in PERCENTILES)
 COUNTERS = {
     "messages": "requests received", "batches": "tick batches accepted",
     "ticks": "ticks received", "ticks_ok": "ticks answered with a prediction",

@@ -124,6 +124,10 @@ class Model:
             s.gate = _core.GateParams(float(g["eps"]), int(g["budget"]), float(g["lambda"]),
                                       float(g["threshold"]), float(g["blend_ms"]) / 1000.0)
             s.gate_variance = [] if g["variance"] == "prior" else [float(v) for v in g["variance"]]
+        u = c.get("uncertainty")
+        if u is not None:
+            s.radius_c0 = [float(v) for v in u["radius_c0"]]
+            s.radius_c1 = [float(v) for v in u["radius_c1"]]
         s.tensors = {name: t[tensor].ravel() for name, tensor in _SPEC_TENSORS.items()}
         return s
 
@@ -248,6 +252,18 @@ def _check_gate(file: Path, cfg: dict[str, Any], horizons: int) -> None:
         _number_list(file, cfg, "gate.variance", horizons, positive=True)
 
 
+def _check_uncertainty(file: Path, cfg: dict[str, Any], horizons: int) -> None:
+    """The optional radius calibration (docs/uncertainty.md): r_k^2 = c0_k + c1_k |v|^2."""
+    _number(file, cfg, "uncertainty.quantile", 0, 1, lo_open=True, hi_open=True)
+    c0 = _number_list(file, cfg, "uncertainty.radius_c0", horizons)
+    c1 = _number_list(file, cfg, "uncertainty.radius_c1", horizons)
+    for field, values in (("uncertainty.radius_c0", c0), ("uncertainty.radius_c1", c1)):
+        if min(values) < 0:
+            raise _fail(file, field, f"must hold numbers >= 0, got {min(values)!r}")
+    if any(a + b <= 0 for a, b in zip(c0, c1)):
+        raise _fail(file, "uncertainty.radius_c0", "radius_c0 and radius_c1 are both 0 at a horizon")
+
+
 def _read_config(file: Path) -> dict[str, Any]:
     text = _read_bounded(file, MAX_CONFIG_BYTES)
     try:
@@ -306,6 +322,8 @@ def _read_config(file: Path) -> dict[str, Any]:
     _number(file, cfg, "kalman.r_vel", _core.MIN_KALMAN_R, _core.MAX_KALMAN_R)
     if cfg["system"] == "B":
         _check_gate(file, cfg, len(h))
+    if "uncertainty" in cfg:
+        _check_uncertainty(file, cfg, len(h))
     q = cfg.get("quantisation")
     if not isinstance(q, dict) or q.get("scheme") != QUANT_SCHEME:
         raise _fail(file, "quantisation.scheme", f"must be '{QUANT_SCHEME}'")

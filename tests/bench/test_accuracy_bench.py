@@ -145,7 +145,16 @@ def test_statistics_targets_and_plan_criteria(run) -> None:
     assert kinds == {"B / A P99 error @500 ms", "B better than A: paired p (block t-test)",
                      "B / Kalman-only MSE @500 ms", "B / ridge P99 error @500 ms",
                      "gate pass rate", "mean certificate error", "INT8 / FP32 MSE @500 ms",
-                     "B / A jitter @500 ms"} | ({"gate fallback win rate"} if fired else set())
+                     "B / A jitter @500 ms",
+                     "90 % radius coverage, lowest over the horizons",
+                     "90 % radius coverage, highest over the horizons",
+                     } | ({"gate fallback win rate"} if fired else set())
+    for label in ("A0", "B0"):  # the tiny models are calibrated: their coverage is reported
+        cov = d["coverage"][f"{label} int8"]
+        assert len(cov) == len(d["horizons_ms"]) and all(0 < c <= 1 for c in cov)
+        (low,) = [t for t in d["targets"] if t["kind"].endswith("lowest over the horizons")
+                  and t["who"] == label]
+        assert low["value"] == pytest.approx(min(cov))
     (jit,) = [t for t in d["targets"] if t["kind"] == "B / A jitter @500 ms"]
     assert jit["value"] == pytest.approx(d["predictors"]["B0 int8"]["jitter"][-1]
                                          / d["predictors"]["A0 int8"]["jitter"][-1])
@@ -210,7 +219,8 @@ def test_interleaved_replay_answers_exactly_like_one_replay(artifacts: dict[str,
 
 
 def _keys(d: object, at: str = "",
-          named: tuple[str, ...] = ("predictors", "gate", "latency", "int8_over_fp32_mse")
+          named: tuple[str, ...] = ("predictors", "gate", "latency", "int8_over_fp32_mse",
+                                    "coverage")
           ) -> set[str]:
     """Every key path of a JSON value (list items merged; the keys of the dicts by
     model or predictor name, which differ between runs, as "*")."""
@@ -230,7 +240,11 @@ def test_the_json_keeps_the_keys_of_the_reference_reports(run) -> None:
     have (bench/README.md documents them)."""
     r, _, _ = run
     ref = Path(__file__).resolve().parents[2] / "bench" / "reference" / "accuracy-synth"
-    assert _keys(r) == _keys(json.loads((ref / "accuracy.json").read_text(encoding="utf-8")))
+    want = _keys(json.loads((ref / "accuracy.json").read_text(encoding="utf-8")))
+    got = _keys(r)
+    if "/datasets[]/coverage" not in want:  # a reference from before the radius (it defaults)
+        got = {k for k in got if not k.startswith("/datasets[]/coverage")}
+    assert got == want
 
 
 def test_models_are_compared_with_their_baselines_one_to_one(artifacts: dict[str, Path],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -98,10 +99,33 @@ def test_the_shipped_built_in_folder_is_this_card(tmp_path: Path) -> None:
     (docs/hub.md): the same files, the same card."""
     out = tmp_path / "tmn-default"
     assert main(["folder", str(SHIPPED), "--out", str(out), "--accuracy", str(ACCURACY),
-                 "--recipe", str(RECIPE), "--latency", str(LATENCY), "--no-plots"]) == 0
+                 "--recipe", str(RECIPE), "--refer-to-recipe", "--latency", str(LATENCY),
+                 "--no-plots"]) == 0
     assert repo_files(SHIPPED) == repo_files(out) == SHIPPED_FILES
     for f in SHIPPED_FILES:
         assert (SHIPPED / f).read_bytes() == (out / f).read_bytes(), f
+
+
+def test_the_built_in_training_example_runs_the_recipe_of_a_checkout(tmp_path: Path) -> None:
+    """examples/train.sh of the built-in model refers to training/recipes/default.sh
+    (it was a copy, whose cd from examples/ led nowhere): run with a checkout
+    whose recipe only records its arguments, it runs that recipe."""
+    recipe = tmp_path / "checkout" / "training" / "recipes" / "default.sh"
+    recipe.parent.mkdir(parents=True)
+    recipe.write_text('echo "$*" > "$(dirname "$0")/ran"\n')
+    r = subprocess.run(["bash", str(SHIPPED / "examples" / "train.sh"),
+                        str(tmp_path / "checkout"), "build/run"],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert (recipe.parent / "ran").read_text() == "build/run\n"
+    assert "tmn-train" not in (SHIPPED / "examples" / "train.sh").read_text()  # no second copy
+
+
+def test_a_recipe_outside_a_tmn_checkout_cannot_be_referred_to(tmp_path: Path) -> None:
+    mine = tmp_path / "train.sh"
+    mine.write_text("tmn-train fit --data my.csv --out run\n")
+    with pytest.raises(CardError, match="not in a tmn checkout"):
+        write_repo_folder(SHIPPED, tmp_path / "out", ACCURACY, mine, refer_to_recipe=True)
 
 
 def test_the_installed_built_in_model_has_its_extra_files() -> None:

@@ -9,6 +9,7 @@ right places and hang together.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -23,6 +24,7 @@ import pytest
 import tmn
 from tmn.testing import random_model
 from tmn_bench import cli, latency
+from tmn_bench.results import Target
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TICKS, REQUESTS = 4000, 100
@@ -171,7 +173,6 @@ def test_skip_serve_runs_the_engine_only_and_says_so(run: Run, model: Path,
         rc = cli.main(["latency", "--model", str(model), "--quick", "--ticks", str(TICKS),
                          "--skip-serve", "--strict", "--json", str(out), "--report", str(rep)])
     r = json.loads(out.read_text(encoding="utf-8"))
-    assert rc == (1 if any(t["status"] == "MISSED" for t in r["targets"]) else 0)  # --strict
     assert r["serve"]["status"] == "skipped" and "--skip-serve" in r["serve"]["reason"]
     assert "serve benchmark SKIPPED" in stdout.getvalue()
     # the same targets and ratio keys as a full run: serve's n/a and SKIPPED, not dropped
@@ -183,10 +184,21 @@ def test_skip_serve_runs_the_engine_only_and_says_so(run: Run, model: Path,
     skipped = [t for t in r["targets"] if t["name"] in serve_names]
     assert skipped and all(t["status"] == "SKIPPED" and "--skip-serve" in t["note"]
                            for t in skipped)
+    assert rc == 1  # --strict fails on a SKIPPED target as on a MISSED one, whatever was met
     assert r["targets"][-1]["value"] == r["engine"]["engine"]["int8"]["total_ns"]["p99.9"]
     md = (rep / "latency.md").read_text(encoding="utf-8")
     assert "**SKIPPED**: --skip-serve" in md and "serve_rtt.png" not in md
     assert _is_png(rep / "latency_stages.png") and not (rep / "serve_rtt.png").exists()
+
+
+def test_strict_fails_on_a_skipped_target_even_when_all_others_are_met() -> None:
+    """The rule every subcommand's --strict shares (cli._finish), without timing."""
+    met = Target("a", 1.0, 2.0, "<=", "x", "measured", "issue 14")
+    skipped = Target("b", None, 2.0, "<=", "x", "not measured", "issue 14")
+    strict = argparse.Namespace(json=None, strict=True)
+    assert cli._finish(None, [met], strict) == 0
+    assert cli._finish(None, [met, skipped], strict) == 1
+    assert cli._finish(None, [met, skipped], argparse.Namespace(json=None, strict=False)) == 0
 
 
 def test_a_bad_model_folder_is_a_clear_error_before_any_measuring(

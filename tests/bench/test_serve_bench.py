@@ -24,7 +24,7 @@ from tmn.client import Client
 from tmn.protocol import ProtocolError, decode_reply
 from tmn.testing import random_model
 from tmn_bench import cli, serve
-from tmn_bench.results import ServerNotRun, ServeResult, to_json
+from tmn_bench.results import ServerNotRun, ServeResult, from_json, to_json
 from tmn_bench.workload import synthetic_ticks
 
 PCT_KEYS = {"n", "p50", "p90", "p99", "p99.9", "max"}
@@ -64,6 +64,7 @@ def report(result: ServeResult) -> dict:
 
 def test_serve_json_has_every_section(report: dict) -> None:
     assert report["benchmark"] == "serve" and report["schema_version"] == 1
+    assert to_json(from_json(ServeResult, report)) == report  # it reads back, ratios included
     assert {"machine", "model", "layout", "workload", "servers", "ratios", "targets"} <= set(
         report)
     for key in ("cpu", "cores", "isa", "python", "versions", "tmn_git_sha", "date",

@@ -9,6 +9,7 @@
 // any crash, leak, out-of-bounds access or undefined behaviour is a finding.
 // The contract checked besides: a refused tick answers with NaN-free status
 // and every "ok" prediction has a finite path.
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -87,8 +88,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                               make(tmn::System::A, tmn::Precision::fp32, 2)};
   static tmn::Histogram stage(1.0, 34, 16);
   tmn::wire::Header h;
+  tmn::wire::PointQuery q;
   const char* why = "";
-  if (tmn::wire::check_tick_frame(data, size, h, &why) != 0) {
+  if (tmn::wire::check_tick_frame(data, size, h, q, &why) != 0) {
     if (std::strlen(why) == 0) std::abort();  // every refusal says why
     return 0;
   }
@@ -96,14 +98,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (Target& t : targets) {
     for (std::uint32_t i = 0; i < h.count; ++i) {
       tmn::wire::TickRecord r;
-      std::memcpy(&r, data + sizeof h + i * sizeof r, sizeof r);
-      const tmn::Tick k{r.t, r.x, r.y, r.vx, r.vy,
-                        h.kind == static_cast<std::uint16_t>(tmn::wire::Kind::ticks)};
+      const std::size_t ticks_at = sizeof h + (tmn::wire::is_point_kind(h.kind) ? sizeof q : 0);
+      std::memcpy(&r, data + ticks_at + i * sizeof r, sizeof r);
+      const tmn::Tick k{r.t, r.x, r.y, r.vx, r.vy, tmn::wire::has_velocity(h.kind)};
       const tmn::Status st = t.engine->tick(r.stream % 80, k, p);  // some beyond capacity
       if (st != tmn::Status::ok) continue;
       for (int j = 0; j < 2 * t.engine->horizons(); ++j)
         if (!std::isfinite(p.path[j])) std::abort();  // "ok" with a non-finite path
       if (p.verdict == tmn::Verdict::pass && !(p.cert_error >= 0.0f)) std::abort();
+      if (tmn::wire::is_point_kind(h.kind)) {  // the point a points reply carries
+        const std::array<double, 2> at = p.at(q.dt);
+        const float r = p.radius_at(q.dt);
+        if (std::isnan(at[0]) != std::isnan(at[1]) || r < 0.0f) std::abort();
+      }
       for (int s = 0; s < tmn::kStages; ++s) stage.record(p.stage_ns[s]);
       stage.record(static_cast<double>(p.d2));
       t.live->observe(k, p, static_cast<std::uint64_t>(i));

@@ -310,7 +310,7 @@ def test_frame_error_counters_hold_only_binary_frame_codes(daemon_b) -> None:
     always 0 (they are counted in control_errors)."""
     fe = stats(daemon_b)["frame_errors"]
     assert set(fe) == {"bad_magic", "bad_version", "bad_kind", "bad_size", "batch_too_large",
-                       "empty_batch", "bad_envelope", "internal", "overloaded"}
+                       "empty_batch", "bad_envelope", "internal", "overloaded", "bad_query"}
 
 
 def _start_logged(argv: list[str], log: Path) -> subprocess.Popen:

@@ -24,9 +24,9 @@ from serve_daemon import DaemonFactory
 from test_serve import raw_socket, recv_frame
 
 import tmn
-from tmn.protocol import (ERROR_BODY, HEADER, KIND_ERROR, KIND_POSITION_TICKS, KIND_PREDICTIONS,
-                          KIND_TICKS, MAGIC, MAX_BATCH, TICK_DTYPE, VERSION, decode_reply,
-                          make_ticks)
+from tmn.protocol import (ERROR_BODY, HEADER, KIND_ERROR, KIND_POINTS, KIND_POSITION_TICKS,
+                          KIND_PREDICTIONS, KIND_TICKS, MAGIC, MAX_BATCH, TICK_DTYPE, VERSION,
+                          decode_reply, make_ticks)
 
 N_FRAMES = int(os.environ.get("TMN_MIXED_FRAMES", "1000000"))
 SEED = 1313
@@ -132,10 +132,11 @@ class Plan:
             body = body.replace(b"{", b"}")
             return (b"X" + body[1:] if body[:4] != b"TMN1" else body), 1, False
         if c == 2:
-            v = int(rng.integers(2, 65536))
+            v = int(rng.integers(0, 65535))
+            v += v >= VERSION  # any version but this server's
             return HEADER.pack(MAGIC, v, KIND_TICKS, 1, seq) + one.tobytes(), 2, True
         if c == 3:
-            k = int(rng.choice([0, KIND_PREDICTIONS, KIND_ERROR, 5, 999]))  # not a request
+            k = int(rng.choice([0, KIND_PREDICTIONS, KIND_ERROR, KIND_POINTS, 999]))  # not a request
             return HEADER.pack(MAGIC, VERSION, k, 1, seq) + one.tobytes(), 3, True
         if c == 4:  # truncated
             full = HEADER.pack(MAGIC, VERSION, KIND_TICKS, 3, seq) + np.repeat(one, 3).tobytes()

@@ -38,10 +38,10 @@ from serve_daemon import (HORIZONS, REPLY_TIMEOUT_S, STOP_TIMEOUT_S, Daemon, Dae
 
 import tmn
 from tmn import _core
-from tmn.protocol import (ERROR_BODY, HEADER, KIND_ERROR, KIND_PREDICTIONS, KIND_TICKS, MAGIC,
-                          MAX_BATCH, PREDICTION_INFO, TICK_DTYPE, VERSION, Predictions,
-                          ProtocolError, decode_reply, encode_ticks, make_ticks,
-                          prediction_dtype)
+from tmn.protocol import (ERROR_BODY, HEADER, KIND_ERROR, KIND_POINT_TICKS, KIND_PREDICTIONS,
+                          KIND_TICKS, MAGIC, MAX_BATCH, POINT_QUERY, PREDICTION_INFO,
+                          TICK_DTYPE, VERSION, Predictions, ProtocolError, decode_reply,
+                          encode_ticks, make_ticks, prediction_dtype)
 
 WARMING, PASS, UNGATED, NO_PREDICTION = 3, 0, 4, 255
 GATED_VERDICTS = {0, 1, 2}  # pass, fallback_implausible, fallback_uncertified
@@ -141,10 +141,11 @@ def decode_error(frame: bytes) -> tuple[int, int, str]:
 
 
 def tick_frame(ticks: np.ndarray, seq: int = 0, *, magic: int = MAGIC, version: int = VERSION,
-               kind: int = KIND_TICKS, count: int | None = None) -> bytes:
-    """A tick frame whose header fields can lie."""
+               kind: int = KIND_TICKS, count: int | None = None, query: bytes = b"") -> bytes:
+    """A tick frame whose header fields can lie (``query``: a point query's bytes)."""
     body = np.ascontiguousarray(ticks, dtype=TICK_DTYPE).tobytes()
-    return HEADER.pack(magic, version, kind, len(ticks) if count is None else count, seq) + body
+    return (HEADER.pack(magic, version, kind, len(ticks) if count is None else count, seq)
+            + query + body)
 
 
 def stats(daemon: Daemon, **options: Any) -> dict[str, Any]:
@@ -195,7 +196,7 @@ def test_prediction_frame_layout_follows_the_protocol(daemon_b: Daemon) -> None:
         frame = recv_frame(s)
     assert HEADER.unpack_from(frame) == (MAGIC, VERSION, KIND_PREDICTIONS, 5, 0xDEADBEEF)
     horizons, record_bytes, _ = PREDICTION_INFO.unpack_from(frame, HEADER.size)
-    assert horizons == K and record_bytes == 64 + 16 * K
+    assert horizons == K and record_bytes == 64 + 20 * K  # path f64[K][2], radius f32[K]
     assert len(frame) == 16 + 8 + 5 * record_bytes
     rec = np.frombuffer(frame, prediction_dtype(K), offset=24)
     np.testing.assert_array_equal(rec["stream"], sid)
@@ -351,7 +352,13 @@ FRAME_ERRORS = {
     # name: (frame builder, expected code, whether the seq is echoed)
     "short_frame": (lambda: b"\x00\x01\x02", 1, False),
     "bad_magic": (lambda: tick_frame(_one_tick(), 9, magic=0x12345678), 1, False),
-    "bad_version": (lambda: tick_frame(_one_tick(), 9, version=2), 2, True),
+    "bad_version": (lambda: tick_frame(_one_tick(), 9, version=VERSION + 1), 2, True),
+    "version_1": (lambda: tick_frame(_one_tick(), 9, version=1), 2, True),
+    "point_query_missing": (lambda: tick_frame(_one_tick(), 9, kind=KIND_POINT_TICKS), 4, True),
+    "point_query_nan": (lambda: tick_frame(_one_tick(), 9, kind=KIND_POINT_TICKS,
+                                           query=POINT_QUERY.pack(float("nan"))), 13, True),
+    "point_query_negative": (lambda: tick_frame(_one_tick(), 9, kind=KIND_POINT_TICKS,
+                                                query=POINT_QUERY.pack(-0.01)), 13, True),
     "bad_kind_predictions": (lambda: tick_frame(_one_tick(), 9, kind=KIND_PREDICTIONS), 3, True),
     "bad_kind_unknown": (lambda: tick_frame(_one_tick(), 9, kind=77), 3, True),
     "count_too_big_for_length": (lambda: tick_frame(_one_tick(), 9, count=2), 4, True),
@@ -361,7 +368,7 @@ FRAME_ERRORS = {
                       5, True),
 }
 CODE_NAMES = {1: "bad_magic", 2: "bad_version", 3: "bad_kind", 4: "bad_size",
-              5: "batch_too_large", 6: "empty_batch", 10: "bad_envelope"}
+              5: "batch_too_large", 6: "empty_batch", 10: "bad_envelope", 13: "bad_query"}
 
 
 @pytest.mark.parametrize("case", list(FRAME_ERRORS))

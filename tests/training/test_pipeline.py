@@ -181,6 +181,24 @@ def test_many_short_recordings_go_whole_to_the_splits() -> None:
     assert all(len(v) > 0 for v in mixed.values())
 
 
+def test_short_movements_beside_a_long_recording_are_kept_whole() -> None:
+    """Regression: one stream long enough to cut made auto cut every stream in
+    time, so each short movement's validation and test pieces were too short and
+    every movement was dropped without a word (120 of 180 s in the audit)."""
+    cfg = tiny_config("B")
+    moves = synth.generate(2.0, seed=4, stream_s=0.7)
+    long = synth.generate(1.0, seed=5, stream_s=60.0)
+    split = split_streams(moves + long, cfg)
+    whole = [s for v in split.values() for s in v if "#" not in s.name]
+    assert len(whole) == len(moves)                   # every movement kept, none cut
+    assert all(len(v) > 1 for v in split.values())    # movements in every split
+    cut = [s for v in split.values() for s in v if "#" in s.name]
+    assert sorted(s.name.rsplit("#", 1)[1] for s in cut) == ["test", "train", "val"]
+    logged: list[str] = []
+    prepare(moves + long, cfg, log=logged.append)     # the last movement is shorter than
+    assert any("have no target: left out" in m for m in logged)  # a window + 500 ms: said
+
+
 def test_a_slow_recording_gets_a_model_rate_suggested() -> None:
     cfg = tiny_config("B")
     assert suggested_rate(60.0, cfg) == 500.0 and suggested_rate(100.0, cfg) == 500.0

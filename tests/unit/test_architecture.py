@@ -6,7 +6,8 @@
   (tmn_bench.cli). Every import counts, lazy ones inside functions included.
 * No function is longer than 80 lines in Python (package code: python/,
   training/, bench/) or 120 lines in C++ (every .cpp and .hpp, tests included).
-* The "no prediction" verdict byte is a C++ constant, not a Python literal.
+* The "no prediction" verdict byte and the reported percentiles are C++
+  constants, not Python literals.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from tmn import _core
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"tmn": ROOT / "python" / "tmn", "tmn_train": ROOT / "training" / "tmn_train",
@@ -193,4 +196,19 @@ def test_the_no_prediction_verdict_is_not_a_python_literal() -> None:
     found = [f"{path.relative_to(ROOT)}:{n.lineno}" for path in sources().values()
              for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
              if isinstance(n, ast.Constant) and n.value == 255 and type(n.value) is int]
+    assert not found, found
+
+
+def test_the_reported_percentiles_are_not_written_again_in_python() -> None:
+    """They are tmn.PERCENTILES (kReportedPercentiles in C++): no tuple, list or
+    dict in package code spells out their names again (tmn.metrics once did)."""
+    names = {name for name, _ in _core.PERCENTILES}
+    found = []
+    for path in sources().values():
+        for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(n, (ast.Tuple, ast.List, ast.Set, ast.Dict)):
+                strings = {c.value for c in ast.walk(n)
+                           if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+                if names <= strings:
+                    found.append(f"{path.relative_to(ROOT)}:{n.lineno}")
     assert not found, found

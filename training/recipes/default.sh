@@ -21,5 +21,6 @@ tmn-train export "$run/final.pt" --out python/tmn/models/default
 # the Hub model card (docs/hub.md), from the reference figures (it is their B0)
 tmn-hub folder python/tmn/models/default --out python/tmn/models/default \
   --accuracy bench/reference/accuracy-synth/accuracy.json \
-  --recipe training/recipes/default.sh --latency bench/reference/latency/latency.json --no-plots
+  --recipe training/recipes/default.sh --refer-to-recipe \
+  --latency bench/reference/latency/latency.json --no-plots
 du -b python/tmn/models/default

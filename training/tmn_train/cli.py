@@ -1,11 +1,12 @@
-"""The ``tmn-train`` command line: fit, synth, export (evaluation: ``tmn-bench accuracy``)."""
+"""The ``tmn-train`` command line: fit, synth, export, calibrate (evaluation:
+``tmn-bench accuracy``)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from tmn.argtypes import run_command
 from tmn_train import __version__
 from tmn_train.config import ConfigError
 from tmn_train.data import DataError
@@ -57,6 +58,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from tmn_train.uncertainty import recalibrate
+
+    recalibrate(Path(args.model), args.data, log=_log)
+    _log(f"calibrated {args.model}/config.json")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tmn-train", description=__doc__)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -88,16 +97,21 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="artifact folder")
     e.set_defaults(run=cmd_export)
 
+    c = sub.add_parser("calibrate", help="fit an artifact's 90%% uncertainty radius on its "
+                                         "validation split (rewrites its config.json)")
+    c.add_argument("model", help="artifact folder (from tmn-train fit/export)")
+    c.add_argument("--data", nargs="+", help="the sources it was trained on (default: those "
+                                             "named in its provenance)")
+    c.set_defaults(run=cmd_calibrate)
+
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tmn-train``; returns the exit code."""
     args = parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except (ConfigError, DataError, OSError, ValueError) as e:
-        print(f"tmn-train: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("tmn-train", lambda: args.run(args),
+                       (ConfigError, DataError, OSError, ValueError))
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ class Config:
     patience: int = 4
     grad_clip: float = 1.0
     smoothness: float = 0.01
+    jitter: float = 0.0  # weight of the tick-to-tick error change in the loss (train.py)
     threads: int = 1
     micro_gru: MicroGruConfig = field(default_factory=MicroGruConfig)
     solver_gate: SolverGateConfig | None = None
@@ -188,7 +189,7 @@ FIELD_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     *((k, _positive, "must be a positive number") for k in (
         "sample_rate_hz", "window_ms", "horizon_ms", "horizon_step_ms", "max_gap_ms", "lr",
         "grad_clip")),
-    ("smoothness", lambda v: v >= 0, "must be >= 0"),
+    *((k, lambda v: v >= 0, "must be >= 0") for k in ("smoothness", "jitter")),
     ("lr_schedule", lambda v: v in ("onecycle", "constant"), "must be onecycle or constant"),
     *((k, lambda v: v >= 1, "must be >= 1") for k in (
         "batch", "epochs", "threads", "patience", "data.passes", "solver_gate.budget")),
@@ -318,6 +319,17 @@ def from_saved(data: dict[str, Any], where: str = "config") -> Config:
                 for k, v in d.items() if prefix + k not in RETIRED_KEYS}
 
     return from_dict(keep(data), where)
+
+
+def of_artifact(config: dict[str, Any], where: str) -> Config:
+    """The training config an artifact's config.json keeps (``provenance.config``),
+    which rebuilds its splits; a ConfigError naming ``where`` without one."""
+    prov = config.get("provenance") or {}
+    if "config" not in prov:
+        raise ConfigError(f"{where}: provenance.config is missing; the training config is "
+                          "needed to rebuild the model's data splits (artifacts from "
+                          "tmn-train fit/export have it)")
+    return from_saved(prov["config"], where=f"{where} provenance")
 
 
 # -- YAML files, extends and overrides ------------------------------------------

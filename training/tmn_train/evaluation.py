@@ -5,7 +5,9 @@ Both go through ``tmn_train.scoring``, the held-out scoring path that
 ``tmn-bench accuracy`` uses too. Metrics, per horizon, over the evaluated ticks
 (scoring's module docstring), in data units: ``p50``, ``p90``, ``p99``,
 ``max``, ``mse``, and ``jitter`` of the farthest horizon; for B, ``pass_rate``
-and ``cert_mean`` (mean certificate over passes, output units). Baselines on
+and ``cert_mean`` (mean certificate over passes, output units); with an
+uncertainty calibration, ``coverage`` (the share of errors within the served
+90 % radius, per horizon). Baselines on
 the same ticks: ``kalman_only`` is the engine's own prior path (the replay's
 candidates, what a fallback serves) and ``constant_velocity``.
 """
@@ -35,12 +37,14 @@ def memory_model(config: dict[str, Any], tensors: dict[str, np.ndarray]) -> tmn.
 def summarise(pred: np.ndarray, ev: scoring.Evaluated, cfg: Config,
               r: tmn.Replay | None = None) -> dict[str, Any]:
     """The metrics of the module docstring for paths ``pred`` at the evaluated
-    ticks (with ``r``, B's replay, the gate's too)."""
+    ticks (with ``r``, the model's replay: its coverage, and B's gate)."""
     m = scoring.path_metrics(pred, ev)
     out: dict[str, Any] = {"ticks": int(len(ev.idx)), "horizons_ms": cfg.horizons_ms,
                            **{k: m[k] for k in ("p50", "p90", "p99", "max", "mse")},
                            "jitter": m["jitter"][-1]}
-    if r is not None:
+    if r is not None and np.isfinite(r.radius[ev.idx]).any():
+        out["coverage"] = scoring.coverage(r.radius[ev.idx], scoring.errors(pred, ev.truth))
+    if r is not None and cfg.system == "B":
         g = scoring.gate_rates(r.verdict[ev.idx], r.cert[ev.idx])
         out["pass_rate"] = g["pass_rate"]
         if math.isfinite(g["cert_mean"]):
@@ -56,9 +60,7 @@ def evaluate(config: dict[str, Any], tensors: dict[str, np.ndarray], a: SplitArr
     model = memory_model(config, tensors)
     runs = {p: scoring.replay(model, a, p, candidates=baselines) for p in PRECISIONS}
     ev = scoring.evaluated_ticks(a, cfg.horizon_ticks, runs.values())
-    out: dict[str, Any] = {p: summarise(r.paths[ev.idx], ev, cfg,
-                                        r if cfg.system == "B" else None)
-                           for p, r in runs.items()}
+    out: dict[str, Any] = {p: summarise(r.paths[ev.idx], ev, cfg, r) for p, r in runs.items()}
     if baselines:
         prior = runs["fp32"].prior
         assert prior is not None

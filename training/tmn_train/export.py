@@ -26,11 +26,13 @@ from tmn_train.evaluation import NEVER
 def artifact_config(cfg: Config, mean: list[float], std: list[float],
                     output_scale: list[float], kalman: dict[str, float],
                     gate: dict[str, Any] | None = None,
-                    provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+                    provenance: dict[str, Any] | None = None,
+                    uncertainty: dict[str, Any] | None = None) -> dict[str, Any]:
     """config.json (``tmn.artifact.artifact_config``) of a model trained with
     ``cfg``; System B's gate takes ``gate``'s calibrated lambda, threshold and
     variance (before calibration: the grid's first lambda, the prior's variance
-    and a threshold that never fires)."""
+    and a threshold that never fires); ``uncertainty`` is the radius calibration
+    (tmn_train.uncertainty), if any."""
     g = None
     if cfg.system == "B":
         assert cfg.solver_gate is not None
@@ -47,7 +49,7 @@ def artifact_config(cfg: Config, mean: list[float], std: list[float],
                 "highpass_ms": cfg.data.highpass_ms},
         hidden=cfg.micro_gru.hidden,
         normalisation={"mean": mean, "std": std, "output_scale": output_scale},
-        kalman=kalman, gate=g, provenance=provenance or {})
+        kalman=kalman, gate=g, provenance=provenance or {}, uncertainty=uncertainty)
 
 
 def export(ck: dict[str, Any], cfg: Config, out: Path) -> Path:
@@ -57,7 +59,7 @@ def export(ck: dict[str, Any], cfg: Config, out: Path) -> Path:
     if ck.get("gate") is not None:
         prov["gate_calibration"] = ck["gate"]["chosen"]
     config = artifact_config(cfg, n["mean"], n["std"], n["output_scale"], ck["kalman"],
-                             ck.get("gate"), prov)
+                             ck.get("gate"), prov, ck.get("uncertainty"))
     out.mkdir(parents=True, exist_ok=True)
     write_artifact(out, config, ck["tensors"])
     os.chmod(out / "model.safetensors", 0o644)  # safetensors writes 0600; this is package data

@@ -8,10 +8,13 @@
   the engine does after a restart).
 * ``stream``: whole streams go to one split: the split a source assigns (LASA:
   by demonstration), otherwise by cumulative duration in the given order.
-* ``auto``: ``stream`` when the source assigned every stream a split, or when
-  no stream is long enough to cut (every validation or test piece would be
-  shorter than a window plus the farthest horizon: a file of many short
-  movements, say), else ``time``.
+* ``auto``: ``stream`` when the source assigned every stream a split;
+  otherwise each stream long enough to cut is cut in time, and the streams
+  too short to cut (whose validation or test piece would be shorter than a
+  window plus the farthest horizon: the movements of a file of many short
+  ones, say) go whole to the splits by cumulative duration, as in
+  ``stream``. A stream shorter than a window plus the farthest horizon has no
+  target at all; ``prepare`` drops it and says how many it dropped.
 
 Nothing crosses a split boundary: windows, lanes' hidden state and targets
 stay inside one piece, and the last ``horizon_ms`` of each piece has no target.
@@ -101,25 +104,16 @@ def split_streams(streams: list[Stream], cfg: Config) -> dict[str, list[Stream]]
     """Pieces per split (see module docstring)."""
     mode = cfg.data.split_mode
     hinted = all(s.split in SPLITS for s in streams)
-    if mode == "auto":
-        shortest_share = min(cfg.data.split[1], cfg.data.split[2])
-        cuttable = any(len(s) * shortest_share >= min_piece(cfg) for s in streams)
-        mode = "stream" if hinted or not cuttable else "time"
-    f_train, f_val, _ = cfg.data.split
     out: dict[str, list[Stream]] = {k: [] for k in SPLITS}
-    if mode == "stream":
-        if hinted:
-            for s in streams:
-                out[str(s.split)].append(s)
-        else:
-            total = sum(len(s) for s in streams)
-            seen = 0
-            for s in streams:
-                mid = (seen + len(s) / 2) / total
-                seen += len(s)
-                k = "train" if mid < f_train else ("val" if mid < f_train + f_val else "test")
-                out[k].append(s.slice(0, len(s), split=k))
+    if mode == "stream" or (mode == "auto" and hinted):
+        _whole(streams, cfg, out, hinted)
         return out
+    if mode == "auto":  # what cannot be cut in time goes whole; the rest is cut
+        shortest_share = min(cfg.data.split[1], cfg.data.split[2])
+        short = [len(s) * shortest_share < min_piece(cfg) for s in streams]
+        _whole([s for s, sh in zip(streams, short) if sh], cfg, out, False)
+        streams = [s for s, sh in zip(streams, short) if not sh]
+    f_train, f_val, _ = cfg.data.split
     for s in streams:
         n = len(s)
         a, b = int(n * f_train), int(n * (f_train + f_val))
@@ -127,6 +121,24 @@ def split_streams(streams: list[Stream], cfg: Config) -> dict[str, list[Stream]]
             if hi > lo:
                 out[k].append(s.slice(lo, hi, split=k, suffix=f"#{k}"))
     return out
+
+
+def _whole(streams: list[Stream], cfg: Config, out: dict[str, list[Stream]],
+           hinted: bool) -> None:
+    """Whole streams into ``out``: to the split each names (``hinted``), else by
+    cumulative duration in the given order."""
+    if hinted:
+        for s in streams:
+            out[str(s.split)].append(s)
+        return
+    f_train, f_val, _ = cfg.data.split
+    total = sum(len(s) for s in streams)
+    seen = 0
+    for s in streams:
+        mid = (seen + len(s) / 2) / total
+        seen += len(s)
+        k = "train" if mid < f_train else ("val" if mid < f_train + f_val else "test")
+        out[k].append(s.slice(0, len(s), split=k))
 
 
 # -- pieces and the prepared arrays of one split ------------------------------------
@@ -319,7 +331,12 @@ def prepare(streams: list[Stream], cfg: Config, kalman: dict[str, float] | None 
     raw = split_streams(streams, cfg)
     min_len = min_piece(cfg)
     for k in SPLITS:
-        raw[k] = [s for s in raw[k] if len(s) >= min_len]
+        kept = [s for s in raw[k] if len(s) >= min_len]
+        if len(kept) < len(raw[k]):
+            log(f"data: {len(raw[k]) - len(kept)} of the {len(raw[k])} {k} pieces are shorter "
+                f"than a window plus the farthest horizon ({min_len} samples) and have no "
+                "target: left out")
+        raw[k] = kept
         if not raw[k]:
             raise ValueError(
                 f"the {k} split is empty: it needs a piece of at least {min_len} samples "

@@ -114,6 +114,12 @@ def constant_velocity(pieces: Pieces, ev: Evaluated, horizons_ms: list[float]) -
     return pieces.pos[ev.idx, None, :] + pieces.vel[ev.idx, None, :] * h[None, :, None]
 
 
+def coverage(radius: np.ndarray, e: np.ndarray) -> list[float]:
+    """Per horizon, the share of errors ``e`` ``[m, K]`` within ``radius`` ``[m, K]``
+    (the uncertainty radius, tmn_train.uncertainty; a NaN radius covers nothing)."""
+    return np.mean(np.asarray(e) <= np.asarray(radius), axis=0).tolist()
+
+
 def gate_rates(verdict: np.ndarray, cert: np.ndarray) -> dict[str, float]:
     """System B's gate over some ticks: ``pass_rate`` (share of pass verdicts)
     and ``cert_mean``, ``cert_max`` (the certificate over passes, output units;

@@ -3,6 +3,7 @@
 The loss, per loss tick and in output units, is
 
     L = mean_k ||y_k - target_k||^2  +  smoothness * mean_k ||(D2 u)_k||^2
+          +  jitter * mean_k ||e_{i,k} - e_{i-1,k}||^2
 
 where u_k is the predicted path relative to its start (A: ``y_k``; B: the
 prior plus the correction, ``v̂ h_k / scale + y_k``) and ``D2`` is the second
@@ -11,7 +12,11 @@ and ``u_0 = 0`` (the point one horizon step ago at the current velocity, and
 the current position): the same smoothness that B's gate projects onto
 (docs/gate.md). For B the prior part has zero second difference, so the
 penalty acts on the correction alone; it keeps proposals close to what the
-projection leaves unchanged.
+projection leaves unchanged. ``e_i = y_i - target_i`` is tick i's error;
+its change from the tick before (consecutive ticks of a window) is exactly
+the jitter the accuracy report measures, ``(P_i - P_{i-1}) - (T_i -
+T_{i-1})`` in output units, so the third term (off unless ``jitter`` > 0)
+trains against it.
 
 The optimiser is Adam with a one-cycle learning rate (``lr_schedule:
 onecycle``: warm up over the first 10 % of steps to ``lr``, then cosine
@@ -38,7 +43,7 @@ from tqdm import tqdm
 
 from tmn.artifact import git_sha
 from tmn.model import FEATURES
-from tmn_train import evaluation
+from tmn_train import evaluation, uncertainty
 from tmn_train.config import Config, from_saved
 from tmn_train.export import artifact_config
 from tmn_train.models import MicroGru
@@ -88,13 +93,15 @@ class ZeroNetwork(torch.nn.Module):
 
 def loss_terms(y: torch.Tensor, tgt: torch.Tensor, vb: torch.Tensor, mask: torch.Tensor,
                cfg: Config, prior_rel: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(MSE, smoothness penalty) over the lanes in ``mask`` for head outputs
+    """(MSE, the weighted penalties) over the lanes in ``mask`` for head outputs
     y [b, W, 2K] (module docstring)."""
     b, w = y.shape[:2]
     y = y.view(b, w, cfg.K, 2)
     m = mask.to(y.dtype)[:, None, None, None]
     n = m.sum() * w * cfg.K * 2
-    mse = torch.sum(m * (y - tgt) ** 2) / n
+    err = y - tgt
+    mse = torch.sum(m * err ** 2) / n
+    jitter = torch.sum(m * (err[:, 1:] - err[:, :-1]) ** 2) / n if cfg.jitter > 0 else 0.0
     if prior_rel:
         # B: u = prior + y with prior_k = v Δ (k + 1), whose second difference is zero
         lead = torch.zeros(b, w, 2, 2, dtype=y.dtype)
@@ -102,7 +109,7 @@ def loss_terms(y: torch.Tensor, tgt: torch.Tensor, vb: torch.Tensor, mask: torch
         lead = torch.stack([-vb, torch.zeros_like(vb)], dim=2)
     p = torch.cat([lead, y], dim=2)                       # [b, W, K + 2, 2]
     d2 = p[:, :, 2:] - 2 * p[:, :, 1:-1] + p[:, :, :-2]
-    return mse, torch.sum(m * d2 ** 2) / n
+    return mse, cfg.smoothness * torch.sum(m * d2 ** 2) / n + cfg.jitter * jitter
 
 
 def sweep(model: torch.nn.Module, a: SplitArrays,
@@ -127,15 +134,15 @@ def sweep(model: torch.nn.Module, a: SplitArrays,
             with torch.no_grad():
                 y, h = model(z, h)
                 if bool(mask.any()):
-                    mse, smooth = loss_terms(y, tgt, vb, mask, cfg, cfg.system == "B")
+                    mse, penalty = loss_terms(y, tgt, vb, mask, cfg, cfg.system == "B")
                     k = int(mask.sum())
                     tot_mse += mse.item() * k
-                    tot_loss += (mse + cfg.smoothness * smooth).item() * k
+                    tot_loss += (mse + penalty).item() * k
                     count += k
             continue
         y, h = model(z, h)
-        mse, smooth = loss_terms(y, tgt, vb, mask, cfg, cfg.system == "B")
-        loss = mse + cfg.smoothness * smooth
+        mse, penalty = loss_terms(y, tgt, vb, mask, cfg, cfg.system == "B")
+        loss = mse + penalty
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -352,7 +359,11 @@ def fit(cfg: Config, data: list[str], out: Path, seeds: list[int], resume: bool 
         gate = evaluation.calibrate_gate(config, tensors, prep.splits["val"], cfg, log=log)
         config = artifact_config(cfg, prep.mean, prep.std, prep.output_scale, prep.kalman, gate)
 
-    # 4. held-out accuracy through the engine: FP32, INT8, baselines
+    # 4. the uncertainty radius on validation, through the engine
+    unc = uncertainty.calibrate_radius(config, tensors, prep.splits["val"], cfg, log=log)
+    config = dict(config, uncertainty=unc)
+
+    # 5. held-out accuracy through the engine: FP32, INT8, baselines
     metrics = {"test": evaluation.evaluate(config, tensors, prep.splits["test"], cfg)}
     _log_metrics(metrics["test"], log)
     final = {
@@ -363,6 +374,7 @@ def fit(cfg: Config, data: list[str], out: Path, seeds: list[int], resume: bool 
         "gate": None if gate is None else {k: gate[k] for k in ("lambda", "threshold", "variance",
                                                                 "chosen")},
         "gate_trace": None if gate is None else gate["trace"],
+        "uncertainty": unc,
         "provenance": {
             "trainer": "tmn-train fit",
             "data": data,
@@ -407,6 +419,10 @@ def _log_metrics(m: dict[str, Any], log) -> None:  # type: ignore[no-untyped-def
             f"P99 {r['p99'][-1]:9.4g} MSE {r['mse'][-1]:10.4g} jitter {r['jitter']:.4g}{extra}")
     log(f"test int8/fp32 MSE@500 ratio {m['int8_mse_ratio']:.4f} "
         f"(all horizons {m['int8_mse_ratio_all']:.4f})")
+    if "coverage" in m["int8"]:
+        c = m["int8"]["coverage"]
+        log(f"test int8 90% radius coverage {min(c):.3f}-{max(c):.3f} over the horizons "
+            f"({c[-1]:.3f} at the last)")
 
 
 def load_final(path: Path) -> tuple[Config, dict[str, Any]]:

@@ -45,7 +45,7 @@ from tmn_bench.results import (AccuracyResult, AccuracySettings, Comparison, Dat
                                MseRatio, Percentiles, PredictorMetrics, SeedSummary, SeedTarget,
                                ratio)
 from tmn_train import scoring
-from tmn_train.config import Config, from_saved
+from tmn_train.config import Config, of_artifact
 from tmn_train.pipeline import Pieces, min_piece, split_streams
 from tmn_train.sources import load_sources
 
@@ -103,12 +103,8 @@ def load_entrants(paths: list[Path], baseline: bool = False) -> list[Entrant]:
     seen: dict[str, int] = {}
     for p in paths:
         m = tmn.load(p)
-        prov = m.config.get("provenance") or {}
-        if "config" not in prov:
-            raise AccuracyError(f"{p}: provenance.config is missing; the accuracy bench needs "
-                                "the training config to rebuild the held-out split "
-                                "(artifacts from tmn-train fit/export have it)")
-        seed = prov.get("seed")
+        of_artifact(m.config, str(p))  # the held-out split is rebuilt from it
+        seed = m.config["provenance"].get("seed")
         base = f"{m.system}{seed if seed is not None else ''}"
         seen[base] = seen.get(base, 0) + 1
         label = base if seen[base] == 1 else f"{base}#{seen[base]}"
@@ -119,8 +115,7 @@ def load_entrants(paths: list[Path], baseline: bool = False) -> list[Entrant]:
 def split_config(entrants: list[Entrant]) -> Config:
     """The first model's training config, after checking every model agrees on
     what shapes the held-out split and the horizons."""
-    cfgs = [from_saved(e.model.config["provenance"]["config"], where=f"{e.path} provenance")
-            for e in entrants]
+    cfgs = [of_artifact(e.model.config, str(e.path)) for e in entrants]
     for e, c in zip(entrants[1:], cfgs[1:]):
         for f in SPLIT_FIELDS:
             if c.get(f) != cfgs[0].get(f):
@@ -271,6 +266,18 @@ def latency(sc: Scored) -> dict[str, LatencySummary]:
     return out
 
 
+def coverages(sc: Scored) -> dict[str, list[float]]:
+    """Per replay of a model with an uncertainty radius, the share of its errors
+    within the radius, per horizon."""
+    out = {}
+    for label, rr in sc.runs.items():
+        for p, r in rr.items():
+            radius = r.radius[sc.ev.idx]
+            if np.isfinite(radius).any():
+                out[f"{label} {p}"] = scoring.coverage(radius, sc.errors[f"{label} {p}"])
+    return out
+
+
 def gates(sc: Scored) -> dict[str, GateSummary]:
     """System B's gate in every replay, with the jitter that its switches add."""
     out = {}
@@ -331,6 +338,10 @@ def dataset_targets(sc: Scored, d: DatasetResult) -> list[SeedTarget]:
             out += tg.gate_targets(e.label, g, prec)
     out += [tg.int8_target(e.label, d.int8_over_fp32_mse[e.label].headline, hl)
             for e in sc.entrants]
+    for e in sc.entrants:
+        c = d.coverage.get(f"{e.label} {prec}")
+        if c is not None:
+            out += tg.coverage_targets(e.label, c, prec)
     out += [tg.jitter_target(f"{b.label} vs {a.label}",
                              d.predictors[f"{b.label} {prec}"].jitter[-1],
                              d.predictors[f"{a.label} {prec}"].jitter[-1], hl)
@@ -371,7 +382,7 @@ def evaluate_dataset(spec: str, entrants: list[Entrant], cfg: Config, *, split: 
         kalman_only_from=first_b(entrants).label, predictors=sc.predictors, gate=gate,
         latency=lat, int8_over_fp32_mse=ratios,
         comparisons=comparisons(sc, precision, resamples, block_s, resample_by, seed, lat, step),
-        targets=[], plan_criteria=[])
+        targets=[], plan_criteria=[], coverage=coverages(sc))
     d = dataclasses.replace(d, targets=dataset_targets(sc, d), plan_criteria=[
         tg.plan_criteria(c, d.gate[f"{c.new} {precision}"]) for c in d.comparisons
         if not c.base.startswith("Kalman only") and c.base != RIDGE
@@ -454,7 +465,7 @@ def run(model_paths: list[Path], data: list[str], *, split: str = "test",
             datasets.append(d)
             plots.append(p)
     result = AccuracyResult(
-        machine=dataclasses.replace(machine, load_average_end=load_average()),
+        benchmark="accuracy", machine=dataclasses.replace(machine, load_average_end=load_average()),
         settings=AccuracySettings(split, precision, resamples, resample_by, block_s, seed,
                                   TANGENT_HALF_WIDTH_MS),
         models=[ModelEntry(e.label, str(e.path), e.model.system, e.seed,

@@ -182,6 +182,16 @@ def _gate_table(d: DatasetResult) -> list[str]:
             "without the tick pairs around them.", ""]
 
 
+def _coverage_table(d: DatasetResult) -> list[str]:
+    if not d.coverage:
+        return []
+    return ["### Uncertainty: coverage of the 90 % radius", "",
+            report.table(["model"] + [f"{h:g} ms" for h in d.horizons_ms],
+                         [[k, *c] for k, c in d.coverage.items()]),
+            "", "The share of ticks whose error at each horizon lies within the radius the "
+            "engine served (calibrated on the validation split; docs/uncertainty.md).", ""]
+
+
 def _latency_table(d: DatasetResult) -> list[str]:
     return ["### Tick latency in these replays (C++ timing, ns)", "",
             report.table(["model", *report.HEADERS] + [f"{s} P50" for s in STAGES],
@@ -231,7 +241,7 @@ def dataset_section(i: int, d: DatasetResult, images: dict[str, Path | None]) ->
            f"{d.ticks:,} ticks in {d.pieces} pieces; {d.evaluated_ticks:,} evaluated "
            f"(no model warming, every horizon inside its piece). Statistics and targets "
            f"use **{d.precision.upper()}**; Kalman-only is {d.kalman_only_from}'s prior.", "",
-           *_accuracy_tables(d), *_gate_table(d), *_latency_table(d), *_statistics_table(d),
+           *_accuracy_tables(d), *_gate_table(d), *_coverage_table(d), *_latency_table(d), *_statistics_table(d),
            *_plan_table(d), "### Targets", "", report.targets_table(d.targets), ""]
     for key, title in (("cdf", "Error CDF"), ("horizon", "Error against horizon"),
                        ("latency", "Per-stage latency"), ("trajectory", "Example trajectory")):

@@ -99,10 +99,11 @@ class NaiveServer:
         self.tau = float(ingest["highpass_ms"]) / 1000.0
         self.alpha = 1.0 - math.exp(-1.0 / (float(cfg["sample_rate_hz"]) * self.tau))
         # the prediction record (protocol.prediction_dtype) as a struct
-        self.record = struct.Struct(f"<QdBBBBIffI5Id{2 * self.K}d")  # ..., t_grid, path
+        self.record = struct.Struct(f"<QdBBBBIffI5Id{2 * self.K}d{self.K}f")  # ..., path, radius
         assert self.record.size == prediction_dtype(self.K).itemsize
         self.info = PREDICTION_INFO.pack(self.K, self.record.size, 0)
         self.nan_path = [math.nan] * (2 * self.K)
+        self.nan_radius = [math.nan] * self.K  # no uncertainty calibration
         self.mean_l, self.std_l = self.mean.tolist(), self.std.tolist()
         self.out_scale_l = self.out_scale.tolist()
         self.counts = {"messages": 0, "batches": 0, "ticks": 0, "ticks_ok": 0,
@@ -172,7 +173,7 @@ class NaiveServer:
             if status != OK:
                 out.append(self.record.pack(sid, t, status, NO_PREDICTION, 0, 0, 0, math.nan,
                                             math.nan, 0, 0, 0, 0, 0, 0, math.nan,
-                                            *self.nan_path))
+                                            *self.nan_path, *self.nan_radius))
                 continue
             state[2] += self.alpha * (px - state[2])  # the high-pass's moving average
             state[3] += self.alpha * (py - state[3])
@@ -185,7 +186,7 @@ class NaiveServer:
             yl = y[0].tolist()
             path = [(px if i % 2 == 0 else py) + yl[i] * sc[i] for i in range(2 * K)]
             out.append(self.record.pack(sid, t, OK, UNGATED, 0, 0, 0, math.nan, math.nan,
-                                        0, 0, 0, 0, 0, 0, t, *path))
+                                        0, 0, 0, 0, 0, 0, t, *path, *self.nan_radius))
             n_ok += 1
         self.counts["ticks"] += count
         self.counts["ticks_ok"] += n_ok

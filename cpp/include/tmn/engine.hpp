@@ -28,6 +28,12 @@
 //     the exact blend differs from the served one by blend * (p - p*), so
 //     ||error|| <= blend * bound (docs/gate.md, "Blending"). A fallback with
 //     no certificate (out of budget) drops blend to 0 at once.
+//   * Uncertainty: when the model carries a calibration (ModelSpec::radius_*),
+//     each point k gets a 90 % error radius r_k = sqrt(c0_k + c1_k |v|^2) in
+//     data units, |v| the prior's posterior speed: calibrated on validation so
+//     that the true point lies within r_k of path point k on 90 % of the
+//     non-warming ticks (docs/uncertainty.md). NaN while warming or without a
+//     calibration.
 //   * One Engine is used by one thread at a time.
 //   * Every stage is timed with tmn::clock and the times are in the result.
 #pragma once
@@ -88,6 +94,9 @@ struct ModelSpec {
   // B: the per-axis variance of each horizon the plausibility test divides by,
   // in output units^2 (K values); empty: the prior's own covariance S_k.
   std::vector<double> gate_variance;
+  // The uncertainty radius (K values each, or both empty: no radius):
+  // r_k^2 = radius_c0[k] + radius_c1[k] |v|^2, in data units^2 and s^2.
+  std::vector<double> radius_c0, radius_c1;
   // FP32: w_ih [3H,F], w_hh [3H,H], b_ih [3H], b_hh [3H], w_out [2K,H], b_out [2K]
   std::vector<float> w_ih, w_hh, b_ih, b_hh, w_out, b_out;
   // INT8 with per-row scales: q_* has the shape of w_*, s_* one per row
@@ -120,12 +129,18 @@ struct Prediction {
                                    // position; B: the prior's posterior position)
   // (x, y) at each horizon, data units, absolute coordinates
   std::array<double, 2 * kMaxHorizons> path{};
+  // the calibrated error radius of each path point, data units (NaN: none)
+  std::array<float, kMaxHorizons> radius{};
 
   // The predicted point dt seconds after the tick (t + dt), for 0 < dt and
   // t + dt <= t_grid + h_K; NaN outside. A cubic Hermite curve through the
   // origin (at t_grid) and the K path points, with Catmull-Rom slopes (central
   // differences; one-sided at the two ends): exact at the horizons, C1 between.
   std::array<double, 2> at(double dt) const noexcept;
+  // The error radius of at(dt): linear in time between the horizons' radii,
+  // from 0 at the path's origin (calibrated only at the horizons); NaN where
+  // at(dt) is NaN or the prediction has no radius.
+  float radius_at(double dt) const noexcept;
 };
 
 // A recording for Engine::replay: n ticks as columns. `stream` may be null
@@ -156,6 +171,7 @@ struct ReplayOutput {
   std::uint32_t* total_ns = nullptr;
   double* prior = nullptr;
   double* proposal = nullptr;
+  float* radius = nullptr;  // n x K; may be null
 };
 
 class Engine {
@@ -215,6 +231,8 @@ class Engine {
   std::optional<SolverGate> gate_;  // System B only
   bool gate_prior_variance_ = true;   // d2 against S_k, else against gate_inv_var_
   std::array<double, 2 * kMaxHorizons> gate_inv_var_{};
+  bool has_radius_ = false;
+  std::array<double, kMaxHorizons> radius_c0_{}, radius_c1_{};
   GruWeights w_;
   GruScratch scratch_;
   StreamTable table_;
@@ -227,6 +245,8 @@ class Engine {
   // Stage 4: the served path relative to (bx, by) into rel_, and the verdict.
   const double* decide(StreamState& s, const float* y, double dt, Prediction& out, double& bx,
                        double& by) noexcept;
+  // Stage 5's radius of every path point (NaN while warming or uncalibrated).
+  void radius(const StreamState& s, Prediction& out) const noexcept;
   // The candidates of the tick just accepted on stream state s (see replay).
   void candidates(const StreamState& s, const float* y, double* prior,
                   double* proposal) const noexcept;

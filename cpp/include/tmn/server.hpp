@@ -212,6 +212,8 @@ class Server {
     std::uint64_t t_done = 0;
     bool started = false, done = false;  // done: every tick answered, the reply not sent yet
     bool has_velocity = true;            // kind ticks (true) or position_ticks
+    bool point = false;                  // a point kind: answered with PointRecords
+    double at_dt = 0.0;                  // its PointQuery.dt
   };
 
   void run() noexcept;
@@ -228,11 +230,13 @@ class Server {
   // The client's own streams idle for reclaim_idle_s, reset (at most every
   // 10 ms); true when one was.
   bool reclaim_own(std::uint64_t owner) noexcept;
-  void publish(std::uint64_t stream, std::uint32_t seq, int K, const std::uint8_t* rec,
-               std::size_t rb) noexcept;
+  void publish(std::uint64_t stream, std::uint32_t seq, int K, const Prediction& p) noexcept;
   // Send a done job's reply and retire it; false while the peer's queue is
   // full and the reply is younger than kReplyWaitNs (then it is dropped).
   bool retry_reply(std::size_t pos) noexcept;
+  // Where the round robin goes on after the job `gone` (retired from pos):
+  // the next job of another peer.
+  std::size_t turn_after(std::size_t pos, const Job& gone) const noexcept;
   void drop_jobs() noexcept;
   // An error frame to the current request's peer, in order behind its jobs.
   void send_error(wire::FrameError code, std::uint32_t seq, const char* msg) noexcept;

@@ -41,27 +41,48 @@ struct Certificate {
   bool certified = false;      // error_bound <= eps was reached within budget
 };
 
-// A square sparse matrix in CSR form. Built once (allocates), then immutable.
-class CsrMatrix {
+// The nonzero pattern of an n x n sparse matrix, or a directed graph of n
+// nodes, in CSR: row i holds the column (or target node) indices
+// indices[indptr[i] .. indptr[i + 1]). Validated once (allocates), then
+// immutable: n > 0, indptr has n + 1 non-decreasing entries from 0 to
+// len(indices), and every index is in [0, n); otherwise std::invalid_argument,
+// its message starting with `owner`. Shared by CsrMatrix and PushGraph.
+class CsrPattern {
+ public:
+  CsrPattern() = default;
+  CsrPattern(const char* owner, int n, std::vector<std::int32_t> indptr,
+             std::vector<std::int32_t> indices);
+
+  int n() const noexcept { return n_; }
+  std::uint64_t nnz() const noexcept { return indices_.size(); }
+  int max_row_nnz() const noexcept { return max_row_nnz_; }
+  const std::int32_t* indptr() const noexcept { return indptr_.data(); }
+  const std::int32_t* indices() const noexcept { return indices_.data(); }
+
+ private:
+  int n_ = 0;
+  int max_row_nnz_ = 0;
+  std::vector<std::int32_t> indptr_, indices_;
+};
+
+// A square sparse matrix in CSR form: its pattern and one value per entry.
+// Built once (allocates), then immutable.
+class CsrMatrix : public CsrPattern {
  public:
   CsrMatrix() = default;
   // From a dense row-major n x n matrix; exact zeros are not stored.
   static CsrMatrix from_dense(const double* a, int n);
-  // From CSR arrays (validated: sorted, in-range indices, nonzero diagonal).
+  // From CSR arrays (validated as a CsrPattern, and: sorted indices in each
+  // row, finite values, a nonzero diagonal).
   CsrMatrix(int n, std::vector<std::int32_t> indptr,
             std::vector<std::int32_t> indices, std::vector<double> data);
 
-  int n() const noexcept { return n_; }
-  std::uint64_t nnz() const noexcept { return data_.size(); }
-  int max_row_nnz() const noexcept { return max_row_nnz_; }
   // sqrt(||A||_1 ||A||_inf), an upper bound on the 2-norm of |A|.
   double abs_norm_bound() const noexcept { return abs_norm_; }
   // min_i (a_ii - sum_{j != i} |a_ij|): a lower bound on lambda_min for a
   // symmetric matrix (Gershgorin); positive iff strictly diagonally dominant.
   double gershgorin_lower_bound() const noexcept;
 
-  const std::int32_t* indptr() const noexcept { return indptr_.data(); }
-  const std::int32_t* indices() const noexcept { return indices_.data(); }
   const double* data() const noexcept { return data_.data(); }
   const double* inv_diag() const noexcept { return inv_diag_.data(); }
   // Banded matrices (at most kMaxDiagonals distinct diagonals, like the
@@ -74,10 +95,7 @@ class CsrMatrix {
   const double* diagonal_data() const noexcept { return dia_data_.data(); }
 
  private:
-  int n_ = 0;
-  int max_row_nnz_ = 0;
   double abs_norm_ = 0.0;
-  std::vector<std::int32_t> indptr_, indices_;
   std::vector<double> data_, inv_diag_;
   std::vector<int> dia_offsets_;
   std::vector<double> dia_data_;

@@ -44,32 +44,26 @@
 
 namespace tmn::solver {
 
-// A weighted directed graph in CSR, validated and normalised once (allocates),
-// then immutable. An empty weight vector means every weight is 1.
-class PushGraph {
+// A weighted directed graph: its CSR pattern (row u lists u's out-edges)
+// and a weight per edge, validated and normalised once (allocates), then
+// immutable. An empty weight vector means every weight is 1.
+class PushGraph : public CsrPattern {
  public:
   PushGraph(int n, std::vector<std::int32_t> indptr, std::vector<std::int32_t> indices,
             std::vector<double> weights);
 
-  int n() const noexcept { return n_; }
-  std::uint64_t nnz() const noexcept { return indices_.size(); }
   int dangling() const noexcept { return dangling_; }      // rows with W_u = 0
-  int max_out_degree() const noexcept { return max_degree_; }
+  int max_out_degree() const noexcept { return max_row_nnz(); }
   // Throws std::invalid_argument unless the restart is `count` in-range nodes
   // with finite, nonnegative weights of positive sum (repeated nodes add up).
   void check_restart(const std::int32_t* nodes, const double* weights, int count) const;
 
-  const std::int32_t* indptr() const noexcept { return indptr_.data(); }
-  const std::int32_t* indices() const noexcept { return indices_.data(); }
   const double* weights() const noexcept { return weights_.empty() ? nullptr : weights_.data(); }
   // 1 / W_u (rounded), 0 for a dangling row.
   const double* inv_out_weight() const noexcept { return inv_w_.data(); }
 
  private:
-  int n_ = 0;
   int dangling_ = 0;
-  int max_degree_ = 0;
-  std::vector<std::int32_t> indptr_, indices_;
   std::vector<double> weights_, inv_w_;
 };
 
