@@ -105,6 +105,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(proc.stdout.split()[-1])
 
 
+@pytest.mark.slow
 def test_the_wheel_is_manylinux_and_needs_no_system_libzmq(wheel: Path) -> None:
     from elftools.elf.dynamic import DynamicSection
     from elftools.elf.elffile import ELFFile
@@ -152,6 +153,7 @@ def hiding(files: list[str]) -> list[str]:
     return [unshare, "--mount", "/bin/sh", "-c", script, "sh", *files, "--"]
 
 
+@pytest.mark.slow
 def test_the_wheel_installs_and_serves_in_a_fresh_venv_without_compiler_or_system_libzmq(
         wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
