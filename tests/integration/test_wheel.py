@@ -4,10 +4,11 @@ that installs and serves with no compiler and no system libzmq.
 tmn._core links the libzmq inside pyzmq's wheel. The first two tests read
 /proc/PID/maps of real processes (one importing tmn._core and zmq, one running
 tmn-serve on loopback) and require exactly one mapped libzmq file: the one
-pyzmq loads. The slow test builds the release wheel with .ci/build-wheel (pip
-wheel, then auditwheel repair), installs it into a fresh virtualenv whose PATH
-has no compiler and no cmake (pip may take binary wheels only), and runs that
-venv's tmn-serve and a client tick against it.
+pyzmq loads. The slow tests take the release wheel ($TMN_WHEEL, or built here
+with .ci/build-wheel: pip wheel, then auditwheel repair), check its tag and
+what its core links, install it into a fresh virtualenv whose PATH has no
+compiler and no cmake (pip may take binary wheels only), and run that venv's
+tmn-serve, with the system's libzmq hidden, and a client against it.
 """
 
 from __future__ import annotations
