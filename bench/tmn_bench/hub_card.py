@@ -392,7 +392,7 @@ def examples(ref: str | None) -> dict[str, str]:
     """examples/: in-process inference and a ZeroMQ client of tmn-serve, for
     the model ``tmn.load(ref)`` loads (None: the built-in one)."""
     needs = "tmn" if ref is None else '"tmn[hub]"'
-    inference = f'''"""In-process inference: pip install {needs}"""
+    inference = f'''"""In-process inference (first: pip install {needs})."""
 import numpy as np
 
 import tmn

@@ -6,9 +6,11 @@ reports read their attributes, and :func:`to_json` writes them. A figure that
 is renamed or missing is therefore an ``AttributeError`` or a ``TypeError``
 where it is made or read, not a silent SKIPPED. JSON keys are the field names
 except where a field says otherwise (``metadata={"json": "p99.9"}``); a field
-with ``metadata={"flatten": True}`` writes its own keys into its parent's, and
-a result with a ``json()`` method writes what that returns (and reads it back
-with its ``read_json`` class method).
+with ``metadata={"flatten": True}`` writes its own keys into its parent's; a
+field marked :data:`OPTIONAL` (a later addition, with an empty default) is
+written only when it is not empty, so results from before it still read back
+and write back unchanged; and a result with a ``json()`` method writes what
+that returns (and reads it back with its ``read_json`` class method).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def key(name: str) -> dict[str, Any]:
 
 
 FLAT: dict[str, Any] = {"flatten": True}
+OPTIONAL: dict[str, Any] = {"optional": True}
 
 
 def to_json(obj: Any) -> Any:
@@ -45,6 +48,8 @@ def to_json(obj: Any) -> Any:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(obj):
             v = to_json(getattr(obj, f.name))
+            if f.metadata.get("optional") and not v:
+                continue
             if f.metadata.get("flatten"):
                 out.update(v)
             else:
@@ -703,6 +708,17 @@ class PredictorMetrics:
 
 
 @dataclass(frozen=True)
+class GroupTail:
+    """Where the headline error's tail lives: one group of pieces (a synthetic
+    regime, a LASA shape, a recording; tmn_bench.accuracy.evaluate.piece_group)."""
+
+    ticks: int
+    p99: dict[str, float]         # per predictor, P99 error at the headline horizon
+    tail_share: dict[str, float]  # per predictor, its share of that predictor's
+                                  # errors above its pooled P99 that lie in this group
+
+
+@dataclass(frozen=True)
 class GateSummary:
     """System B's gate on the evaluated ticks (tmn_bench.accuracy.metrics)."""
 
@@ -836,8 +852,10 @@ class DatasetResult:
     targets: list[SeedTarget]
     plan_criteria: list[PlanCriteria]
     # per "label precision" of a model with an uncertainty radius: the share of
-    # errors within it, per horizon (older reports have none)
-    coverage: dict[str, list[float]] = field(default_factory=dict)
+    # errors within it, per horizon
+    coverage: dict[str, list[float]] = field(default_factory=dict, metadata=OPTIONAL)
+    # per group of pieces (at most MAX_GROUPS of them; none for more), the tail
+    groups: dict[str, GroupTail] = field(default_factory=dict, metadata=OPTIONAL)
 
 
 @dataclass(frozen=True)

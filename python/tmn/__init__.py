@@ -6,6 +6,10 @@ five-stage C++ tick (ingest, Kalman prior, GRU, certified gate, actuation).
 (``tmn.hub``, docs/hub.md).
 """
 
+# zmq first: tmn._core needs the libzmq inside pyzmq's wheel by its file name, and the
+# loader reuses the copy this maps wherever tmn is installed (docs/installation.md).
+import zmq  # noqa: F401  # isort: skip
+
 from tmn._core import Isa, Prediction, Status, Verdict
 from tmn.artifact import quantise_rows
 from tmn.client import Client

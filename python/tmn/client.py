@@ -268,8 +268,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         acc = s["live_accuracy"]
         if acc:
             last = acc[-1]
-            print(f"live accuracy at {last['horizon_ms']:g} ms: p50={last['p50']:.2f} "
-                  f"p90={last['p90']:.2f} p99={last['p99']:.2f} (n={last['count']})")
+            scored = (f"p50={last['p50']:.2f} p90={last['p90']:.2f} p99={last['p99']:.2f}"
+                      if last["count"] else "no prediction scored yet")
+            print(f"live accuracy at {last['horizon_ms']:g} ms: {scored} (n={last['count']})")
         lat = s["latency_ns"]["server"]
         print(f"server-side latency (recv->send): p50={lat['p50'] / 1e3:.1f} us "
               f"p99.9={lat['p99.9'] / 1e3:.1f} us")

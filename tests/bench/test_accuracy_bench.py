@@ -149,6 +149,14 @@ def test_statistics_targets_and_plan_criteria(run) -> None:
                      "90 % radius coverage, lowest over the horizons",
                      "90 % radius coverage, highest over the horizons",
                      } | ({"gate fallback win rate"} if fired else set())
+    # where the tail lives: per synthetic regime, each predictor's tail shares sum to 1
+    assert set(d["groups"]) <= {"cv_ou", "reach", "orbit", "lissajous", "bounce"}
+    assert len(d["groups"]) > 1
+    for who in ("B0 int8", "A0 int8", "Kalman only", "ridge"):
+        assert sum(g["tail_share"][who] for g in d["groups"].values()) == pytest.approx(1.0)
+        assert max(g["p99"][who] for g in d["groups"].values()) >= \
+            d["predictors"][who]["p99"][-1] * (1 - 1e-9)
+    assert sum(g["ticks"] for g in d["groups"].values()) == d["evaluated_ticks"]
     for label in ("A0", "B0"):  # the tiny models are calibrated: their coverage is reported
         cov = d["coverage"][f"{label} int8"]
         assert len(cov) == len(d["horizons_ms"]) and all(0 < c <= 1 for c in cov)
@@ -220,7 +228,7 @@ def test_interleaved_replay_answers_exactly_like_one_replay(artifacts: dict[str,
 
 def _keys(d: object, at: str = "",
           named: tuple[str, ...] = ("predictors", "gate", "latency", "int8_over_fp32_mse",
-                                    "coverage")
+                                    "coverage", "groups", "p99", "tail_share")
           ) -> set[str]:
     """Every key path of a JSON value (list items merged; the keys of the dicts by
     model or predictor name, which differ between runs, as "*")."""
@@ -242,8 +250,9 @@ def test_the_json_keeps_the_keys_of_the_reference_reports(run) -> None:
     ref = Path(__file__).resolve().parents[2] / "bench" / "reference" / "accuracy-synth"
     want = _keys(json.loads((ref / "accuracy.json").read_text(encoding="utf-8")))
     got = _keys(r)
-    if "/datasets[]/coverage" not in want:  # a reference from before the radius (it defaults)
-        got = {k for k in got if not k.startswith("/datasets[]/coverage")}
+    for new in ("/datasets[]/coverage", "/datasets[]/groups"):  # later than the reference
+        if new not in want:  # reports (both default to empty)
+            got = {k for k in got if not k.startswith(new)}
     assert got == want
 
 

@@ -173,3 +173,13 @@ def test_a_json_that_is_no_accuracy_result_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err == f"tmn-hub: error: {LATENCY}: not the result expected: $.settings: missing\n"
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("ref", [None, "owner/name", "hf"])
+def test_the_examples_are_valid_python_for_every_kind_of_model(ref: str | None) -> None:
+    """A Hub repo or a local folder's inference.py ended its docstring with
+    ``"tmn[hub]""""``: a SyntaxError (found by docs/tutorial.md's test)."""
+    from tmn_bench.hub_card import examples
+
+    for name, text in examples(ref).items():
+        compile(text, name, "exec")

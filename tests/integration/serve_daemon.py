@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,9 +80,14 @@ class Daemon:
         return self.returncode
 
 
-def serve_argv(model: Path | None, endpoint: str, *extra: str) -> list[str]:
-    """The command line of a daemon (the module form of ``tmn-serve``)."""
-    argv = [sys.executable, "-m", "tmn.serve", "--endpoint", endpoint]
+SERVE_MODULE = (sys.executable, "-m", "tmn.serve")  # tmn-serve of this interpreter
+
+
+def serve_argv(model: Path | None, endpoint: str, *extra: str,
+               launcher: Sequence[str] = SERVE_MODULE) -> list[str]:
+    """The command line of a daemon (by default the module form of ``tmn-serve``;
+    ``launcher`` is the command before the flags, e.g. another venv's script)."""
+    argv = [*launcher, "--endpoint", endpoint]
     if model is not None:
         argv += ["--model", str(model)]
     return argv + list(extra)
@@ -119,7 +124,8 @@ def _health_ok(endpoint: str, proc: subprocess.Popen, deadline: float,
 
 def start_daemon(model: Path | None, *extra: str, log_dir: Path, endpoint: str | None = None,
                  pub: bool = False, pidfile: Path | None = None,
-                 probe_keys: tuple[Path, Path] | None = None) -> Daemon:
+                 probe_keys: tuple[Path, Path] | None = None,
+                 launcher: Sequence[str] = SERVE_MODULE) -> Daemon:
     """Start tmn-serve and wait (bounded) until it answers ``health``.
 
     ``endpoint=None`` picks a free loopback TCP port (retrying if another
@@ -134,7 +140,7 @@ def start_daemon(model: Path | None, *extra: str, log_dir: Path, endpoint: str |
             args += ["--pub", pub_ep]
         if pidfile is not None:
             args += ["--pidfile", str(pidfile)]
-        argv = serve_argv(model, ep, *args)
+        argv = serve_argv(model, ep, *args, launcher=launcher)
         log_path = log_dir / f"tmn-serve-{time.monotonic_ns()}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log,

@@ -944,6 +944,16 @@ def test_corrupt_model_is_refused_naming_the_file(damage: str, models: dict[str,
 # tmn-client CLI against the daemon
 
 
+def test_tmn_client_demo_shorter_than_a_horizon_says_nothing_was_scored(
+        serve: DaemonFactory, tmp_path: Path) -> None:
+    """0.5 s of demo scores no 500 ms prediction yet; it said so with a traceback."""
+    d = serve(None, endpoint=short_ipc_endpoint(tmp_path))
+    r = run_cli(tmn_client_argv() + ["--endpoint", d.endpoint, "demo", "--seconds", "0.5",
+                                     "--rate", "max"])
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "live accuracy at 500 ms: no prediction scored yet (n=0)" in r.stdout, r.stdout
+
+
 def test_tmn_client_cli_health_stats_replay_and_demo(serve: DaemonFactory,
                                                      models: dict[str, Path],
                                                      tmp_path: Path) -> None:

@@ -15,8 +15,7 @@ penalty acts on the correction alone; it keeps proposals close to what the
 projection leaves unchanged. ``e_i = y_i - target_i`` is tick i's error;
 its change from the tick before (consecutive ticks of a window) is exactly
 the jitter the accuracy report measures, ``(P_i - P_{i-1}) - (T_i -
-T_{i-1})`` in output units, so the third term (off unless ``jitter`` > 0)
-trains against it.
+T_{i-1})`` in output units, so the third term trains against it.
 
 The optimiser is Adam with a one-cycle learning rate (``lr_schedule:
 onecycle``: warm up over the first 10 % of steps to ``lr``, then cosine

@@ -41,7 +41,8 @@ from tmn_bench.baselines import ridge
 from tmn_bench.common import Log, load_average, machine_info
 from tmn_bench.report import HEADERS, QUANTILES, target_lines
 from tmn_bench.results import (AccuracyResult, AccuracySettings, Comparison, DatasetResult,
-                               ErrorDistribution, GateSummary, LatencySummary, ModelEntry,
+                               ErrorDistribution, GateSummary, GroupTail, LatencySummary,
+                               ModelEntry,
                                MseRatio, Percentiles, PredictorMetrics, SeedSummary, SeedTarget,
                                ratio)
 from tmn_train import scoring
@@ -278,6 +279,39 @@ def coverages(sc: Scored) -> dict[str, list[float]]:
     return out
 
 
+MAX_GROUPS = 24  # more groups than this (one per stream of a recording, say): no table
+
+
+def piece_group(name: str) -> str:
+    """The group a piece belongs to, from its name: the regime of a synthetic
+    stream (``synth/003-reach#val`` -> ``reach``), else the name's second part
+    (the LASA shape, the EyeLink recording, the file's stream)."""
+    base = name.split("#", 1)[0]
+    if base.startswith("synth/") and "-" in base:
+        return base.split("-", 1)[1]
+    parts = base.split("/")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def group_tails(sc: Scored, predictors: list[str]) -> dict[str, GroupTail]:
+    """Per group of pieces, each predictor's P99 at the headline horizon and its
+    share of the pooled tail (the errors above the predictor's P99 over all
+    groups); empty with one group or more than MAX_GROUPS."""
+    group = np.array([piece_group(n) for n in sc.h.names])[sc.ev.piece]
+    names = sorted(set(group))
+    if not 1 < len(names) <= MAX_GROUPS:
+        return {}
+    out = {}
+    heads = {k: sc.errors[k][:, -1] for k in predictors}
+    tails = {k: e > np.percentile(e, 99) for k, e in heads.items()}
+    for g in names:
+        m = group == g
+        out[g] = GroupTail(int(m.sum()),
+                           {k: float(np.percentile(e[m], 99)) for k, e in heads.items()},
+                           {k: float(np.mean(m[t])) for k, t in tails.items()})
+    return out
+
+
 def gates(sc: Scored) -> dict[str, GateSummary]:
     """System B's gate in every replay, with the jitter that its switches add."""
     out = {}
@@ -382,7 +416,9 @@ def evaluate_dataset(spec: str, entrants: list[Entrant], cfg: Config, *, split: 
         kalman_only_from=first_b(entrants).label, predictors=sc.predictors, gate=gate,
         latency=lat, int8_over_fp32_mse=ratios,
         comparisons=comparisons(sc, precision, resamples, block_s, resample_by, seed, lat, step),
-        targets=[], plan_criteria=[], coverage=coverages(sc))
+        targets=[], plan_criteria=[], coverage=coverages(sc),
+        groups=group_tails(sc, ["Kalman only", RIDGE] + [f"{e.label} {precision}"
+                                                        for e in entrants]))
     d = dataclasses.replace(d, targets=dataset_targets(sc, d), plan_criteria=[
         tg.plan_criteria(c, d.gate[f"{c.new} {precision}"]) for c in d.comparisons
         if not c.base.startswith("Kalman only") and c.base != RIDGE

@@ -182,6 +182,20 @@ def _gate_table(d: DatasetResult) -> list[str]:
             "without the tick pairs around them.", ""]
 
 
+def _group_table(d: DatasetResult) -> list[str]:
+    if not d.groups:
+        return []
+    who = list(next(iter(d.groups.values())).p99)
+    rows = [[g, t.ticks, *(t.p99[k] for k in who), *(t.tail_share[k] for k in who)]
+            for g, t in d.groups.items()]
+    return [f"### Where the tail lives ({d.headline_ms:g} ms)", "",
+            report.table(["group", "ticks", *(f"{k} P99" for k in who),
+                          *(f"{k} tail share" for k in who)], rows),
+            "", "Groups of pieces (a synthetic regime, a LASA shape, a recording): each "
+            "predictor's P99 within the group, and the share of its errors above its P99 "
+            "over all groups that lie in the group.", ""]
+
+
 def _coverage_table(d: DatasetResult) -> list[str]:
     if not d.coverage:
         return []
@@ -241,7 +255,8 @@ def dataset_section(i: int, d: DatasetResult, images: dict[str, Path | None]) ->
            f"{d.ticks:,} ticks in {d.pieces} pieces; {d.evaluated_ticks:,} evaluated "
            f"(no model warming, every horizon inside its piece). Statistics and targets "
            f"use **{d.precision.upper()}**; Kalman-only is {d.kalman_only_from}'s prior.", "",
-           *_accuracy_tables(d), *_gate_table(d), *_coverage_table(d), *_latency_table(d), *_statistics_table(d),
+           *_accuracy_tables(d), *_group_table(d), *_gate_table(d), *_coverage_table(d),
+           *_latency_table(d), *_statistics_table(d),
            *_plan_table(d), "### Targets", "", report.targets_table(d.targets), ""]
     for key, title in (("cdf", "Error CDF"), ("horizon", "Error against horizon"),
                        ("latency", "Per-stage latency"), ("trajectory", "Example trajectory")):

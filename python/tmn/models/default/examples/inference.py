@@ -1,4 +1,4 @@
-"""In-process inference: pip install tmn"""
+"""In-process inference (first: pip install tmn)."""
 import numpy as np
 
 import tmn
