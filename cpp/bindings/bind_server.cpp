@@ -89,6 +89,8 @@ py::dict server_stats(const Server& s) {
   for (int i = 0; i < kStages; ++i) lat[kStageNames[i]] = histogram_dict(s.stage(i));
   lat["tick"] = histogram_dict(s.tick_total());
   lat["server"] = histogram_dict(s.server_latency());
+  for (int i = 0; i < kServerPhases; ++i)
+    lat[(std::string("server_") + kServerPhaseNames[i]).c_str()] = histogram_dict(s.server_phase(i));
   lat["report_interval"] = histogram_dict(s.report_interval());
   d["latency_ns"] = lat;
   const LiveAccuracy& live = s.live();

@@ -97,6 +97,10 @@ inline constexpr int kSendHwm = 32;   // messages per peer
 inline constexpr int kRecvHwm = 32;
 inline constexpr int kPubHwm = 1000;  // publications per subscriber
 inline constexpr std::size_t kMaxErrorText = 1024;
+// The phases of a tick request's receive->send time (Server::server_phase),
+// named as in the stats (latency_ns.server_<name>).
+inline constexpr int kServerPhases = 3;
+inline constexpr const char* kServerPhaseNames[kServerPhases] = {"wait", "compute", "send"};
 
 struct ServerConfig {
   std::string endpoint = kDefaultEndpoint;
@@ -187,6 +191,11 @@ class Server {
   const Histogram& stage(int s) const noexcept { return *stage_[s]; }
   const Histogram& tick_total() const noexcept { return *tick_total_; }
   const Histogram& server_latency() const noexcept { return *server_ns_; }
+  // The receive->send time of a tick request in its three phases (ns): waiting
+  // for its first slice, computing its ticks (the engine and the loop's
+  // bookkeeping), and sending its reply (the send call, plus any wait for room
+  // in the peer's queue). Together they are server_latency().
+  const Histogram& server_phase(int phase) const noexcept { return *phase_ns_[phase]; }
   // Sensor time between consecutive ticks of a stream, over all streams (ns):
   // the report rate the clients' sensors have.
   const Histogram& report_interval() const noexcept { return *interval_ns_; }
@@ -209,7 +218,7 @@ class Server {
     const Scope* scope = nullptr;  // the CURVE client's scope, or none
     std::uint64_t owner = 0;               // whose quota its new streams count against
     std::uint32_t count = 0, next = 0, seq = 0;
-    std::uint64_t t_done = 0;
+    std::uint64_t t_start = 0, t_done = 0;  // its first slice began; its last tick was answered
     bool started = false, done = false;  // done: every tick answered, the reply not sent yet
     bool has_velocity = true;            // kind ticks (true) or position_ticks
     bool point = false;                  // a point kind: answered with PointRecords
@@ -226,6 +235,8 @@ class Server {
   // One tick of a job: the quota, the engine (and a reclaim if the table is
   // full), the ownership of a new stream.
   Status tick_one(const Job& j, std::uint64_t client_id, const Tick& k, Prediction& p) noexcept;
+  // The stage histograms and live accuracy of one answered tick.
+  void record_tick(const Tick& k, const Prediction& p, std::uint64_t t_recv) noexcept;
   void list_streams(std::vector<HeldStream>& out) const;  // loop thread (or stopped)
   // The client's own streams idle for reclaim_idle_s, reset (at most every
   // 10 ms); true when one was.
@@ -290,6 +301,7 @@ class Server {
   ServerCounters counters_;
   std::unique_ptr<Histogram> stage_[kStages];
   std::unique_ptr<Histogram> tick_total_, server_ns_, interval_ns_;
+  std::unique_ptr<Histogram> phase_ns_[kServerPhases];
   std::unique_ptr<LiveAccuracy> live_;
   std::uint64_t next_evict_ = 0;
 
