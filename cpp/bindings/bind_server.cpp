@@ -64,8 +64,45 @@ void add_outcome_counts(py::dict& d, const ServerCounters& c) {
                               : py::object(py::none());
 }
 
-py::dict server_stats(const Server& s) {
-  const ServerCounters& c = s.counters();
+// The sum of one histogram over every loop (`of` picks it from a server).
+template <class F>
+py::dict summed(const std::vector<const Server*>& servers, F&& of) {
+  const Histogram& first = of(*servers.front());
+  Histogram sum(first.lowest(), first.octaves(), first.sub());
+  for (const Server* s : servers) sum.add(of(*s));
+  return histogram_dict(sum);
+}
+
+// The stats of one daemon: its counters summed over its loops (one per core,
+// tmn-serve --cores), its histograms merged bucket by bucket, so every
+// percentile is that of all its requests.
+py::dict server_stats(const std::vector<const Server*>& servers) {
+  if (servers.empty()) throw std::invalid_argument("stats: no server");
+  const Server& one = *servers.front();
+  ServerCounters c;  // the sums
+  const auto add = [](std::atomic<std::uint64_t>& to, const std::atomic<std::uint64_t>& v) {
+    to.store(to.load(std::memory_order_relaxed) + v.load(std::memory_order_relaxed),
+             std::memory_order_relaxed);
+  };
+  std::uint32_t streams = 0;
+  for (const Server* s : servers) {
+    const ServerCounters& k = s->counters();
+    for (auto m : {&ServerCounters::messages, &ServerCounters::batches, &ServerCounters::ticks,
+                   &ServerCounters::ticks_ok, &ServerCounters::control,
+                   &ServerCounters::dropped_replies, &ServerCounters::dropped_pub,
+                   &ServerCounters::reloads, &ServerCounters::evicted,
+                   &ServerCounters::loop_iterations, &ServerCounters::reclaimed,
+                   &ServerCounters::refused_peers, &ServerCounters::control_overloaded,
+                   &ServerCounters::dropped_at_stop, &ServerCounters::quota_refused})
+      add(c.*m, k.*m);
+    for (int i = 0; i < 8; ++i) add(c.by_status[i], k.by_status[i]);
+    for (int i = 0; i < 16; ++i) add(c.by_frame_error[i], k.by_frame_error[i]);
+    for (int i = 0; i < 8; ++i) add(c.by_verdict[i], k.by_verdict[i]);
+    c.cert_sum_pass.store(c.cert_sum_pass.load(std::memory_order_relaxed) +
+                              k.cert_sum_pass.load(std::memory_order_relaxed),
+                          std::memory_order_relaxed);
+    streams += s->stream_count();
+  }
   py::dict d;
   d["messages"] = get(c.messages);
   d["batches"] = get(c.batches);
@@ -74,7 +111,7 @@ py::dict server_stats(const Server& s) {
   d["control_requests"] = get(c.control);
   d["dropped_replies"] = get(c.dropped_replies);
   d["dropped_pub"] = get(c.dropped_pub);
-  d["reloads"] = get(c.reloads);
+  d["reloads"] = get(one.counters().reloads);  // every loop swaps on each reload
   d["evicted_streams"] = get(c.evicted);
   d["loop_iterations"] = get(c.loop_iterations);
   d["reclaimed_streams"] = get(c.reclaimed);
@@ -82,21 +119,42 @@ py::dict server_stats(const Server& s) {
   d["control_overloaded"] = get(c.control_overloaded);
   d["dropped_at_stop"] = get(c.dropped_at_stop);
   d["quota_refused"] = get(c.quota_refused);
-  d["max_streams_per_client"] = s.stream_quota();
-  d["streams"] = s.stream_count();
+  d["max_streams_per_client"] = one.stream_quota();  // per loop
+  d["streams"] = streams;
+  d["loops"] = servers.size();
   add_outcome_counts(d, c);
   py::dict lat;
-  for (int i = 0; i < kStages; ++i) lat[kStageNames[i]] = histogram_dict(s.stage(i));
-  lat["tick"] = histogram_dict(s.tick_total());
-  lat["server"] = histogram_dict(s.server_latency());
+  for (int i = 0; i < kStages; ++i)
+    lat[kStageNames[i]] = summed(servers, [i](const Server& s) -> const Histogram& {
+      return s.stage(i);
+    });
+  lat["tick"] = summed(servers, [](const Server& s) -> const Histogram& { return s.tick_total(); });
+  lat["server"] = summed(servers, [](const Server& s) -> const Histogram& {
+    return s.server_latency();
+  });
   for (int i = 0; i < kServerPhases; ++i)
-    lat[(std::string("server_") + kServerPhaseNames[i]).c_str()] = histogram_dict(s.server_phase(i));
-  lat["report_interval"] = histogram_dict(s.report_interval());
+    lat[(std::string("server_") + kServerPhaseNames[i]).c_str()] =
+        summed(servers, [i](const Server& s) -> const Histogram& { return s.server_phase(i); });
+  lat["report_interval"] = summed(servers, [](const Server& s) -> const Histogram& {
+    return s.report_interval();
+  });
   d["latency_ns"] = lat;
-  const LiveAccuracy& live = s.live();
-  const std::vector<double> h = s.engine()->horizons_s();
-  d["live_accuracy"] = per_horizon(live, h, [&](int k) { return &live.overall(k); });
-  d["live_accuracy_overwritten"] = live.overwritten();
+  const LiveAccuracy& live = one.live();
+  const std::vector<double> h = one.engine()->horizons_s();
+  bool same_model = true;  // a reload swaps every loop's engine before stats run again
+  for (const Server* s : servers) same_model = same_model && s->live().horizons() == live.horizons();
+  std::uint64_t overwritten = 0;
+  for (const Server* s : servers) overwritten += s->live().overwritten();
+  std::vector<std::unique_ptr<Histogram>> overall;
+  if (same_model)
+    for (int k = 0; k < live.horizons(); ++k) {
+      const Histogram& h0 = live.overall(k);
+      overall.push_back(std::make_unique<Histogram>(h0.lowest(), h0.octaves(), h0.sub()));
+      for (const Server* s : servers) overall.back()->add(s->live().overall(k));
+    }
+  d["live_accuracy"] =
+      per_horizon(live, h, [&](int k) { return same_model ? overall[k].get() : nullptr; });
+  d["live_accuracy_overwritten"] = overwritten;
   return d;
 }
 
@@ -186,7 +244,8 @@ void bind_server(py::module_& m) {
           },
           "[(engine id, owner's CURVE key or '', the client's id)] of every stream held.")
       .def_property_readonly("bound_endpoint", &Server::bound_endpoint)
-      .def("stats", &server_stats)
+      .def_property_readonly("stream_count", &Server::stream_count)
+      .def("stats", [](const Server& s) { return server_stats({&s}); })
       .def(
           "stream_accuracy",
           [](const Server& s, std::uint64_t stream) {
@@ -197,6 +256,12 @@ void bind_server(py::module_& m) {
           py::arg("stream"), "Live accuracy of one stream per horizon ([] if not held).")
       .def("scored_streams", &scored_streams)
       .def("warnings", &Server::warnings);
+  m.def(
+      "loops_stats",
+      [](const std::vector<const Server*>& servers) { return server_stats(servers); },
+      py::arg("servers"),
+      "The stats of several loops of one daemon (tmn-serve --cores): counters summed, "
+      "histograms merged bucket by bucket.");
 }
 
 }  // namespace tmn::bindings

@@ -21,6 +21,20 @@ void Histogram::reset() noexcept {
   max_.store(-std::numeric_limits<double>::infinity(), std::memory_order_relaxed);
 }
 
+void Histogram::add(const Histogram& o) {
+  if (o.lowest_ != lowest_ || o.octaves_ != octaves_ || o.sub_ != sub_)
+    throw std::invalid_argument("histogram: cannot add histograms of different ranges");
+  const auto plus = [](std::atomic<std::uint64_t>& to, const std::atomic<std::uint64_t>& from) {
+    to.store(to.load(std::memory_order_relaxed) + from.load(std::memory_order_relaxed),
+             std::memory_order_relaxed);
+  };
+  for (std::size_t i = 0; i < counts_.size(); ++i) plus(counts_[i], o.counts_[i]);
+  plus(count_, o.count_);
+  sum_.store(sum() + o.sum(), std::memory_order_relaxed);
+  if (o.min() < min()) min_.store(o.min(), std::memory_order_relaxed);
+  if (o.max() > max()) max_.store(o.max(), std::memory_order_relaxed);
+}
+
 std::size_t Histogram::bucket(double v) const noexcept {
   const std::size_t overflow = counts_.size() - 1;
   if (!(v >= lowest_)) return std::isnan(v) ? overflow : 0;  // underflow

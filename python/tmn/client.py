@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 import time
+from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,49 +21,69 @@ from tmn.argtypes import bounded
 from tmn.protocol import (MAX_BATCH, Predictions, ProtocolError, decode_reply, encode_ticks,
                           make_ticks)
 from tmn.recording import check_columns, group_streams, read_table
+from tmn.ring import HashRing
 from tmn.version import __version__
 
 DEFAULT_ENDPOINT = _core.DEFAULT_ENDPOINT
 
 
 class Client:
-    """A DEALER connection to tmn-serve.
+    """A DEALER connection to tmn-serve, or to several endpoints at once.
 
     * ``tick()`` and ``ticks()`` are synchronous: send, then wait for the reply.
     * ``send()`` / ``recv()`` pipeline: many batches in flight; replies come back
       in order, each with the ``seq`` it was sent with.
     * ``control()`` (and ``stats()``, ``health()``, ``reset()``, ``reload()``)
       send JSON control requests.
-    Not thread-safe (one socket). Every wait is bounded by ``timeout_s``.
+    * Given several endpoints (the loops of a ``tmn-serve --cores`` daemon, the
+      ``endpoints`` its ``health`` lists, and/or other daemons), each stream goes
+      to one of them, chosen on a consistent-hash ring (:mod:`tmn.ring`): a batch
+      is split by stream, each part sent to its endpoint, and the replies are put
+      back together in the batch's order. ``stats()`` then sums every daemon's
+      stats (:func:`merge_stats`); ``reset()`` goes to the stream's endpoint,
+      ``health()`` and ``reload()`` to every endpoint.
+    Not thread-safe (one socket per endpoint). Every wait is bounded by ``timeout_s``.
     """
 
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout_s: float = 5.0,
+    def __init__(self, endpoint: str | Sequence[str] = DEFAULT_ENDPOINT, timeout_s: float = 5.0,
                  context: zmq.Context | None = None, key_file: Path | None = None,
                  server_key_file: Path | None = None, routing_id: bytes | None = None) -> None:
-        """Connect to ``endpoint``. For a CURVE server pass this client's
-        ``.key_secret`` file and the server's public ``.key`` file
-        (docs/security.md). ``routing_id`` fixes the connection's identity."""
-        self._ctx = context or zmq.Context.instance()
-        self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
+        """Connect to ``endpoint`` (or to each of several). For a CURVE server pass
+        this client's ``.key_secret`` file and the server's public ``.key`` file
+        (docs/security.md; with several endpoints, every one has that key).
+        ``routing_id`` fixes the connection's identity."""
+        endpoints = [endpoint] if isinstance(endpoint, str) else list(endpoint)
+        self.ring = HashRing(endpoints)  # refuses an empty list and a repeated endpoint
         if (key_file is None) != (server_key_file is None):
             raise ValueError("CURVE needs both key_file and server_key_file")
-        if key_file is not None and server_key_file is not None:
-            from tmn.keys import load_public_key, load_secret_key
+        self._ctx = context or zmq.Context.instance()
+        self._socks: list[zmq.Socket] = []
+        for ep in endpoints:
+            sock = self._ctx.socket(zmq.DEALER)
+            self._socks.append(sock)
+            sock.setsockopt(zmq.LINGER, 0)
+            if key_file is not None and server_key_file is not None:
+                from tmn.keys import load_public_key, load_secret_key
 
-            self._sock.curve_secretkey = load_secret_key(key_file).encode()
-            self._sock.curve_publickey = load_public_key(key_file).encode()
-            self._sock.curve_serverkey = load_public_key(server_key_file).encode()
-        if routing_id is not None:
-            self._sock.setsockopt(zmq.ROUTING_ID, routing_id)
-        self._sock.connect(endpoint)
-        self.endpoint = endpoint
+                sock.curve_secretkey = load_secret_key(key_file).encode()
+                sock.curve_publickey = load_public_key(key_file).encode()
+                sock.curve_serverkey = load_public_key(server_key_file).encode()
+            if routing_id is not None:
+                sock.setsockopt(zmq.ROUTING_ID, routing_id)
+            sock.connect(ep)
+        self._sock = self._socks[0]
+        self.endpoints = endpoints
+        self.endpoint = endpoints[0] if len(endpoints) == 1 else ", ".join(endpoints)
         self.timeout_ms = int(timeout_s * 1000)
         self._seq = 0
+        # several endpoints: per batch in flight, its seq and length and, per
+        # endpoint it went to, (endpoint index, the batch's rows it took)
+        self._parts: deque[tuple[int, int, list[tuple[int, np.ndarray]]]] = deque()
 
     def close(self) -> None:
-        """Close the socket (pending requests are dropped)."""
-        self._sock.close(linger=0)
+        """Close the sockets (pending requests are dropped)."""
+        for sock in self._socks:
+            sock.close(linger=0)
 
     def __enter__(self) -> Client:
         return self
@@ -69,11 +91,12 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _recv_frame(self, timeout_ms: int | None = None) -> bytes:
+    def _recv_frame(self, timeout_ms: int | None = None, shard: int = 0) -> bytes:
         t = self.timeout_ms if timeout_ms is None else timeout_ms
-        if not self._sock.poll(t, zmq.POLLIN):
-            raise TimeoutError(f"no reply from {self.endpoint} within {t} ms")
-        return self._sock.recv()
+        sock = self._socks[shard]
+        if not sock.poll(t, zmq.POLLIN):
+            raise TimeoutError(f"no reply from {self.endpoints[shard]} within {t} ms")
+        return sock.recv()
 
     def send(self, ticks: np.ndarray, seq: int | None = None, velocity: bool = True,
              at: float | None = None) -> int:
@@ -84,16 +107,40 @@ class Client:
         if seq is None:
             self._seq = (self._seq + 1) & 0xFFFFFFFF
             seq = self._seq
-        self._sock.send(encode_ticks(ticks, seq, velocity, at), copy=False)
+        if len(self._socks) == 1:
+            self._sock.send(encode_ticks(ticks, seq, velocity, at), copy=False)
+            return seq
+        shard = self.ring.shard_of(ticks["stream"])
+        parts = []
+        for i in np.unique(shard):
+            rows = np.flatnonzero(shard == i)
+            self._socks[i].send(encode_ticks(ticks[rows], seq, velocity, at), copy=False)
+            parts.append((int(i), rows))
+        self._parts.append((seq, len(ticks), parts))
         return seq
 
     def recv(self, timeout_s: float | None = None) -> Predictions:
         """The next prediction reply. Raises ProtocolError for an error reply,
         TimeoutError when none arrives in time."""
-        frame = self._recv_frame(None if timeout_s is None else int(timeout_s * 1000))
-        if frame[:1] == b"{":
-            raise ProtocolError("bad_kind", f"expected predictions, got JSON: {frame[:200]!r}")
-        return decode_reply(frame)
+        timeout_ms = None if timeout_s is None else int(timeout_s * 1000)
+        if len(self._socks) == 1:
+            return _decode(self._recv_frame(timeout_ms))
+        if not self._parts:
+            raise TimeoutError("no request is waiting for its reply")
+        seq, n, parts = self._parts.popleft()
+        replies, error = [], None
+        for i, rows in parts:  # read every part, so the next request's replies stay in step
+            try:
+                replies.append((rows, _decode(self._recv_frame(timeout_ms, i))))
+            except ProtocolError as e:
+                error = error or e
+        if error is not None:
+            raise error
+        first = replies[0][1]
+        records = np.empty(n, dtype=first.records.dtype)
+        for rows, reply in replies:
+            records[rows] = reply.records
+        return Predictions(seq=seq, horizons=first.horizons, records=records)
 
     def ticks(self, ticks: np.ndarray, velocity: bool = True,
               at: float | None = None) -> Predictions:
@@ -115,35 +162,140 @@ class Client:
         return self.ticks(make_ticks(t, x, y, vx, vy, stream),
                           velocity=vx is not None, at=at).records[0]
 
-    def control(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Send a JSON control request and return the JSON reply."""
-        self._sock.send(json.dumps(request).encode("utf-8"))
+    def control(self, request: dict[str, Any], shard: int = 0) -> dict[str, Any]:
+        """Send a JSON control request to one endpoint (the first by default) and
+        return the JSON reply."""
+        self._socks[shard].send(json.dumps(request).encode("utf-8"))
         while True:
-            frame = self._recv_frame()
+            frame = self._recv_frame(shard=shard)
             if frame[:1] == b"{":
                 return json.loads(frame)
             # a late prediction reply from pipelined use: skip it
 
+    def _every_daemon(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """The reply of each daemon among the endpoints, asked once: a daemon
+        answers for all its loops, so of its endpoints (known by the ``daemon``
+        id of their health) only the first is asked."""
+        replies, seen = [], set()
+        for i in range(len(self._socks)):
+            daemon = self.control({"cmd": "health"}, shard=i).get("daemon")
+            if daemon is not None and daemon in seen:
+                continue
+            seen.add(daemon)
+            replies.append(self.control(request, shard=i))
+        return replies
+
     def stats(self, **options: Any) -> dict[str, Any]:
-        """Server stats (``stream=ID`` or ``per_stream=True`` for live accuracy per stream)."""
-        return self.control({"cmd": "stats", **options})
+        """Server stats (``stream=ID`` or ``per_stream=True`` for live accuracy per
+        stream). With several daemons: their sum (:func:`merge_stats`)."""
+        if len(self._socks) == 1:
+            return self.control({"cmd": "stats", **options})
+        if "stream" in options:
+            return self.control({"cmd": "stats", **options},
+                                shard=int(self.ring.shard_of(np.uint64(options["stream"]))))
+        replies = self._every_daemon({"cmd": "stats", **options})
+        failed = [r for r in replies if not r.get("ok")]
+        if failed:
+            return failed[0]
+        return {"ok": True, "stats": merge_stats([r["stats"] for r in replies])}
 
     def health(self) -> dict[str, Any]:
-        """Liveness and the model served."""
-        return self.control({"cmd": "health"})
+        """Liveness and the model served (with several daemons: ``daemons``, each one's)."""
+        if len(self._socks) == 1:
+            return self.control({"cmd": "health"})
+        replies = self._every_daemon({"cmd": "health"})
+        return {"ok": all(r.get("ok") for r in replies), "daemons": replies}
 
     def reset(self, stream: int) -> dict[str, Any]:
-        """Forget a stream's state on the server."""
-        return self.control({"cmd": "reset", "stream": stream})
+        """Forget a stream's state on the server (the endpoint that serves it)."""
+        return self.control({"cmd": "reset", "stream": stream},
+                            shard=int(self.ring.shard_of(np.uint64(stream))))
 
     def reload(self, model: str | None = None, precision: str | None = None) -> dict[str, Any]:
-        """Swap in a model folder (default: re-read the current one)."""
+        """Swap in a model folder (default: re-read the current one); with several
+        daemons on each (the first refusal is returned)."""
         req: dict[str, Any] = {"cmd": "reload"}
         if model is not None:
             req["model"] = model
         if precision is not None:
             req["precision"] = precision
-        return self.control(req)
+        replies = self._every_daemon(req) if len(self._socks) > 1 else [self.control(req)]
+        return next((r for r in replies if not r.get("ok")), replies[0])
+
+
+def _decode(frame: bytes) -> Predictions:
+    if frame[:1] == b"{":
+        raise ProtocolError("bad_kind", f"expected predictions, got JSON: {frame[:200]!r}")
+    return decode_reply(frame)
+
+
+# Stats of several daemons: what is not a sum.
+_LATEST = ("uptime_s",)                       # the longest
+_SAME = ("max_streams_per_client", "model", "report_rate")  # the first daemon's
+
+
+def merge_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stats of several daemons as one: counters summed; a histogram's count
+    summed, its mean weighted, its max the largest, and each percentile the
+    LARGEST of the daemons' (an upper bound of the combined percentile: no
+    daemon has more than its share above it; one daemon's loops are merged
+    exactly by the daemon); the gate's pass rate and mean certificate error
+    recomputed from the summed counts; ``endpoints`` and ``daemons`` listed."""
+    if len(stats) == 1:
+        return stats[0]
+    out = _merge(stats)
+    verdicts = out.get("verdicts", {})
+    gated = sum(verdicts.get(v, 0) for v in ("pass", "fallback_implausible",
+                                             "fallback_uncertified"))
+    passed = verdicts.get("pass", 0)
+    out["gate_pass_rate"] = passed / gated if gated else None
+    weighted = [(s.get("mean_cert_error"), s.get("verdicts", {}).get("pass", 0)) for s in stats]
+    out["mean_cert_error"] = (sum(m * n for m, n in weighted if m is not None) / passed
+                              if passed else None)
+    out["daemons"] = [s.get("daemon") for s in stats]
+    return out
+
+
+def _is_histogram(d: dict[str, Any]) -> bool:
+    return "count" in d and "p50" in d
+
+
+def _merge(values: list[Any], key: str = "") -> Any:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    first = values[0]
+    if key in _SAME:
+        return first
+    if key in _LATEST:
+        return max(values)
+    if key == "endpoints":
+        return [e for v in values for e in v]
+    if isinstance(first, dict) and _is_histogram(first):
+        return _merge_histograms(values)
+    if isinstance(first, dict):
+        keys = list(dict.fromkeys(k for v in values for k in v))
+        return {k: _merge([v.get(k) for v in values], k) for k in keys}
+    if isinstance(first, list):
+        if all(isinstance(v, list) and len(v) == len(first) for v in values):
+            return [_merge(list(items)) for items in zip(*values)]
+        return first  # different models: not comparable
+    if isinstance(first, bool) or not isinstance(first, (int, float)):
+        return first
+    return sum(values)
+
+
+def _merge_histograms(hs: list[dict[str, Any]]) -> dict[str, Any]:
+    full = [h for h in hs if h.get("count")]
+    out = dict(hs[0])
+    out["count"] = sum(h["count"] for h in hs)
+    if not full:
+        return out
+    out["mean"] = sum(h["mean"] * h["count"] for h in full) / out["count"]
+    for name, _ in PERCENTILES:
+        out[name] = max(h[name] for h in full)
+    out["max"] = max(h["max"] for h in full)
+    return out
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -195,7 +347,8 @@ def _pace(start: float, t0: float, t: float) -> None:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.endpoint, key_file=args.key, server_key_file=args.server_key)
+    return Client(args.endpoint or [DEFAULT_ENDPOINT], key_file=args.key,
+                  server_key_file=args.server_key)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -237,6 +390,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ticks = demo_trajectory(args.seconds)
     with _client(args) as c:
         h = c.health()
+        h = h.get("daemons", [h])[0] if h.get("ok") else h
         if not h.get("ok"):
             print(f"server unhealthy: {h}", file=sys.stderr)
             return 1
@@ -290,7 +444,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tmn-client", description="Talk to a running tmn-serve; "
                                 "'web' serves the live browser demo.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    p.add_argument("--endpoint", default=DEFAULT_ENDPOINT)
+    p.add_argument("--endpoint", action="append", default=None, metavar="EP",
+                   help=f"a tmn-serve endpoint (default {DEFAULT_ENDPOINT}); repeat it for "
+                        "several (the loops of tmn-serve --cores, several daemons): streams "
+                        "are sharded over them on a consistent-hash ring and stats sums them")
     p.add_argument("--key", type=Path, default=None, metavar="FILE",
                    help="this client's CURVE .key_secret file (with --server-key)")
     p.add_argument("--server-key", type=Path, default=None, metavar="FILE",

@@ -5,7 +5,10 @@ core. This module parses the command line, loads the model, starts the loop,
 and serves the control plane (JSON: health, stats, reset, reload) from the
 main thread. SIGTERM or SIGINT stops intake, drains, logs the final stats and
 exits 0; SIGHUP reloads the served model. docs/security.md states the trust
-model.
+model. With ``--cores`` the daemon runs one C++ loop per core, each with its
+own engine (its own streams) on its own endpoint (docs/protocol.md, "Several
+cores and several daemons"); the control plane answers on every endpoint for
+the whole daemon.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import ipaddress
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--core", type=bounded(int, 0, 4095), default=None,
                    help="pin the tick loop to this CPU (default: not pinned)")
+    p.add_argument("--cores", type=core_list, default=None, metavar="LIST",
+                   help="one tick loop per CPU of LIST (e.g. 2-5 or 0,2), each with its own "
+                        "engine and streams on its own endpoint: the first binds --endpoint, "
+                        "the next ones the next ports (ipc: PATH.1, PATH.2, ...); clients "
+                        "shard streams over them (tmn.Client with several endpoints)")
     p.add_argument("--io-core", type=bounded(int, 0, 4095), default=None,
                    help="pin libzmq's I/O thread to this CPU (default: the --core CPU "
                         "unless --spin, then not pinned)")
@@ -91,6 +101,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log-level", default="INFO",
                    choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p.parse_args(argv)
+
+
+MAX_LOOPS = 64
+
+
+def core_list(text: str) -> list[int]:
+    """``2-5`` or ``0,2,4`` or ``0-1,4``: distinct CPUs, in the order given."""
+    cores: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            first, last = int(lo), int(hi) if sep else int(lo)
+            if not 0 <= first <= last <= 4095:
+                raise ValueError
+            cores.extend(range(first, last + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected CPUs like 2-5 or 0,2,4, got {text!r}") from None
+    if len(set(cores)) != len(cores):
+        raise argparse.ArgumentTypeError(f"a CPU is named twice in {text!r}")
+    if len(cores) > MAX_LOOPS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_LOOPS} cores, got {len(cores)}")
+    return cores
+
+
+def loop_endpoint(endpoint: str, i: int) -> str:
+    """The endpoint of loop ``i`` of a daemon bound at ``endpoint``: loop 0 binds
+    ``endpoint``; loop i the port i above it (``tcp://host:5555`` -> 5555 + i; a
+    wildcard port ``*`` or ``0`` stays a wildcard), or ``PATH.i`` for ipc and
+    inproc."""
+    if i == 0:
+        return endpoint
+    scheme, _, rest = endpoint.partition("://")
+    if scheme != "tcp":
+        return f"{endpoint}.{i}"
+    host, _, port = rest.rpartition(":")
+    if port in ("*", "0") or not port.isdigit():
+        return endpoint
+    if int(port) + i > 65535:
+        raise ValueError(f"{endpoint}: loop {i} would need port {int(port) + i} > 65535")
+    return f"tcp://{host}:{int(port) + i}"
 
 
 def is_local_endpoint(endpoint: str) -> bool:
@@ -184,20 +235,33 @@ def sd_notify(message: str) -> None:
 
 
 class ControlPlane:
-    """Answers JSON control requests. Runs on one thread (the main thread)."""
+    """Answers JSON control requests for the whole daemon: every loop (one per
+    core) and its engine. ``handle`` may be called from several threads (one per
+    loop's endpoint): one request runs at a time."""
 
-    def __init__(self, server: _core.Server, engine: Engine, precision: str,
+    def __init__(self, servers: list[_core.Server], engines: list[Engine], precision: str,
                  max_streams: int, model_root: Path, curve: bool = False,
                  admin_keys: frozenset[str] = frozenset()) -> None:
-        self.server = server
-        self.engine = engine
+        if not servers or len(servers) != len(engines):
+            raise ValueError("one engine per loop, and at least one loop")
+        self.servers = servers
+        self.engines = engines
+        self.lock = threading.Lock()
         self.precision = precision
         self.max_streams = max_streams
         self.model_root = model_root.resolve()
         self.curve = curve
         self.admin_keys = admin_keys
         self.started = time.monotonic()
+        # names this daemon in health and stats, so a client of several endpoints
+        # counts a daemon's loops once (random: it tells nothing about the host)
+        self.daemon = secrets.token_hex(8)
         self.errors: dict[str, int] = {}
+
+    @property
+    def engine(self) -> Engine:
+        """The engine of the first loop (every loop serves the same model)."""
+        return self.engines[0]
 
     def model_info(self) -> dict[str, Any]:
         """What is being served."""
@@ -210,7 +274,8 @@ class ControlPlane:
         """One request in, one JSON-able reply out. Never raises: any failure of a
         request becomes an error reply (``internal`` for what we did not foresee)."""
         try:
-            return self._handle(payload, client_key)
+            with self.lock:
+                return self._handle(payload, client_key)
         except Exception as e:  # noqa: BLE001 - the guard of every request
             log.exception("control request failed")
             return self.error("internal", f"the request failed: {type(e).__name__}")
@@ -250,16 +315,24 @@ class ControlPlane:
 
     def health(self, req: dict[str, Any]) -> dict[str, Any]:
         """Is the loop alive and what does it serve."""
-        return {"ok": True, "status": "serving" if self.server.running else "stopped",
+        running = all(s.running for s in self.servers)
+        return {"ok": True, "status": "serving" if running else "stopped",
                 "uptime_s": time.monotonic() - self.started,
-                "streams": self.server.stats()["streams"], "model": self.model_info()}
+                "streams": sum(s.stream_count for s in self.servers),
+                "daemon": self.daemon, "endpoints": self.endpoints(), "model": self.model_info()}
+
+    def endpoints(self) -> list[str]:
+        """Every loop's bound endpoint, in order: the nodes a client's ring shards
+        streams over (docs/protocol.md)."""
+        return [s.bound_endpoint for s in self.servers]
 
     def stats(self, req: dict[str, Any]) -> dict[str, Any]:
         """Counters, latency and live accuracy; ``stream`` adds one stream's accuracy,
         ``per_stream`` adds every scored stream's."""
         import psutil
 
-        s = self.server.stats()
+        s = _core.loops_stats(self.servers)
+        s["daemon"], s["endpoints"] = self.daemon, self.endpoints()
         proc = psutil.Process()
         with proc.oneshot():
             cpu = proc.cpu_times()
@@ -273,28 +346,39 @@ class ControlPlane:
         s["report_rate"] = report_rate(s["latency_ns"]["report_interval"],
                                        float(self.engine.model.config["sample_rate_hz"]))
         if "stream" in req:
-            s["stream_accuracy"] = self.server.stream_accuracy(
-                self.server.scoped_stream(req["_client"], _stream_id(req["stream"])))
+            s["stream_accuracy"] = self.stream_accuracy(req["_client"], _stream_id(req["stream"]))
         if req.get("per_stream"):
             s.update(self.per_stream(req["_client"], req["_admin"]))
         return {"ok": True, "stats": s}
+
+    def stream_accuracy(self, client_key: str, stream: int) -> list[dict[str, Any]]:
+        """A client's stream's live accuracy, from the loop that holds it ([] if none)."""
+        for server in self.servers:
+            acc = server.stream_accuracy(server.scoped_stream(client_key, stream))
+            if acc:
+                return acc
+        return []
 
     def per_stream(self, client_key: str, admin: bool) -> dict[str, Any]:
         """Live accuracy per stream. Without CURVE every stream, by its id (one
         namespace). With CURVE a client sees only its own streams, by its own
         ids (never the engine's ids: docs/security.md); an admin also gets
         every client's, by key."""
-        acc = self.server.stream_accuracy
         if not self.curve:
-            return {"per_stream_accuracy": {str(i): acc(i) for i in self.server.scored_streams()}}
-        scored = set(self.server.scored_streams())
-        held = [h for h in self.server.held_streams() if h[0] in scored]
+            return {"per_stream_accuracy": {str(i): server.stream_accuracy(i)
+                                            for server in self.servers
+                                            for i in server.scored_streams()}}
+        held = []  # (accuracy, key, the client's id) of every scored stream, over the loops
+        for server in self.servers:
+            scored = set(server.scored_streams())
+            held += [(server.stream_accuracy(eid), key, cid)
+                     for eid, key, cid in server.held_streams() if eid in scored]
         out: dict[str, Any] = {"per_stream_accuracy": {
-            str(cid): acc(eid) for eid, key, cid in held if key == client_key}}
+            str(cid): acc for acc, key, cid in held if key == client_key}}
         if admin:
             by_key: dict[str, dict[str, Any]] = {}
-            for eid, key, cid in held:
-                by_key.setdefault(key, {})[str(cid)] = acc(eid)
+            for acc, key, cid in held:
+                by_key.setdefault(key, {})[str(cid)] = acc
             out["per_client_stream_accuracy"] = by_key
         return out
 
@@ -308,10 +392,12 @@ class ControlPlane:
                 return self.error("forbidden", "resetting another client's stream needs an "
                                                "admin key")
             owner = str(req["client"])
-            if self.curve and not self.server.knows_client(owner):
+            if self.curve and not self.servers[0].knows_client(owner):
                 return self.error("unknown_stream", f"stream {stream} is not held")
-        st = self.server.reset_stream(self.server.scoped_stream(owner, stream))
-        if st != _core.Status.ok:
+        # the loop that holds the stream forgets it (the others do not hold it)
+        held = [s.reset_stream(s.scoped_stream(owner, stream)) == _core.Status.ok
+                for s in self.servers]
+        if not any(held):
             return self.error("unknown_stream", f"stream {stream} is not held")
         return {"ok": True, "stream": stream}
 
@@ -328,12 +414,15 @@ class ControlPlane:
             return self.error("bad_request", f"reload refused: {path[:256]!r} is not under "
                                              "the model root (--model-root)")
         try:
-            new = Engine(load(folder), precision=precision, max_streams=self.max_streams)
+            model = load(folder)
+            new = [Engine(model, precision=precision, max_streams=self.max_streams)
+                   for _ in self.servers]
         except (ModelFormatError, FileNotFoundError, MemoryError) as e:
             return self.error("bad_request", f"reload refused: {e}")
-        self.server.swap_engine(new._core)
-        self.engine, self.precision = new, precision  # drops the old engine
-        log.info("reloaded model %s (%s)", new.model.path, precision)
+        for server, engine in zip(self.servers, new):  # each loop between two of its requests
+            server.swap_engine(engine._core)
+        self.engines, self.precision = new, precision  # drops the old engines
+        log.info("reloaded model %s (%s)", model.path, precision)
         return {"ok": True, "model": self.model_info()}
 
 
@@ -409,7 +498,11 @@ class StartupError(Exception):
 def _startup_checks(args: argparse.Namespace) -> tuple[str, list[str], frozenset[str]]:
     """Cores, keys, exposure and ipc paths; (secret, client keys, admin keys)."""
     allowed = sorted(os.sched_getaffinity(0))
-    for flag, core in (("--core", args.core), ("--io-core", args.io_core)):
+    if args.cores is not None and (args.core is not None or args.io_core is not None):
+        raise StartupError("--cores pins every loop (and, when blocking, its I/O thread) "
+                           "itself: give it without --core and --io-core")
+    for flag, core in (("--core", args.core), ("--io-core", args.io_core),
+                       *(("--cores", c) for c in args.cores or [])):
         if core is not None and core not in allowed:
             raise StartupError(f"{flag} {core} is not available to this process; valid "
                                f"cores: {', '.join(map(str, allowed))}")
@@ -417,20 +510,26 @@ def _startup_checks(args: argparse.Namespace) -> tuple[str, list[str], frozenset
     if isinstance(keys, str):
         raise StartupError(keys)
     problem = _check_exposure(args, bool(keys[0]))
-    for ep in (args.endpoint, args.pub):
-        problem = problem or (claim_ipc_path(ep) if ep else None)
+    try:
+        for ep in (args.endpoint, args.pub):
+            for i in range(len(args.cores or [None])):
+                problem = problem or (claim_ipc_path(loop_endpoint(ep, i)) if ep else None)
+    except ValueError as e:
+        problem = problem or str(e)
     if problem:
         raise StartupError(f"cannot start: {problem}")
     return keys
 
 
-def _server_config(args: argparse.Namespace, secret: str, client_keys: list[str]
-                   ) -> _core.ServerConfig:
+def _server_config(args: argparse.Namespace, secret: str, client_keys: list[str],
+                   loop: int = 0) -> _core.ServerConfig:
+    """The config of loop ``loop`` (the only one without --cores)."""
     cfg = _core.ServerConfig()
-    cfg.endpoint = args.endpoint
-    cfg.pub_endpoint = args.pub or ""
-    cfg.core = -1 if args.core is None else args.core
-    io_core = args.io_core if args.io_core is not None else (None if args.spin else args.core)
+    cfg.endpoint = loop_endpoint(args.endpoint, loop)
+    cfg.pub_endpoint = loop_endpoint(args.pub, loop) if args.pub else ""
+    core = args.cores[loop] if args.cores else args.core
+    cfg.core = -1 if core is None else core
+    io_core = args.io_core if args.io_core is not None else (None if args.spin else core)
     cfg.io_core = -1 if io_core is None else io_core
     cfg.spin = args.spin
     cfg.rt_priority = args.rt_priority
@@ -444,47 +543,94 @@ def _server_config(args: argparse.Namespace, secret: str, client_keys: list[str]
     return cfg
 
 
-def _start(args: argparse.Namespace) -> tuple[_core.Server, Engine, ControlPlane]:
-    """Check, load the model, build the server and its control plane (not started)."""
+def loop_streams(max_streams: int, loops: int) -> int:
+    """Each loop's table: --max-streams is the daemon's, split evenly."""
+    return max(1, -(-max_streams // loops))
+
+
+def _start(args: argparse.Namespace) -> tuple[list[_core.Server], ControlPlane]:
+    """Check, load the model, build the loops and the control plane (not started)."""
     secret, client_keys, admin_keys = _startup_checks(args)
+    loops = len(args.cores) if args.cores else 1
+    per_loop = loop_streams(args.max_streams, loops)
     too_many = f"cannot allocate {args.max_streams} streams: not enough memory " \
                "(lower --max-streams)"
     try:
-        engine = Engine(args.model, precision=args.precision, max_streams=args.max_streams)
+        model = load(args.model)
+        engines = [Engine(model, precision=args.precision, max_streams=per_loop)
+                   for _ in range(loops)]
     except (ModelFormatError, FileNotFoundError, ValueError, HubError) as e:
         raise StartupError(f"cannot load the model: {e}") from e
     except MemoryError:
         raise StartupError(too_many) from None
+    servers: list[_core.Server] = []
     try:
-        server = _core.Server(engine._core, _server_config(args, secret, client_keys))
+        for i, engine in enumerate(engines):
+            servers.append(_core.Server(engine._core, _server_config(args, secret, client_keys,
+                                                                      i)))
     except (RuntimeError, ValueError) as e:
         raise StartupError(f"cannot start: {e}") from e
     except MemoryError:
         raise StartupError(too_many) from None
+    engine = engines[0]
     root = args.model_root or engine.model.path.parent
-    plane = ControlPlane(server, engine, args.precision, args.max_streams, root,
+    plane = ControlPlane(servers, engines, args.precision, per_loop, root,
                          curve=bool(secret), admin_keys=admin_keys)
-    log.info("loaded %s model %s (%s, %s kernels); endpoint %s%s; %d streams, %d per client; "
-             "core %s%s%s",
+    where = (f"loops on cores {','.join(map(str, args.cores))}, {per_loop} streams each"
+             if args.cores else
+             f"core {'not pinned' if args.core is None else args.core}")
+    log.info("loaded %s model %s (%s, %s kernels); endpoint %s%s; %d streams, %d per client%s; "
+             "%s%s%s",
              engine.model.system, engine.model.path, args.precision, engine.isa, args.endpoint,
              f", PUB {args.pub}" if args.pub else "", args.max_streams,
-             server.stats()["max_streams_per_client"],
-             "not pinned" if args.core is None else args.core, ", spinning" if args.spin else "",
+             servers[0].stats()["max_streams_per_client"], " per loop" if loops > 1 else "",
+             where, ", spinning" if args.spin else "",
              f"; CURVE with {len(client_keys)} keys ({len(admin_keys)} admin)" if secret else "")
-    return server, engine, plane
+    return servers, plane
 
 
-def _serve(server: _core.Server, plane: ControlPlane, stop: dict[str, Any]) -> None:
-    """Answer control requests (and SIGHUP reloads) until a stop signal."""
-    while stop["signal"] is None:
-        if stop["hup"]:  # SIGHUP: re-read the served model
-            stop["hup"] = False
-            reply = plane.reload({"_client": "", "_admin": True})
-            log.info("SIGHUP: reload %s", "done" if reply["ok"] else reply["message"])
+def _answer_control(server: _core.Server, plane: ControlPlane, done: threading.Event) -> None:
+    """Answer the control requests that arrive on one loop's endpoint until ``done``."""
+    while not done.is_set():
         req = server.next_control(0.2)
         if req is not None:
             token, payload, client_key = req
             server.reply_control(token, json.dumps(plane.handle(payload, client_key)).encode())
+
+
+def _serve(servers: list[_core.Server], plane: ControlPlane, stop: dict[str, Any]) -> None:
+    """Answer control requests (and SIGHUP reloads) until a stop signal: the main
+    thread answers the first loop's endpoint, one thread each other loop's."""
+    done = threading.Event()
+    others = [threading.Thread(target=_answer_control, args=(s, plane, done), daemon=True,
+                               name=f"control-{i + 1}") for i, s in enumerate(servers[1:])]
+    for t in others:
+        t.start()
+    try:
+        while stop["signal"] is None:
+            if stop["hup"]:  # SIGHUP: re-read the served model
+                stop["hup"] = False
+                with plane.lock:
+                    reply = plane.reload({"_client": "", "_admin": True})
+                log.info("SIGHUP: reload %s", "done" if reply["ok"] else reply["message"])
+            req = servers[0].next_control(0.2)
+            if req is not None:
+                token, payload, client_key = req
+                servers[0].reply_control(token,
+                                         json.dumps(plane.handle(payload, client_key)).encode())
+    finally:
+        done.set()
+        for t in others:
+            t.join()
+
+
+def _stop_all(servers: list[_core.Server]) -> None:
+    """Stop every loop at once (each drains for at most 1 s), then wait for all."""
+    threads = [threading.Thread(target=s.stop) for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -493,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        server, _engine, plane = _start(args)
+        servers, plane = _start(args)
     except StartupError as e:
         log.error("%s", e)
         return 2
@@ -513,17 +659,18 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             log.error("%s", problem)
             return 2
-    server.start()
-    for w in server.warnings():
+    for server in servers:
+        server.start()
+    for w in sorted({w for server in servers for w in server.warnings()}):
         log.warning("%s", w)
-    log.info("serving on %s", server.bound_endpoint)
+    log.info("serving on %s", ", ".join(plane.endpoints()))
     sd_notify("READY=1")
     try:
-        _serve(server, plane, stop)
+        _serve(servers, plane, stop)
     finally:
         sd_notify("STOPPING=1")
-        server.stop()
-        final = server.stats()
+        _stop_all(servers)
+        final = _core.loops_stats(servers)
         log.info("stopped%s; final stats: %s",
                  f" on signal {stop['signal']}" if stop["signal"] else "",
                  json.dumps({k: final[k] for k in ("messages", "ticks", "ticks_ok",

@@ -40,11 +40,17 @@ class Histogram {
     }
   }
   void reset() noexcept;
+  // Add another histogram's records (the same lowest, octaves and sub; else
+  // std::invalid_argument). For the stats of several loops (not the tick path).
+  void add(const Histogram& other);
 
   std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
   double sum() const noexcept { return sum_.load(std::memory_order_relaxed); }
   double min() const noexcept { return min_.load(std::memory_order_relaxed); }
   double max() const noexcept { return max_.load(std::memory_order_relaxed); }
+  double lowest() const noexcept { return lowest_; }
+  int octaves() const noexcept { return octaves_; }
+  int sub() const noexcept { return sub_; }
   double mean() const noexcept { return count() ? sum() / static_cast<double>(count()) : 0.0; }
   // p in [0, 100]; NaN when empty.
   double percentile(double p) const noexcept;
