@@ -183,6 +183,10 @@ void bind_server(py::module_& m) {
   // the per-peer bounds of docs/protocol.md ("Limits, queues and fairness")
   m.attr("MAX_JOBS_PER_PEER") = kMaxJobsPerPeer;
   m.attr("SEND_HWM") = kSendHwm;
+  // the phases of a request's receive->send time, as named in stats (server_<phase>)
+  py::tuple phases(kServerPhases);
+  for (int i = 0; i < kServerPhases; ++i) phases[i] = kServerPhaseNames[i];
+  m.attr("SERVER_PHASES") = phases;
   py::class_<Histogram>(m, "Histogram", "The fixed-memory log histogram of the stats (tests).")
       .def(py::init<double, int, int>(), py::arg("lowest"), py::arg("octaves"), py::arg("sub"))
       .def("record", &Histogram::record, py::arg("v"))

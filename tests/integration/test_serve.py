@@ -742,9 +742,11 @@ def test_stats_latency_covers_every_stage_the_tick_and_the_server(
         streamed: dict[str, Any]) -> None:
     lat = streamed["stats"]["latency_ns"]
     n = len(streamed["ticks"])
-    assert set(lat) == {*tmn.STAGES, "tick", "server", "report_interval"}
+    phases = {f"server_{p}" for p in _core.SERVER_PHASES}
+    assert set(lat) == {*tmn.STAGES, "tick", "server", *phases, "report_interval"}
     # one stream: every tick but its first has an interval since the previous one
-    counts = {"server": streamed["n_batches"], "report_interval": n - 1}
+    counts = {"server": streamed["n_batches"], "report_interval": n - 1,
+              **dict.fromkeys(phases, streamed["n_batches"])}
     for name, h in lat.items():
         assert {"count", "mean", "p50", "p90", "p99", "p99.9", "max"} <= set(h), name
         assert h["count"] == counts.get(name, n), name
@@ -752,6 +754,9 @@ def test_stats_latency_covers_every_stage_the_tick_and_the_server(
         assert 0 <= h["mean"] <= h["max"], name
     assert lat["tick"]["p50"] > 0 and lat["server"]["p50"] > 0
     assert lat["server"]["p50"] >= lat["tick"]["p50"]  # a request holds >= one tick
+    # a request's phases (waiting, computing, sending) add up to its server time
+    assert sum(lat[p]["mean"] for p in phases) == pytest.approx(lat["server"]["mean"], rel=0.02)
+    assert lat["server_compute"]["p50"] >= lat["tick"]["p50"]
 
 
 def test_stats_report_the_process_and_per_stream_accuracy(streamed: dict[str, Any]) -> None:
