@@ -203,6 +203,9 @@ def add_serve_command(sub: Any) -> None:
     _add_counts(p, SERVE_COUNTS)
     p.add_argument("--throughput-seconds", type=positive_float, default=1.5,
                    help="length of each throughput run (default 1.5 s)")
+    p.add_argument("--skip-scale", action="store_true",
+                   help="skip the scale-out runs (tmn-serve --cores with 1 and 2 loops, the "
+                        "sharded client); their targets are then SKIPPED")
     _add_cores(p)
     p.add_argument("--warmup", type=non_negative_int, default=2_000,
                    help="untimed round trips before the timed ones (default 2000)")
@@ -241,7 +244,7 @@ def serve_command(args: argparse.Namespace) -> int:
             choice.folder, choice.source, layout=setup[0], requests=args.requests,
             warmup=args.warmup, throughput_s=args.throughput_seconds, in_flight=args.in_flight,
             batch=args.batch, naive_script=args.naive_script, seed=args.seed,
-            log=_logger("serve"))
+            scale=not args.skip_scale, log=_logger("serve"))
     print(serve.format_serve_report(r))
     return _unless_failed("serve", r.failed(), _finish(r, r.targets, args))
 

@@ -34,7 +34,7 @@ from tmn_bench.engine import latency_rows, run_engine_bench
 from tmn_bench.report import COLUMNS, HEADERS, QUANTILES, format_us
 from tmn_bench.results import (EngineResult, LatencyResult, Percentiles, ServerNotRun,
                                ServerRun, ServeResult, Skipped, to_json)
-from tmn_bench.targets import plan_budget_target, serve_targets
+from tmn_bench.targets import plan_budget_target, scale_targets, serve_targets
 
 # --quick: the sizes of the CLI tests (tests/bench). Enough to exercise every
 # path in well under a minute; far too few samples for a tail (P99.9 of 200
@@ -80,7 +80,8 @@ def run_latency_bench(model_dir: Path, source: str, *, quick: bool = False,
         case = bs.headline_case(bs.throughput_cases(
             serve_kw.get("batch", bs.run_serve_bench.__kwdefaults__["batch"])))
         serve_ratios = bs.serve_ratios(servers, case)
-        serve_target_list = serve_targets(servers, serve_ratios, case)
+        serve_target_list = [*serve_targets(servers, serve_ratios, case),
+                             *scale_targets(servers, list(bs.MODES), serve_ratios.echo_of, None)]
     return LatencyResult(
         benchmark="latency", quick=quick, machine=engine.machine, model=engine.model, engine=engine, serve=serve,
         ratios={**{f"engine/{k}": v for k, v in to_json(engine.ratios).items()},

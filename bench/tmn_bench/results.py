@@ -563,6 +563,49 @@ class ServeRatios:
 
 
 @dataclass(frozen=True)
+class ScaleRun:
+    """``tmn-serve --cores`` with ``loops`` loops: batched requests pipelined on
+    one DEALER per loop endpoint, each loop with streams of its own."""
+
+    loops: int
+    cores: list[int]
+    streams_per_loop: int
+    ticks_per_request: int
+    in_flight_per_loop: int
+    requests: int
+    ticks: int
+    error_replies: int
+    seconds: float
+    ticks_per_s: float | None
+    server_side_ns: Percentiles | None   # every loop's requests (the daemon's merged stats)
+    clean: bool                          # no loop shares a CPU with the client
+    note: str
+
+
+@dataclass(frozen=True)
+class ShardedClientRun:
+    """``tmn.Client`` given every loop's endpoint: batches over many streams split on
+    the ring, pipelined, the replies put back together (what the client costs)."""
+
+    loops: int
+    streams: int
+    ticks_per_request: int
+    in_flight: int
+    ticks: int
+    seconds: float
+    ticks_per_s: float | None
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    """Throughput on 1 and 2 loops, and the sharded client (issue 15)."""
+
+    runs: list[ScaleRun]
+    sharded_client: ShardedClientRun | None
+    two_over_one: float | None   # throughput of 2 loops / 1 loop, same run
+
+
+@dataclass(frozen=True)
 class ServeResult(BenchmarkResult):
     """Everything ``tmn-bench serve`` measured."""
 
@@ -572,6 +615,7 @@ class ServeResult(BenchmarkResult):
     servers: dict[str, ServerRun | ServerNotRun]
     ratios: ServeRatios
     targets: list[Target]
+    scale: ScaleResult | None = field(default=None, metadata=OPTIONAL)
 
     def failed(self) -> list[str]:
         """Names of the servers that did not start, stalled or were refused."""

@@ -46,10 +46,11 @@ from tmn.protocol import (HEADER, KIND_PREDICTIONS, KIND_TICKS, MAGIC, MAX_BATCH
                           VERSION, prediction_dtype)
 from tmn_bench.common import Log, gc_paused, load_average, machine_info, model_scale, quiet
 from tmn_bench.report import QUANTILES, format_us, format_value, load_text, target_lines
-from tmn_bench.results import (Layout, ModeRatios, Percentiles, ServedModel, ServeRatios,
-                               ServerNotRun, ServerRun, ServeResult, ServeWorkload,
-                               ThroughputCase, ThroughputRun, ratio, to_json)
-from tmn_bench.targets import serve_targets
+from tmn_bench.results import (Layout, ModeRatios, Percentiles, ScaleResult, ScaleRun,
+                               ServedModel, ServeRatios, ServerNotRun, ServerRun, ServeResult,
+                               ServeWorkload, ShardedClientRun, ThroughputCase, ThroughputRun,
+                               ratio, to_json)
+from tmn_bench.targets import scale_targets, serve_targets
 from tmn_bench.workload import Motion
 
 STARTUP_TIMEOUT_S = 60.0   # import + model load + bind, on a busy machine
@@ -182,8 +183,10 @@ class ServerProcess:
     """A server subprocess on a free loopback port; ``with`` starts it and waits
     (bounded) for ``health``, and stops it with SIGTERM (killed if it hangs)."""
 
-    def __init__(self, argv_for: Callable[[str], list[str]], ctx: zmq.Context) -> None:
+    def __init__(self, argv_for: Callable[[str], list[str]], ctx: zmq.Context,
+                 endpoint: Callable[[], str] | None = None) -> None:
         self._argv_for = argv_for
+        self._endpoint = endpoint or _free_tcp_endpoint
         self._ctx = ctx
         self.endpoint = ""
         self.argv: list[str] = []
@@ -201,7 +204,7 @@ class ServerProcess:
 
     def _start(self) -> ServerProcess:
         for _attempt in range(3):  # a free port may be taken before the server binds it
-            self.endpoint = _free_tcp_endpoint()
+            self.endpoint = self._endpoint()
             self.argv = self._argv_for(self.endpoint)
             self._log.seek(0)
             self._log.truncate()
@@ -475,7 +478,7 @@ def _not_run(spec: ServerSpec, plan: ServePlan) -> ServerNotRun | None:
 def run_serve_bench(model_dir: Path, source: str, *, layout: CoreLayout, requests: int = 20_000,
                     warmup: int = 2_000, throughput_s: float = 1.5, in_flight: int = 16,
                     batch: int = 10, naive_script: Path | None = None, seed: int = 0,
-                    log: Log = quiet) -> ServeResult:
+                    scale: bool = True, log: Log = quiet) -> ServeResult:
     """Every measurement of ``tmn-bench serve``."""
     model = tmn.load(model_dir)
     K = len(model.horizons_ms)
@@ -487,9 +490,16 @@ def run_serve_bench(model_dir: Path, source: str, *, layout: CoreLayout, request
     ctx = zmq.Context(1)
     with pinned(layout.client):
         ctx.socket(zmq.PAIR).close()  # start the I/O thread now, on the client's core
+    scaled = None
     try:
         for spec in SERVERS:
             servers[spec.name] = _not_run(spec, plan) or _bench_or_fail(spec, ctx, plan, log)
+        if scale:
+            try:
+                scaled = measure_scale(ctx, plan, log)
+            except ServerError as e:
+                log(f"scale FAILED: {e}")
+                servers["scale"] = ServerNotRun("failed", "tmn-serve --cores", str(e))
     finally:
         ctx.destroy(linger=0)
     run = servers.get("tmn")
@@ -502,7 +512,9 @@ def run_serve_bench(model_dir: Path, source: str, *, layout: CoreLayout, request
         model=ServedModel(source, str(model.path), model.system, model.hidden, K,
                           model.horizons_ms, "int8"),
         layout=layout.result(), workload=_workload(plan), servers=servers, ratios=ratios,
-        targets=serve_targets(servers, ratios, headline_case(plan.cases)))
+        targets=[*serve_targets(servers, ratios, headline_case(plan.cases)),
+                 *scale_targets(servers, list(MODES), ratios.echo_of, scaled)],
+        scale=scaled)
 
 
 def _workload(plan: ServePlan) -> ServeWorkload:
@@ -560,6 +572,143 @@ def _bench_server(spec: ServerSpec, ctx: zmq.Context, plan: ServePlan) -> Server
                                       tp.ticks_per_s, side, srv.stop()))
     return ServerRun(spec.description, argv, health_model, rt.requests, rt.warmup,
                      rt.bad_replies, rt.round_trip_ns, server_side, rc, runs)
+
+
+# ---------------------------------------------------------------------------
+# Scale out: tmn-serve --cores, and the sharded client
+
+SCALE_STREAMS = 100   # per loop
+SCALE_BATCH = 100     # ticks per request
+
+
+def measure_loops(socks: list[zmq.Socket], sources: list[FrameSource], seconds: float,
+                  in_flight: int) -> Throughput:
+    """``measure_throughput`` over several sockets at once: ``in_flight`` requests
+    outstanding on each, replaced as answered, until the time is up; then drained."""
+    pc = time.perf_counter_ns
+    for sock, src in zip(socks, sources):  # warm the path, untimed
+        for f in src.take(4 * in_flight):
+            sock.send(f)
+            _recv(sock)
+    poller = zmq.Poller()
+    for sock in socks:
+        poller.register(sock, zmq.POLLIN)
+    out = dict.fromkeys(socks, 0)
+    received = ticks = errors = 0
+    with gc_paused():
+        t_start = pc()
+        deadline = t_start + int(seconds * 1e9)
+        for sock, src in zip(socks, sources):
+            for f in src.take(in_flight):
+                sock.send(f)
+            out[sock] = in_flight
+        source_of = dict(zip(socks, sources))
+        while any(out.values()):
+            ready = poller.poll(REPLY_TIMEOUT_MS)
+            if not ready:
+                raise ServerError(f"no reply within {REPLY_TIMEOUT_MS} ms")
+            for sock, _ev in ready:
+                while True:
+                    try:
+                        r = sock.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    received += 1
+                    _m, _v, kind, count, _s = HEADER.unpack_from(r)
+                    if kind == KIND_PREDICTIONS:
+                        ticks += count
+                    else:
+                        errors += 1
+                    if pc() < deadline:
+                        sock.send(source_of[sock].next())
+                    else:
+                        out[sock] -= 1
+        t_end = pc()
+    seconds_run = (t_end - t_start) / 1e9
+    return Throughput(received, ticks, errors, seconds_run,
+                      ticks / seconds_run if seconds_run else None)
+
+
+def _ipc_endpoint(folder: str) -> Callable[[], str]:
+    count = iter(range(1_000_000))
+    return lambda: f"ipc://{folder}/loops-{next(count)}"
+
+
+def measure_scale(ctx: zmq.Context, plan: ServePlan, log: Log = quiet) -> ScaleResult:
+    """Throughput of ``tmn-serve --cores`` with 1 and 2 loops (the last usable CPUs),
+    a fresh daemon each, and of tmn.Client sharding over the 2 loops."""
+    from tmn.serve import loop_endpoint
+
+    usable = plan.layout.usable
+    runs: list[ScaleRun] = []
+    sharded = None
+    with tempfile.TemporaryDirectory(prefix="tmn-bench-") as folder:
+        for loops in (1, 2):
+            cores = list(usable[-loops:]) if len(usable) >= loops else []
+            if not cores:
+                continue
+            clean = plan.layout.client not in cores
+            note = ("every loop on a CPU of its own, none the client's" if clean else
+                    f"loops on CPUs {','.join(map(str, cores))} with the client on CPU "
+                    f"{plan.layout.client}: {len(usable)} usable CPUs cannot hold the client "
+                    f"and {loops} loops apart")
+            log(f"scale: {loops} loop(s) on CPUs {cores}")
+
+            def argv_for(endpoint: str, cores: list[int] = cores) -> list[str]:
+                return [sys.executable, "-m", "tmn.serve", "--model", str(plan.model_dir),
+                        "--endpoint", endpoint, "--cores", ",".join(map(str, cores)),
+                        "--log-level", "WARNING"]
+
+            with ServerProcess(argv_for, ctx, _ipc_endpoint(folder)) as srv:
+                endpoints = [loop_endpoint(srv.endpoint, i) for i in range(loops)]
+                sources = [FrameSource(Motion(SCALE_STREAMS, plan.seed + i,
+                                              first_stream=1 + 100_000 * i, **plan.scale),
+                                       SCALE_BATCH) for i in range(loops)]
+                with pinned(plan.layout.client):
+                    socks = [ctx.socket(zmq.DEALER) for _ in endpoints]
+                    try:
+                        for sock, ep in zip(socks, endpoints):
+                            sock.setsockopt(zmq.LINGER, 0)
+                            sock.setsockopt(zmq.RCVTIMEO, REPLY_TIMEOUT_MS)
+                            sock.connect(ep)
+                        tp = measure_loops(socks, sources, plan.throughput_s, plan.in_flight)
+                    finally:
+                        for sock in socks:
+                            sock.close(linger=0)
+                    if loops == 2:
+                        sharded = _sharded_client(endpoints, ctx, plan)
+                side = srv.server_latency()
+                runs.append(ScaleRun(loops, cores, SCALE_STREAMS, SCALE_BATCH, plan.in_flight,
+                                     tp.requests, tp.ticks, tp.error_replies, tp.seconds,
+                                     tp.ticks_per_s, side, clean, note))
+                srv.stop()
+    by = {r.loops: r.ticks_per_s for r in runs}
+    return ScaleResult(runs, sharded, ratio(by.get(2), by.get(1)))
+
+
+def _sharded_client(endpoints: list[str], ctx: zmq.Context, plan: ServePlan) -> ShardedClientRun:
+    """tmn.Client over the loops: batches of SCALE_BATCH ticks over 2 x SCALE_STREAMS
+    streams, split on the ring, ``in_flight`` batches pipelined."""
+    motion = Motion(2 * SCALE_STREAMS, plan.seed + 7, first_stream=1, **plan.scale)
+    src = motion.next(-(-SCALE_BATCH * 400 // motion.streams)).wire()
+    batches = [src[i:i + SCALE_BATCH] for i in range(0, len(src) - SCALE_BATCH + 1, SCALE_BATCH)]
+    with tmn.Client(endpoints, timeout_s=REPLY_TIMEOUT_MS / 1000, context=ctx) as c:
+        for b in batches[:plan.in_flight]:  # warm, untimed (these streams start here)
+            c.ticks(b)
+        rest = batches[plan.in_flight:]
+        pc = time.perf_counter_ns
+        with gc_paused():
+            t0 = pc()
+            ticks = 0
+            for i, b in enumerate(rest):
+                c.send(b)
+                if i >= plan.in_flight:
+                    ticks += len(c.recv().records)
+            for _ in range(min(plan.in_flight, len(rest))):
+                ticks += len(c.recv().records)
+            seconds = (pc() - t0) / 1e9
+    return ShardedClientRun(len(endpoints), motion.streams, SCALE_BATCH, plan.in_flight, ticks,
+                            seconds, ticks / seconds if seconds else None)
 
 
 # ---------------------------------------------------------------------------
@@ -636,10 +785,33 @@ def _side(p: Percentiles | None, first: int) -> str:
     return f"{format_us(v[0]):>{first}}{format_us(v[1]):>9}{format_us(v[2]):>10}"
 
 
+def _scale_lines(sc: ScaleResult | None) -> list[str]:
+    """The scale-out table: throughput per number of loops, and the sharded client."""
+    if sc is None:
+        return []
+    lines = ["", "Scale out: tmn-serve --cores, batched requests pipelined on one DEALER per "
+             "loop, streams of its own per loop (a fresh daemon per row)",
+             f"  {'loops':>5} {'cores':>7}{'ticks/req':>10}{'ticks/s':>13}"
+             f"{'server-side p50':>17}{'p99.9':>9}{'max':>10} (us)  clean?"]
+    for run in sc.runs:
+        tps = "-" if run.ticks_per_s is None else f"{run.ticks_per_s:,.0f}"
+        lines.append(f"  {run.loops:>5} {','.join(map(str, run.cores)):>7}"
+                     f"{run.ticks_per_request:>10}{tps:>13}" + _side(run.server_side_ns, 17)
+                     + f"  {'yes' if run.clean else 'NO: ' + run.note}")
+    lines.append(f"  2 loops / 1 loop: {format_value(sc.two_over_one, 'x')}")
+    c = sc.sharded_client
+    if c is not None and c.ticks_per_s is not None:
+        lines.append(f"  tmn.Client sharding {c.streams} streams over {c.loops} loops "
+                     f"({c.ticks_per_request} ticks/request, {c.in_flight} in flight): "
+                     f"{c.ticks_per_s:,.0f} ticks/s")
+    return lines
+
+
 def format_serve_report(r: ServeResult) -> str:
     """The human-readable table of ``tmn-bench serve``."""
     lines = _report_header(r) + _report_tables(r) + ["", "Ratios"]
     lines += [f"  {k:<48}{format_value(v, 'x'):>10}" for k, v in to_json(r.ratios).items()]
+    lines += _scale_lines(r.scale)
     lines += ["", "Targets", *target_lines(r.targets, indent="  ")]
     lines += ["", "Absolute times hold for this machine only; a shared VM's tails are noisy "
               "(see bench/README.md)."]

@@ -17,6 +17,8 @@ targets:
 * issue 9: System B earns its place (B against the ridge baseline, the gate's
   fallback win rate, B's jitter against A's).
 * issue 11: the uncertainty radius's coverage (87-93 % at every horizon).
+* issue 15: tmn-serve within 2 us of its echo floor (server side, P50) and its
+  loops scaling out (throughput per core, 2 cores against 1);
 * issue 10: the forward-push PageRank (certificate, work flat in the graph's
   size, against networkx) and active selection against uniform sampling.
 """
@@ -26,11 +28,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tmn_bench.results import (Comparison, CriterionOne, CriterionTwo, EngineResult,
-                               GateSummary, PlanCriteria, PushResult, SeedTarget, ServeRatios,
+                               GateSummary, PlanCriteria, PushResult, ScaleResult, SeedTarget,
+                               ServeRatios,
                                ServerNotRun, ServerRun, Skipped, Target, ThroughputCase)
 
 ENGINE, SERVE, ACCURACY, B_EARNS, SELECTION, SENSORS = ("issue 2", "issue 4", "issue 5",
                                                        "issue 9", "issue 10", "issue 11")
+SCALE = "issue 15"
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,45 @@ THROUGHPUT_SERVER_SIDE = Stated("{mode}: server-side P99.9 in that run", 50_000.
                                 SERVE)
 VS_NAIVE_THROUGHPUT = Stated("{mode}: throughput / naive throughput, {streams} streams", 10.0,
                              ">=", "x", SERVE)
+
+
+SERVER_SIDE_OVER_ECHO = Stated("{mode}: server-side P50 - {echo} server-side P50", 2_000.0,
+                               "<=", "ns", SCALE)
+PER_CORE = Stated("batched throughput, 1 loop ({batch} ticks/request)", 500_000.0, ">=",
+                  "ticks/s", SCALE)
+TWO_OVER_ONE = Stated("throughput, 2 loops / 1 loop", 1.6, ">=", "x", SCALE)
+
+
+def scale_targets(servers: dict[str, ServerRun | ServerNotRun], modes: list[str],
+                  echo_of: dict[str, str], scale: ScaleResult | None) -> list[Target]:
+    """Issue 15's targets: each mode's server-side P50 over its echo's, the
+    throughput of one loop, and 2 loops over 1 (SKIPPED, with the figure, where
+    a loop shares the client's CPU: then it is not a clean measurement)."""
+    out = []
+    for m in modes:
+        mine, echo = servers.get(m), servers.get(echo_of[m])
+        a = mine.server_side_ns if isinstance(mine, ServerRun) else None
+        b = echo.server_side_ns if isinstance(echo, ServerRun) else None
+        gap = a["p50"] - b["p50"] if a is not None and b is not None else None
+        out.append(SERVER_SIDE_OVER_ECHO.check(
+            gap, "" if gap is not None else f"{m} or {echo_of[m]} did not run",
+            mode=m, echo=echo_of[m]))
+    if scale is None:
+        return [*out, PER_CORE.check(None, "the scale runs were skipped (--skip-scale)", batch="-"),
+                TWO_OVER_ONE.check(None, "the scale runs were skipped (--skip-scale)")]
+    one = next((r for r in scale.runs if r.loops == 1), None)
+    two = next((r for r in scale.runs if r.loops == 2), None)
+    out.append(PER_CORE.check(one.ticks_per_s if one else None,
+                              "" if one else "no 1-loop run",
+                              batch=one.ticks_per_request if one else "-"))
+    if two is None or one is None:
+        out.append(TWO_OVER_ONE.check(None, "needs a 1-loop and a 2-loop run"))
+    elif not (one.clean and two.clean):
+        out.append(TWO_OVER_ONE.check(None, f"not a clean measurement: {two.note} (measured "
+                                            f"{format(scale.two_over_one or float('nan'), '.2f')}x)"))
+    else:
+        out.append(TWO_OVER_ONE.check(scale.two_over_one, "same run, fresh daemons"))
+    return out
 
 
 def _reason(s: ServerRun | ServerNotRun | None) -> str:
