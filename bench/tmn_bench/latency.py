@@ -81,7 +81,8 @@ def run_latency_bench(model_dir: Path, source: str, *, quick: bool = False,
             serve_kw.get("batch", bs.run_serve_bench.__kwdefaults__["batch"])))
         serve_ratios = bs.serve_ratios(servers, case)
         serve_target_list = [*serve_targets(servers, serve_ratios, case),
-                             *scale_targets(servers, list(bs.MODES), serve_ratios.echo_of, None)]
+                             *scale_targets(servers, list(bs.MODES), serve_ratios.echo_of, None,
+                                           skip_serve)]
     return LatencyResult(
         benchmark="latency", quick=quick, machine=engine.machine, model=engine.model, engine=engine, serve=serve,
         ratios={**{f"engine/{k}": v for k, v in to_json(engine.ratios).items()},

@@ -114,9 +114,31 @@ def test_ratios_and_targets_are_reported(report: dict) -> None:
     assert ra["tmn_over_naive_round_trip_p50"] == pytest.approx(
         rt["tmn"]["round_trip_ns"]["p50"] / rt["naive"]["round_trip_ns"]["p50"])
     tmn_targets = [t for t in report["targets"] if t["name"].startswith("tmn:")]
-    assert len(tmn_targets) == 8
+    assert len(tmn_targets) == 9  # issue 4's eight, and issue 15's server-side P50 - echo
     for t in tmn_targets:
         assert t["status"] in ("MET", "MISSED") and t["value"] is not None
+
+
+def test_scale_rows_run_one_and_two_loops_and_the_sharded_client(report: dict) -> None:
+    """tmn-serve --cores with 1 and 2 loops, answered without errors; the 2-loop
+    ratio is SKIPPED with its figure when a loop shares the client's CPU."""
+    sc = report["scale"]
+    runs = {r["loops"]: r for r in sc["runs"]}
+    assert set(runs) <= {1, 2} and 1 in runs
+    for r in runs.values():
+        assert r["ticks"] > 0 and r["error_replies"] == 0 and len(r["cores"]) == r["loops"]
+        assert r["ticks"] == r["requests"] * r["ticks_per_request"]
+        _check_percentiles(r["server_side_ns"])
+        assert r["clean"] == (report["layout"]["client_core"] not in r["cores"])
+    targets = {t["name"]: t for t in report["targets"]}
+    assert targets["batched throughput per core (1 loop)"]["value"] > 0
+    two = targets["throughput, 2 loops / 1 loop"]
+    if 2 in runs:
+        assert sc["two_over_one"] == pytest.approx(runs[2]["ticks_per_s"] / runs[1]["ticks_per_s"])
+        assert sc["sharded_client"]["ticks"] > 0
+        if not (runs[1]["clean"] and runs[2]["clean"]):
+            assert two["status"] == "SKIPPED" and "not a clean measurement" in two["note"]
+    assert "Scale out" in serve.format_serve_report(from_json(ServeResult, report))
 
 
 def test_a_missing_naive_server_makes_its_comparisons_skipped_with_the_reason(
