@@ -390,6 +390,12 @@ class Throughput:
     ticks_per_s: float | None
 
 
+def _ticks_answered(reply: bytes, want_kind: int) -> int:
+    """The ticks a reply answers: its count if of ``want_kind``, else 0 (an error)."""
+    _m, _v, kind, count, _s = HEADER.unpack_from(reply)
+    return count if kind == want_kind else 0
+
+
 def measure_throughput(sock: zmq.Socket, source: FrameSource, seconds: float, in_flight: int,
                        echo: bool) -> Throughput:
     """Keep ``in_flight`` requests outstanding for ``seconds``, then drain: answered
@@ -410,13 +416,10 @@ def measure_throughput(sock: zmq.Socket, source: FrameSource, seconds: float, in
         sent = len(frames)
         nxt = source.next
         while received < sent:
-            r = _recv(sock)
             received += 1
-            _m, _v, kind, count, _s = HEADER.unpack_from(r)
-            if kind == want_kind:
-                ticks += count
-            else:
-                errors += 1
+            count = _ticks_answered(_recv(sock), want_kind)
+            ticks += count
+            errors += count == 0
             if pc() < deadline:
                 send(nxt())
                 sent += 1
@@ -614,11 +617,9 @@ def measure_loops(socks: list[zmq.Socket], sources: list[FrameSource], seconds: 
                     except zmq.Again:
                         break
                     received += 1
-                    _m, _v, kind, count, _s = HEADER.unpack_from(r)
-                    if kind == KIND_PREDICTIONS:
-                        ticks += count
-                    else:
-                        errors += 1
+                    count = _ticks_answered(r, KIND_PREDICTIONS)
+                    ticks += count
+                    errors += count == 0
                     if pc() < deadline:
                         sock.send(source_of[sock].next())
                     else:
