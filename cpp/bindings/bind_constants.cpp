@@ -60,10 +60,13 @@ void bind_constants(py::module_& m) {
       .value("scalar", Isa::scalar)
       .value("avx2", Isa::avx2)
       .value("avx512", Isa::avx512);
+  bind_listed_enum<Timing>(m, "Timing", "What a tick times (engine.hpp).", kTimings,
+                           timing_name);
   py::enum_<System>(m, "System").value("A", System::A).value("B", System::B);
   py::enum_<Precision>(m, "Precision").value("fp32", Precision::fp32).value("int8", Precision::int8);
 
   m.attr("STAGES") = names_tuple(kStageNames);
+  m.attr("TIMING_SAMPLE_PERIOD") = kTimingSamplePeriod;
   // the features each system reads, in input order (ingest.hpp)
   py::dict features;
   features["A"] = py::tuple(names_tuple(kFeatureNames)[py::slice(0, kFeaturesA, 1)]);

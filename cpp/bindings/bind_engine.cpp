@@ -188,6 +188,9 @@ void bind_prediction(py::module_& m) {
       .def_readonly("restarted", &P::restarted).def_readonly("d2", &P::d2)
       .def_readonly("cert_error", &P::cert_error).def_readonly("work", &P::work)
       .def_readonly("total_ns", &P::total_ns)
+      .def_readonly("stages_timed", &P::stages_timed,
+                    "stage_ns were measured on this tick (the engine's timing: always with "
+                    "'all', one tick in TIMING_SAMPLE_PERIOD with 'sampled', never with 'off')")
       .def_property_readonly("stage_ns",
                              [](const Prediction& p) {
                                py::dict d;
@@ -234,8 +237,9 @@ void bind_engine(py::module_& m) {
   bind_model_spec(m);
   bind_prediction(m);
   py::class_<Engine>(m, "Engine", "The five-stage tick engine (one thread at a time).")
-      .def(py::init<const ModelSpec&, Precision, std::uint32_t, Isa>(), py::arg("spec"),
-           py::arg("precision"), py::arg("max_streams"), py::arg("isa"))
+      .def(py::init<const ModelSpec&, Precision, std::uint32_t, Isa, Timing>(), py::arg("spec"),
+           py::arg("precision"), py::arg("max_streams"), py::arg("isa"),
+           py::arg("timing") = Timing::all)
       .def(
           "tick",
           [](Engine& e, double t, double x, double y, const std::optional<double>& vx,
@@ -286,6 +290,8 @@ void bind_engine(py::module_& m) {
       .def_property_readonly("precision", &Engine::precision)
       .def_property_readonly("isa", &Engine::isa)
       .def_property_readonly("restarts", &Engine::restarts)
+      .def_property("timing", &Engine::timing, &Engine::set_timing,
+                    "What a tick times (engine.hpp): all, sampled or off; settable between ticks.")
       .def_property_readonly("stream_count", [](const Engine& e) { return e.streams().size(); })
       .def_property_readonly("max_streams",
                              [](const Engine& e) { return e.streams().capacity(); });

@@ -136,6 +136,15 @@ IngestParams checked_ingest(const ModelSpec& m) {
 
 }  // namespace
 
+const char* timing_name(Timing t) noexcept {
+  switch (t) {
+    case Timing::all: return "all";
+    case Timing::sampled: return "sampled";
+    case Timing::off: return "off";
+  }
+  return "unknown";
+}
+
 InputRanges input_ranges(const ModelSpec& m) noexcept {
   InputRanges r;
   r.t_max = kMaxAbsTimeS;
@@ -148,7 +157,8 @@ InputRanges input_ranges(const ModelSpec& m) noexcept {
   return r;
 }
 
-Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_streams, Isa isa)
+Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_streams, Isa isa,
+               Timing timing)
     : system_(m.system),
       precision_(precision),
       K_(checked_horizons(m)),
@@ -160,6 +170,7 @@ Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_stream
       w_(load_weights(m, K_, checked_features(m))),
       scratch_(w_.inputs, m.hidden, 2 * K_),
       table_(max_streams, m.hidden, 2 * K_),
+      timing_(timing),
       saved_hidden_(static_cast<std::size_t>(m.hidden)),
       saved_outputs_(static_cast<std::size_t>(2 * K_)) {
   require(isa_available(isa), std::string("isa '") + isa_name(isa) +
@@ -216,9 +227,21 @@ Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_stream
   clock::calibrate();
 }
 
+bool Engine::stages_this_tick() noexcept {
+  if (timing_ == Timing::all) return true;
+  if (timing_ == Timing::off) return false;
+  // xorshift64 (Marsaglia): one tick in kTimingSamplePeriod on average, with
+  // no period a stream order could alias with
+  sample_state_ ^= sample_state_ << 13;
+  sample_state_ ^= sample_state_ >> 7;
+  sample_state_ ^= sample_state_ << 17;
+  return sample_state_ % kTimingSamplePeriod == 0;
+}
+
 void Engine::step_sample(StreamState& s, float* h, float* y, const GridSample& g, bool first,
                          std::uint64_t& prior_ticks, std::uint64_t& network_ticks) noexcept {
-  const std::uint64_t a = clock::now();
+  const bool timed = time_stages_;
+  const std::uint64_t a = timed ? clock::now() : 0;
   // 2. prior: the Kalman update on the grid sample, after its prediction of it
   const Tick z{g.t, g.x, g.y, g.vx, g.vy};
   double pred_x = g.x, pred_y = g.y;
@@ -230,7 +253,7 @@ void Engine::step_sample(StreamState& s, float* h, float* y, const GridSample& g
     pred_y = s.kf.py + s.kf.vy * dt;
     kalman_.step(s.kf, z, dt);
   }
-  const std::uint64_t b = clock::now();
+  const std::uint64_t b = timed ? clock::now() : 0;
 
   // 3. network: the features, one GRU step, the head (kept for the ticks to come)
   double f[kMaxFeatures];
@@ -241,9 +264,11 @@ void Engine::step_sample(StreamState& s, float* h, float* y, const GridSample& g
   network_step(zf, h, y);
   s.gx = g.x;
   s.gy = g.y;
-  const std::uint64_t c = clock::now();
-  prior_ticks += b - a;
-  network_ticks += c - b;
+  if (timed) {
+    const std::uint64_t c = clock::now();
+    prior_ticks += b - a;
+    network_ticks += c - b;
+  }
 }
 
 const double* Engine::decide(StreamState& s, const float* y, double dt, Prediction& out,
@@ -300,7 +325,12 @@ const double* Engine::decide(StreamState& s, const float* y, double dt, Predicti
 }
 
 Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexcept {
+  // c0 is also the stream table's idle clock, so it is read in every mode
   const std::uint64_t c0 = clock::now();
+  time_stages_ = stages_this_tick();
+  const bool timed = time_stages_;
+  const bool total = timing_ != Timing::off;
+  out.stages_timed = false;
   out.stream = stream;
   out.t = k.t;
   out.horizons = static_cast<std::uint16_t>(K_);
@@ -318,7 +348,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   if (st != Status::ok) {
     out.status = st;
     out.stage_ns = {};
-    out.total_ns = clock::to_ns(clock::now() - c0);
+    out.total_ns = total ? clock::to_ns(clock::now() - c0) : 0;
     return st;
   }
   StreamState& s = table_.state(slot);
@@ -338,7 +368,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   }
   // 2. and 3. for every grid sample the tick reaches (ingest.hpp)
   std::uint64_t prior_ticks = 0, network_ticks = 0;
-  const std::uint64_t c1 = clock::now();
+  const std::uint64_t c1 = timed ? clock::now() : 0;
   if (fresh) {
     s.ticks = 0;
     s.blend = 0.0f;
@@ -352,7 +382,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   }
   ++s.ticks;
   table_.touch(slot, c0);
-  const std::uint64_t c3 = clock::now();
+  const std::uint64_t c3 = timed ? clock::now() : 0;
 
   // 4. gate: decide which path goes out, relative to (bx, by)
   double bx = 0.0, by = 0.0;
@@ -361,7 +391,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   out.dt = fresh ? 0.0 : dt;
   out.h0 = h_[0];
   out.origin = {bx, by};
-  const std::uint64_t c4 = clock::now();
+  const std::uint64_t c4 = timed ? clock::now() : 0;
 
   // 5. actuation: the absolute path in data units, which must be finite
   bool finite = true;
@@ -385,11 +415,21 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
     out.status = Status::non_finite_output;
     out.restarted = false;
   }
+  if (!total) {
+    out.stage_ns = {};
+    out.total_ns = 0;
+    return out.status;
+  }
   const std::uint64_t c5 = clock::now();
-  const std::uint64_t ingest_ticks = (c1 - c0) + (c3 - c1) - prior_ticks - network_ticks;
-  out.stage_ns = {clock::to_ns(ingest_ticks), clock::to_ns(prior_ticks),
-                  clock::to_ns(network_ticks), clock::to_ns(c4 - c3), clock::to_ns(c5 - c4)};
   out.total_ns = clock::to_ns(c5 - c0);
+  out.stages_timed = timed;
+  if (timed) {
+    const std::uint64_t ingest_ticks = (c1 - c0) + (c3 - c1) - prior_ticks - network_ticks;
+    out.stage_ns = {clock::to_ns(ingest_ticks), clock::to_ns(prior_ticks),
+                    clock::to_ns(network_ticks), clock::to_ns(c4 - c3), clock::to_ns(c5 - c4)};
+  } else {
+    out.stage_ns = {};
+  }
   return out.status;
 }
 

@@ -68,6 +68,13 @@ class Isa(_Enum):
     avx2: Isa
     avx512: Isa
 
+class Timing(_Enum):
+    """What a tick times (engine.hpp)."""
+
+    all: Timing
+    sampled: Timing
+    off: Timing
+
 class System(_Enum):
     A: System
     B: System
@@ -78,6 +85,7 @@ class Precision(_Enum):
 
 # Constants defined in C++ (bind_constants.cpp says where each one lives).
 STAGES: tuple[str, ...]
+TIMING_SAMPLE_PERIOD: int
 FEATURES: dict[str, tuple[str, ...]]
 MAX_VELOCITY_WINDOW: int
 MAX_GRID_STEPS_PER_TICK: int
@@ -287,12 +295,17 @@ class Prediction:
     @property
     def total_ns(self) -> int: ...
     @property
+    def stages_timed(self) -> bool: ...
+    @property
     def stage_ns(self) -> dict[str, int]: ...
     @property
     def path(self) -> npt.NDArray[np.float64]: ...
 
 class Engine:
-    def __init__(self, spec: ModelSpec, precision: Precision, max_streams: int, isa: Isa) -> None: ...
+    def __init__(
+        self, spec: ModelSpec, precision: Precision, max_streams: int, isa: Isa,
+        timing: Timing = ...
+    ) -> None: ...
     def tick(
         self, t: float, x: float, y: float, vx: float | None = None, vy: float | None = None,
         stream: int = 0
@@ -323,6 +336,7 @@ class Engine:
     def isa(self) -> Isa: ...
     @property
     def restarts(self) -> int: ...
+    timing: Timing
     @property
     def stream_count(self) -> int: ...
     @property
