@@ -42,6 +42,21 @@ void pair_columns(const std::vector<std::int8_t>& src, int rows, int cols, long 
       dst[((j / 2) * ld + i) * 2 + (j & 1)] = src[static_cast<long>(i) * cols + j];
 }
 
+// dst[(g * ld + i) * 4 + t] = src[i * cols + 4g + t] and each row's offset
+// correction c[i] = -128 sum_j src[i][j] (gru.hpp); padding stays zero
+void quad_columns(const std::vector<std::int8_t>& src, int rows, int cols, long ld,
+                  std::int8_t* dst, std::int32_t* c) {
+  for (int i = 0; i < rows; ++i) {
+    std::int32_t sum = 0;
+    for (int j = 0; j < cols; ++j) {
+      const std::int8_t q = src[static_cast<long>(i) * cols + j];
+      dst[((j / 4) * ld + i) * 4 + (j & 3)] = q;
+      sum += q;
+    }
+    c[i] = -128 * sum;
+  }
+}
+
 GruWeights load_weights(const ModelSpec& m, int K, int F) {
   const int H = m.hidden, G = 3 * m.hidden, O = 2 * K;
   require(H >= 1 && H <= kMaxHidden,
@@ -71,6 +86,9 @@ GruWeights load_weights(const ModelSpec& m, int K, int F) {
   pair_columns(m.q_ih, G, F, w.ld_gates, w.q_ih_p.data());
   pair_columns(m.q_hh, G, H, w.ld_gates, w.q_hh_p.data());
   pair_columns(m.q_out, O, H, w.ld_out, w.q_out_p.data());
+  quad_columns(m.q_ih, G, F, w.ld_gates, w.q_ih_4.data(), w.c_ih.data());
+  quad_columns(m.q_hh, G, H, w.ld_gates, w.q_hh_4.data(), w.c_hh.data());
+  quad_columns(m.q_out, O, H, w.ld_out, w.q_out_4.data(), w.c_out.data());
   for (int i = 0; i < G; ++i) {
     w.b_ih[i] = m.b_ih[i];
     w.b_hh[i] = m.b_hh[i];
