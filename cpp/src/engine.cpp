@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "tmn/clock.hpp"
 
@@ -206,13 +209,16 @@ Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_stream
     require(m.output_scale[a] > 0.0 && std::isfinite(m.output_scale[a]),
             "normalisation.output_scale must be positive");
     out_scale_[a] = m.output_scale[a];
-    inv_out_scale2_[a] = 1.0 / (m.output_scale[a] * m.output_scale[a]);
+    out_scale2_[a] = m.output_scale[a] * m.output_scale[a];
   }
   require(window_s_ >= 0.0 && std::isfinite(window_s_), "window must be >= 0");
   ranges_ = input_ranges(m);
-  for (int k = 0; k < K_; ++k) h_[k] = m.horizons_s[k];
+  for (int k = 0; k < K_; ++k) {
+    h_[k] = m.horizons_s[k];
+    hterms_[k] = kalman_.terms(h_[k]);
+  }
   if (system_ == System::B) {
-    gate_.emplace(checked_gate(m), K_, h_[0]);
+    gate_.emplace(checked_gate(m), K_, h_[0], true, isa);
     gate_prior_variance_ = m.gate_variance.empty();
     if (!gate_prior_variance_) {
       require(m.gate_variance.size() == static_cast<std::size_t>(K_),
@@ -307,19 +313,29 @@ const double* Engine::decide(StreamState& s, const float* y, double dt, Predicti
     for (int i = 0; i < 2 * K_; ++i) proj_[i] = y[i] * out_scale_[i & 1];
     return proj_.data();
   }
-  kalman_.extrapolate(s.kf, h_.data(), K_, rel_.data(), var_.data());
+  kalman_.extrapolate(s.kf, hterms_.data(), K_, rel_.data(), var_.data());
   if (warming) {
     out.verdict = Verdict::warming;
     s.blend = 0.0f;
     return rel_.data();
   }
-  // B: work in output units, where eps and the threshold are defined
+  // B: work in output units, where eps and the threshold are defined (the
+  // loops run over (x, y) pairs, which the compiler does two at a time)
+  const double sx = out_scale_[0], sy = out_scale_[1];
   for (int kk = 0; kk < K_; ++kk) {
-    for (int a = 0; a < 2; ++a) {
-      rel_[2 * kk + a] /= out_scale_[a];
-      inv_var_[2 * kk + a] = gate_prior_variance_ ? 1.0 / (var_[kk] * inv_out_scale2_[a])
-                                                  : gate_inv_var_[2 * kk + a];
+    rel_[2 * kk] /= sx;
+    rel_[2 * kk + 1] /= sy;
+  }
+  if (gate_prior_variance_) {
+    // 1 / (s_k / scale_a^2), one division per horizon for both axes
+    const double x2 = out_scale2_[0], y2 = out_scale2_[1];
+    for (int kk = 0; kk < K_; ++kk) {
+      const double inv = 1.0 / var_[kk];
+      inv_var_[2 * kk] = inv * x2;
+      inv_var_[2 * kk + 1] = inv * y2;
     }
+  } else {
+    for (int i = 0; i < 2 * K_; ++i) inv_var_[i] = gate_inv_var_[i];
   }
   const double v[2] = {s.kf.vx / out_scale_[0], s.kf.vy / out_scale_[1]};
   const GateResult g =
@@ -337,8 +353,11 @@ const double* Engine::decide(StreamState& s, const float* y, double dt, Predicti
   s.blend = static_cast<float>(w);
   out.blend = s.blend;
   if (w > 0.0) out.cert_error = bound_as_float(w * g.cert.error_bound);
-  for (int i = 0; i < 2 * K_; ++i)
-    proj_[i] = (w * proj_[i] + (1.0 - w) * rel_[i]) * out_scale_[i & 1];
+  const double u = 1.0 - w;
+  for (int kk = 0; kk < K_; ++kk) {
+    proj_[2 * kk] = (w * proj_[2 * kk] + u * rel_[2 * kk]) * sx;
+    proj_[2 * kk + 1] = (w * proj_[2 * kk + 1] + u * rel_[2 * kk + 1]) * sy;
+  }
   return proj_.data();
 }
 
@@ -372,7 +391,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   StreamState& s = table_.state(slot);
   float* h = table_.hidden(slot);
   float* y = table_.outputs(slot);
-  saved_state_ = s;  // for the output check in stage 5
+  save_state(s);  // for the output check in stage 5
   const std::uint64_t saved_seen = table_.last_seen(slot);
   for (int i = 0; i < w_.hidden; ++i) saved_hidden_[i] = h[i];
   for (int i = 0; i < 2 * K_; ++i) saved_outputs_[i] = y[i];
@@ -416,15 +435,15 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   for (int kk = 0; kk < K_; ++kk) {
     out.path[2 * kk] = bx + rel[2 * kk];
     out.path[2 * kk + 1] = by + rel[2 * kk + 1];
-    finite = finite && std::isfinite(out.path[2 * kk]) && std::isfinite(out.path[2 * kk + 1]);
   }
+  for (int i = 0; i < 2 * K_; ++i) finite &= std::isfinite(out.path[i]);
   radius(s, out);
   out.status = Status::ok;
   if (!finite) {  // refuse the tick and put the stream back as it was
     if (inserted) {
       table_.erase(stream);
     } else {
-      s = saved_state_;
+      restore_state(s);
       table_.touch(slot, saved_seen);
       for (int i = 0; i < w_.hidden; ++i) h[i] = saved_hidden_[i];
       for (int i = 0; i < 2 * K_; ++i) y[i] = saved_outputs_[i];
@@ -449,6 +468,36 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
     out.stage_ns = {};
   }
   return out.status;
+}
+
+// The ring's tail from velocity_window on is never written (ingest.cpp), so
+// the snapshot copies the state around it: everything before the ring, its
+// first W entries of each axis, everything after it.
+namespace {
+static_assert(std::is_standard_layout_v<StreamState> && std::is_trivially_copyable_v<StreamState>,
+              "the snapshot copies StreamState by byte ranges");
+constexpr std::size_t kRx = offsetof(StreamState, grid) + offsetof(GridState, rx);
+constexpr std::size_t kRy = offsetof(StreamState, grid) + offsetof(GridState, ry);
+constexpr std::size_t kRingEnd = kRy + sizeof(GridState::ry);
+static_assert(kRy == kRx + sizeof(GridState::rx), "rx and ry are adjacent");
+
+void copy_state(const StreamState& from, StreamState& to, int W) noexcept {
+  const auto* f = reinterpret_cast<const unsigned char*>(&from);
+  auto* t = reinterpret_cast<unsigned char*>(&to);
+  const std::size_t ring = static_cast<std::size_t>(W) * sizeof(double);
+  std::memcpy(t, f, kRx);
+  std::memcpy(t + kRx, f + kRx, ring);
+  std::memcpy(t + kRy, f + kRy, ring);
+  std::memcpy(t + kRingEnd, f + kRingEnd, sizeof(StreamState) - kRingEnd);
+}
+}  // namespace
+
+void Engine::save_state(const StreamState& s) noexcept {
+  copy_state(s, saved_state_, ingest_.params().velocity_window);
+}
+
+void Engine::restore_state(StreamState& s) const noexcept {
+  copy_state(saved_state_, s, ingest_.params().velocity_window);
 }
 
 void Engine::radius(const StreamState& s, Prediction& out) const noexcept {
@@ -555,7 +604,7 @@ void Engine::candidates(const StreamState& s, const float* y, double* prior,
                         double* proposal) const noexcept {
   std::array<double, 2 * kMaxHorizons> rel{};
   std::array<double, kMaxHorizons> var{};
-  kalman_.extrapolate(s.kf, h_.data(), K_, rel.data(), var.data());
+  kalman_.extrapolate(s.kf, hterms_.data(), K_, rel.data(), var.data());
   const bool a = system_ == System::A;
   for (int i = 0; i < 2 * K_; ++i) {
     const double base = (i & 1) ? s.kf.py : s.kf.px;

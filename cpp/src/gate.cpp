@@ -8,6 +8,28 @@
 
 namespace tmn {
 
+namespace kernels {
+namespace scalar { extern const GateKernels gate_table; }
+#if defined(TMN_HAVE_AVX2)
+namespace avx2 { extern const GateKernels gate_table; }
+#endif
+#if defined(TMN_HAVE_AVX512)
+namespace avx512 { extern const GateKernels gate_table; }
+#endif
+}  // namespace kernels
+
+const GateKernels& gate_kernels(Isa isa) noexcept {
+  switch (isa) {
+#if defined(TMN_HAVE_AVX512)
+    case Isa::avx512: return kernels::avx512::gate_table;
+#endif
+#if defined(TMN_HAVE_AVX2)
+    case Isa::avx2: return kernels::avx2::gate_table;
+#endif
+    default: return kernels::scalar::gate_table;
+  }
+}
+
 const char* verdict_name(Verdict v) noexcept {
   switch (v) {
     case Verdict::pass: return "pass";
@@ -49,8 +71,49 @@ solver::CsrMatrix smoothing_matrix(int K, double lambda) {
 
 }  // namespace
 
-SolverGate::SolverGate(const GateParams& p, int K, double dh, bool guarded)
-    : p_(p), K_(K), dh_(dh), b_(2 * K), u_(2 * K), r_(2 * K) {
+namespace {
+
+// 2K rounded up to whole kernel registers (the scratch's padded length).
+std::size_t padded(int K) noexcept {
+  return K < 1 ? 0 : static_cast<std::size_t>((2 * K + kGateLanes - 1) / kGateLanes * kGateLanes);
+}
+
+// The matrix in the kernels' layout (gate.hpp, GateBand); false if it does
+// not fit one, or has a nonzero off the gate's five diagonals.
+bool band_of(const solver::CsrMatrix& a, GateBand& band) {
+  const int n = a.n();
+  const int regs = (n + kGateLanes - 1) / kGateLanes;
+  if (regs > kGateMaxRegs) return false;
+  band = GateBand{};
+  band.n = n;
+  band.regs = regs;
+  band.nnz = a.nnz();
+  band.gamma = solver::residual_gamma(a);
+  band.fudge = solver::norm_fudge(a);
+  band.abs_norm = a.abs_norm_bound();
+  for (int i = 0; i < n; ++i) {
+    band.inv_diag[i] = a.inv_diag()[i];
+    for (int p = a.indptr()[i]; p < a.indptr()[i + 1]; ++p) {
+      const int off = a.indices()[p] - i;
+      int d = 0;
+      while (d < kGateDiagonals && kGateBandOffsets[d] != off) ++d;
+      if (d == kGateDiagonals) return false;
+      band.diag[d][i] = a.data()[p];
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+SolverGate::SolverGate(const GateParams& p, int K, double dh, bool guarded, Isa isa)
+    : p_(p),
+      K_(K),
+      dh_(dh),
+      kernels_(&gate_kernels(isa_available(isa) ? isa : Isa::scalar)),
+      b_(padded(K)),
+      u_(padded(K)),
+      r_(padded(K)) {
   if (K < 1) throw std::invalid_argument("gate: need at least one horizon");
   if (!(p.lambda > 0.0 && p.lambda < kMaxLambda))
     throw std::invalid_argument("gate.lambda must be in (0, 1/4) for diagonal dominance");
@@ -66,6 +129,7 @@ SolverGate::SolverGate(const GateParams& p, int K, double dh, bool guarded)
   // on 1: the contraction is 16 lambda / (2 + 16 lambda) instead of plain
   // Jacobi's 10 lambda / (1 + 6 lambda) (0.44 vs 0.63 at lambda = 0.1).
   omega_ = (1.0 + 6.0 * p.lambda) / (1.0 + 8.0 * p.lambda);
+  if (band_of(a_, band_)) solve_ = kernels_->jacobi[band_.regs];
   if (guarded) {
     clock::calibrate();
     guard_ = solver::WallGuard{kGateGuardWork, clock::from_ns(static_cast<double>(kGateGuardNs))};
@@ -78,9 +142,7 @@ GateResult SolverGate::run(const float* delta, const double* prior,
   GateResult res{Verdict::fallback_implausible, 0.0, {}, false};
 
   // 1. plausibility: mean Mahalanobis distance of the correction
-  double d2 = 0.0;
-  for (int i = 0; i < 2 * K_; ++i) d2 += static_cast<double>(delta[i]) * delta[i] * inv_var[i];
-  d2 /= K_;
+  const double d2 = kernels_->plausibility(delta, inv_var, 2 * K_) / K_;
   res.d2 = d2;
   const bool plausible = d2 <= p_.threshold;
   if (!plausible && !(project_anyway && std::isfinite(d2))) return res;
@@ -93,8 +155,11 @@ GateResult SolverGate::run(const float* delta, const double* prior,
   }
   b_[0] += p_.lambda * v[0] * dh_;  // boundary terms: -lambda D^T c, per axis
   b_[1] += p_.lambda * v[1] * dh_;
-  res.cert = solver::jacobi_solve(a_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget, 1.0,
-                                  omega_, guard_);
+  res.cert = solve_ != nullptr
+                 ? solve_(band_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget, 1.0, omega_,
+                          guard_)
+                 : solver::jacobi_solve(a_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget,
+                                        1.0, omega_, guard_);
   if (!res.cert.certified) {
     res.verdict = Verdict::fallback_uncertified;
     return res;

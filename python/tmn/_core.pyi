@@ -231,8 +231,13 @@ class GateParams:
 
 class SolverGate:
     def __init__(
-        self, params: GateParams, horizons: int, dh: float, guarded: bool = False
+        self, params: GateParams, horizons: int, dh: float, guarded: bool = False,
+        isa: Isa | None = None
     ) -> None: ...
+    @property
+    def isa(self) -> Isa: ...
+    @property
+    def fixed_size(self) -> bool: ...
     def matrix(self) -> npt.NDArray[np.float64]: ...
     def run(
         self,

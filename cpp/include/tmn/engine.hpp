@@ -246,10 +246,11 @@ class Engine {
   Normaliser norm_;
   InputRanges ranges_;
   std::array<double, 2> out_scale_;
-  std::array<double, 2> inv_out_scale2_;  // 1 / scale^2, for variances
+  std::array<double, 2> out_scale2_;  // scale^2, for variances
   double window_s_, max_gap_s_;
   std::array<double, kMaxHorizons> h_{};  // horizons, seconds
   KalmanPrior kalman_;
+  std::array<KalmanPrior::HorizonTerms, kMaxHorizons> hterms_{};  // kalman_.terms(h_k)
   std::optional<SolverGate> gate_;  // System B only
   bool gate_prior_variance_ = true;   // d2 against S_k, else against gate_inv_var_
   std::array<double, 2 * kMaxHorizons> gate_inv_var_{};
@@ -282,8 +283,12 @@ class Engine {
   // per-tick work space, sized at construction
   std::array<double, 2 * kMaxHorizons> rel_{}, inv_var_{}, proj_{};
   std::array<double, kMaxHorizons> var_{};
-  // the stream's state before the tick, restored on non_finite_output
+  // the stream's state before the tick, restored on non_finite_output: all
+  // of it but the velocity ring's entries from velocity_window on, which no
+  // tick writes (save_state, restore_state)
   StreamState saved_state_{};
+  void save_state(const StreamState& s) noexcept;
+  void restore_state(StreamState& s) const noexcept;
   AlignedBuffer<float> saved_hidden_, saved_outputs_;
 };
 

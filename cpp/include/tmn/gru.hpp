@@ -45,6 +45,7 @@
 #include <cstdint>
 
 #include "tmn/aligned.hpp"
+#include "tmn/isa.hpp"
 
 namespace tmn {
 
@@ -96,13 +97,6 @@ struct GruScratch {
   GruScratch() = default;
   GruScratch(int inputs, int hidden, int out);
 };
-
-enum class Isa : std::uint8_t { scalar = 0, avx2 = 1, avx512 = 2 };
-
-const char* isa_name(Isa isa) noexcept;
-// Compiled into this build and supported by this CPU.
-bool isa_available(Isa isa) noexcept;
-Isa best_isa() noexcept;
 
 // One table per instruction set. Each kernel translation unit is compiled
 // with its own -m flags; the engine picks a table once, when it is built.
