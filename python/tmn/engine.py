@@ -136,6 +136,7 @@ class Engine:
         self.precision = precision
         # Bind the C++ methods directly: no Python frame between caller and engine.
         self.tick = self._core.tick
+        self.tick_many = self._core.tick_many
         self.reset = self._core.reset
 
     @property
@@ -171,8 +172,35 @@ class Engine:
         """Run one tick through all five stages; without ``vx``, ``vy`` (a
         position-only sensor) the engine differentiates the positions exactly as
         training does. Ticks may come at any rate: the model runs on its own grid.
-        Raises :class:`TickError` on bad input; the stream's state is then untouched."""
+        Raises :class:`TickError` on bad input; the stream's state is then untouched.
+
+        The :class:`tmn.Prediction` is the caller's own record (a later tick
+        never changes it): ``path``, ``radius``, ``verdict``, ``at(dt)``,
+        ``radius_at(dt)`` and the rest are read from it on demand."""
         return self._core.tick(t, x, y, vx, vy, stream)  # replaced per instance in __init__
+
+    def tick_many(self, t: Any, x: Any, y: Any, vx: Any = None, vy: Any = None,
+                  stream: Any = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Run the ticks of one frame, several streams at once: ``t``, ``x``, ``y``
+        (and ``vx``, ``vy`` together, or neither) are equal-length arrays,
+        ``stream`` their stream ids (None: all on stream 0), run in order as
+        :meth:`tick` would run them, in one call with the GIL released.
+
+        Returns one row per tick in a structured array of :attr:`batch_dtype`:
+        ``stream``, ``t``, ``t_grid``, ``dt``, ``origin`` (2), ``d2``,
+        ``cert_error``, ``blend``, ``work``, ``total_ns``, ``stage_ns`` (5),
+        ``status``, ``verdict``, ``restarted``, ``stages_timed``, ``path``
+        (K, 2) and ``radius`` (K,), each as on a :class:`tmn.Prediction`. A bad
+        tick does not raise: its row has its ``status``, ``verdict``
+        :data:`NO_PREDICTION` and NaN values, and its stream is untouched.
+        ``out`` (an array of ``len(t)`` rows of :attr:`batch_dtype`) is written
+        in place of a new array."""
+        return self._core.tick_many(t, x, y, vx, vy, stream, out)  # replaced in __init__
+
+    @property
+    def batch_dtype(self) -> np.dtype:
+        """The numpy dtype of :meth:`tick_many`'s rows (defined in C++ for this K)."""
+        return self._core.batch_dtype
 
     def replay(self, t: np.ndarray, x: np.ndarray, y: np.ndarray, vx: np.ndarray | None = None,
                vy: np.ndarray | None = None, stream: np.ndarray | None = None,
