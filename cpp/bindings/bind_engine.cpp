@@ -327,8 +327,15 @@ py::dict replay(Engine& e, const carray<double>& t, const carray<double>& x,
   py::array_t<std::uint8_t> status(n), verdict(n);
   py::array_t<float> cert(n), d2(n), blend(n);
   py::array_t<double> t_grid(n);
-  py::array_t<std::uint32_t> work(n), total(n);
-  py::array_t<std::uint32_t> stages({n, static_cast<py::ssize_t>(kStages)});
+  py::array_t<std::uint32_t> work(n);
+  // zeroed (calloc: no page is touched until written): Engine::replay writes
+  // the timing arrays only where it measured something
+  const py::object zeros = py::module_::import("numpy").attr("zeros");
+  const auto u32_zeros = [&](py::tuple shape) {
+    return py::array_t<std::uint32_t>(zeros(shape, py::dtype::of<std::uint32_t>()));
+  };
+  py::array_t<std::uint32_t> total = u32_zeros(py::make_tuple(n));
+  py::array_t<std::uint32_t> stages = u32_zeros(py::make_tuple(n, kStages));
   py::array_t<float> radius({n, static_cast<py::ssize_t>(K)});
   ReplayOutput out{paths.mutable_data(), status.mutable_data(), verdict.mutable_data(),
                    cert.mutable_data(),  d2.mutable_data(),     blend.mutable_data(),

@@ -565,8 +565,9 @@ std::uint64_t Engine::replay(const ReplayInput& in, const ReplayOutput& out) noe
     const Status st = tick(in.stream ? in.stream[i] : 0, k, p);
     double* row = out.paths + i * P;
     out.status[i] = static_cast<std::uint8_t>(st);
-    out.total_ns[i] = p.total_ns;
-    for (int s = 0; s < kStages; ++s) out.stage_ns[i * kStages + s] = p.stage_ns[s];
+    if (timing_ != Timing::off) out.total_ns[i] = p.total_ns;
+    if (p.stages_timed)
+      for (int s = 0; s < kStages; ++s) out.stage_ns[i * kStages + s] = p.stage_ns[s];
     if (st == Status::ok) {
       ++good;
       for (int j = 0; j < P; ++j) row[j] = p.path[j];

@@ -175,7 +175,10 @@ struct ReplayInput {
 
 // Where Engine::replay writes, one row per input tick: arrays of n, except
 // paths, prior and proposal (n x K x 2) and stage_ns (n x kStages). prior and
-// proposal may be null (then neither is written).
+// proposal may be null (then neither is written). The timing arrays are
+// written only where the engine measured something: total_ns unless the
+// timing is off, a stage_ns row only for a tick whose stages were timed; the
+// caller zeroes them (a zeroed allocation costs no page until written).
 struct ReplayOutput {
   double* paths = nullptr;
   std::uint8_t* status = nullptr;
