@@ -111,6 +111,14 @@ void bind_platform(py::module_& m) {
     clock::calibrate();
     return clock::uses_tsc();
   });
+  m.def(
+      "clock_ns_per_tick",
+      [] {
+        clock::calibrate();
+        return clock::uses_tsc() ? clock::detail::ns_per_tick : 1.0;
+      },
+      "Nanoseconds per tick of the stage clock: the calibrated TSC period, or 1 when the "
+      "clock is steady_clock (for timers outside the engine that read the same clock).");
   m.def("allowed_cpus", &allowed_cpus, "CPUs this process may run on.");
   m.def(
       "activation",
