@@ -313,19 +313,22 @@ const double* Engine::decide(StreamState& s, const float* y, double dt, Predicti
     for (int i = 0; i < 2 * K_; ++i) proj_[i] = y[i] * out_scale_[i & 1];
     return proj_.data();
   }
-  kalman_.extrapolate(s.kf, hterms_.data(), K_, rel_.data(), var_.data());
   if (warming) {
+    kalman_.extrapolate(s.kf, hterms_.data(), K_, rel_.data(), var_.data());
     out.verdict = Verdict::warming;
     s.blend = 0.0f;
     return rel_.data();
   }
-  // B: work in output units, where eps and the threshold are defined (the
-  // loops run over (x, y) pairs, which the compiler does two at a time)
+  // B: work in output units, where eps and the threshold are defined: the
+  // prior path m_k = v h_k with v in output units (the loops run over (x, y)
+  // pairs, which the compiler does two at a time)
   const double sx = out_scale_[0], sy = out_scale_[1];
+  const double v[2] = {s.kf.vx / sx, s.kf.vy / sy};
   for (int kk = 0; kk < K_; ++kk) {
-    rel_[2 * kk] /= sx;
-    rel_[2 * kk + 1] /= sy;
+    rel_[2 * kk] = v[0] * hterms_[kk].h;
+    rel_[2 * kk + 1] = v[1] * hterms_[kk].h;
   }
+  kalman_.variances(s.kf, hterms_.data(), K_, var_.data());
   if (gate_prior_variance_) {
     // 1 / (s_k / scale_a^2), one division per horizon for both axes
     const double x2 = out_scale2_[0], y2 = out_scale2_[1];
@@ -337,7 +340,6 @@ const double* Engine::decide(StreamState& s, const float* y, double dt, Predicti
   } else {
     for (int i = 0; i < 2 * K_; ++i) inv_var_[i] = gate_inv_var_[i];
   }
-  const double v[2] = {s.kf.vx / out_scale_[0], s.kf.vy / out_scale_[1]};
   const GateResult g =
       gate_->run(y, rel_.data(), inv_var_.data(), v, proj_.data(), s.blend > 0.0f);
   out.verdict = g.verdict;

@@ -73,11 +73,6 @@ solver::CsrMatrix smoothing_matrix(int K, double lambda) {
 
 namespace {
 
-// 2K rounded up to whole kernel registers (the scratch's padded length).
-std::size_t padded(int K) noexcept {
-  return K < 1 ? 0 : static_cast<std::size_t>((2 * K + kGateLanes - 1) / kGateLanes * kGateLanes);
-}
-
 // The matrix in the kernels' layout (gate.hpp, GateBand); false if it does
 // not fit one, or has a nonzero off the gate's five diagonals.
 bool band_of(const solver::CsrMatrix& a, GateBand& band) {
@@ -111,9 +106,9 @@ SolverGate::SolverGate(const GateParams& p, int K, double dh, bool guarded, Isa 
       K_(K),
       dh_(dh),
       kernels_(&gate_kernels(isa_available(isa) ? isa : Isa::scalar)),
-      b_(padded(K)),
-      u_(padded(K)),
-      r_(padded(K)) {
+      b_(K < 1 ? 0 : 2 * K),
+      u_(K < 1 ? 0 : 2 * K),
+      r_(K < 1 ? 0 : 2 * K) {
   if (K < 1) throw std::invalid_argument("gate: need at least one horizon");
   if (!(p.lambda > 0.0 && p.lambda < kMaxLambda))
     throw std::invalid_argument("gate.lambda must be in (0, 1/4) for diagonal dominance");
@@ -129,7 +124,7 @@ SolverGate::SolverGate(const GateParams& p, int K, double dh, bool guarded, Isa 
   // on 1: the contraction is 16 lambda / (2 + 16 lambda) instead of plain
   // Jacobi's 10 lambda / (1 + 6 lambda) (0.44 vs 0.63 at lambda = 0.1).
   omega_ = (1.0 + 6.0 * p.lambda) / (1.0 + 8.0 * p.lambda);
-  if (band_of(a_, band_)) solve_ = kernels_->jacobi[band_.regs];
+  if (band_of(a_, band_)) solve_ = kernels_->project[band_.regs];
   if (guarded) {
     clock::calibrate();
     guard_ = solver::WallGuard{kGateGuardWork, clock::from_ns(static_cast<double>(kGateGuardNs))};
@@ -147,24 +142,28 @@ GateResult SolverGate::run(const float* delta, const double* prior,
   const bool plausible = d2 <= p_.threshold;
   if (!plausible && !(project_anyway && std::isfinite(d2))) return res;
 
-  // 2. certified projection of both axes at once, warm-started at the proposal
-  for (int i = 0; i < 2 * K_; ++i) {
-    const double q = prior[i] + delta[i];
-    b_[i] = q;
-    u_[i] = q;
+  // 2. certified projection of both axes at once, warm-started at the proposal;
+  // path receives the certified u, and nothing when uncertified
+  const double boundary[2] = {p_.lambda * v[0] * dh_, p_.lambda * v[1] * dh_};  // -lambda D^T c
+  if (solve_ != nullptr) {  // in registers (gate.hpp, 4.)
+    res.cert = solve_(band_, prior, delta, boundary, p_.eps, p_.budget, 1.0, omega_, guard_, path);
+  } else {
+    for (int i = 0; i < 2 * K_; ++i) {
+      const double q = prior[i] + delta[i];
+      b_[i] = q;
+      u_[i] = q;
+    }
+    b_[0] += boundary[0];
+    b_[1] += boundary[1];
+    res.cert = solver::jacobi_solve(a_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget, 1.0,
+                                    omega_, guard_);
+    if (res.cert.certified)
+      for (int i = 0; i < 2 * K_; ++i) path[i] = u_[i];
   }
-  b_[0] += p_.lambda * v[0] * dh_;  // boundary terms: -lambda D^T c, per axis
-  b_[1] += p_.lambda * v[1] * dh_;
-  res.cert = solve_ != nullptr
-                 ? solve_(band_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget, 1.0, omega_,
-                          guard_)
-                 : solver::jacobi_solve(a_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget,
-                                        1.0, omega_, guard_);
   if (!res.cert.certified) {
     res.verdict = Verdict::fallback_uncertified;
     return res;
   }
-  for (int i = 0; i < 2 * K_; ++i) path[i] = u_[i];
   res.projected = true;
   res.verdict = plausible ? Verdict::pass : Verdict::fallback_implausible;
   return res;

@@ -56,23 +56,14 @@ inline double sum_squares(const v4d* v) noexcept {
   return lanes(s);
 }
 
+// jacobi_solve's iteration on registers: B the right-hand side, X the start
+// (updated in place), Rr the last residual. Returns the certificate.
 template <int R>
-solver::Certificate jacobi(const GateBand& a, const double* b, double* x, double* r,
-                           double eps, std::uint64_t budget, double lambda_lb, double omega,
-                           solver::WallGuard guard) noexcept {
+inline solver::Certificate iterate(const GateBand& a, const v4d* B, v4d* X, v4d* Rr, double eps,
+                                   std::uint64_t budget, double lambda_lb, double omega,
+                                   solver::WallGuard guard) noexcept {
   const v4d zero = {0.0, 0.0, 0.0, 0.0};
-  v4d X[R], B[R], Rr[R];
-  for (int j = 0; j < R; ++j) {
-    X[j] = load(x + L * j);
-    B[j] = load(b + L * j);
-    Rr[j] = zero;
-  }
-  const auto save = [&]() noexcept {
-    for (int j = 0; j < R; ++j) {
-      store(x + L * j, X[j]);
-      store(r + L * j, Rr[j]);
-    }
-  };
+  for (int j = 0; j < R; ++j) Rr[j] = zero;
   const double bb = sum_squares<R>(B);
   const double norm_b = std::sqrt(bb);
   const double gamma = a.gamma, fudge = a.fudge;
@@ -116,7 +107,6 @@ solver::Certificate jacobi(const GateBand& a, const double* b, double* x, double
       c.error_bound = per_lambda((c.residual_norm + rounding) * fudge);
       if (c.error_bound <= eps) {
         c.certified = true;
-        save();
         return c;
       }
     }
@@ -124,7 +114,36 @@ solver::Certificate jacobi(const GateBand& a, const double* b, double* x, double
     for (int j = 0; j < R; ++j) X[j] = X[j] + omega * Rr[j] * load(a.inv_diag + L * j);
     ++c.iterations;
   }
-  save();
+  return c;
+}
+
+// The gate's projection (gate.cpp): q = prior + delta, b = q + the boundary
+// terms on the first two rows, solved from u = q with no trip through memory;
+// the certified u is written to path (2K values), and nothing when uncertified.
+template <int R>
+solver::Certificate project(const GateBand& a, const double* prior, const float* delta,
+                            const double* boundary, double eps, std::uint64_t budget,
+                            double lambda_lb, double omega, solver::WallGuard guard,
+                            double* path) noexcept {
+  v4d X[R], B[R], Rr[R];
+  const int n = a.n;
+  for (int j = 0; j < R; ++j) {
+    double q[L];
+    for (int l = 0; l < L; ++l) {
+      const int i = L * j + l;
+      q[l] = i < n ? prior[i] + static_cast<double>(delta[i]) : 0.0;
+    }
+    X[j] = load(q);
+    B[j] = X[j];
+  }
+  B[0][0] += boundary[0];
+  B[0][1] += boundary[1];
+  const solver::Certificate c = iterate<R>(a, B, X, Rr, eps, budget, lambda_lb, omega, guard);
+  if (c.certified) {
+    double u[L * R];
+    for (int j = 0; j < R; ++j) store(u + L * j, X[j]);
+    for (int i = 0; i < n; ++i) path[i] = u[i];
+  }
   return c;
 }
 
@@ -149,8 +168,8 @@ double plausibility(const float* delta, const double* inv_var, int n) noexcept {
 
 extern const GateKernels gate_table;
 const GateKernels gate_table{Isa::TMN_ISA,
-                             {nullptr, &jacobi<1>, &jacobi<2>, &jacobi<3>, &jacobi<4>,
-                              &jacobi<5>, &jacobi<6>, &jacobi<7>, &jacobi<8>},
+                             {nullptr, &project<1>, &project<2>, &project<3>, &project<4>,
+                              &project<5>, &project<6>, &project<7>, &project<8>},
                              &plausibility};
 static_assert(kGateMaxRegs == 8, "gate_table lists one kernel per register count");
 

@@ -123,17 +123,21 @@ struct GateBand {
   alignas(64) double inv_diag[kGateLanes * kGateMaxRegs]{};
 };
 
-// jacobi_solve (solver.hpp) on the band's system with b, x and r of
-// regs * kGateLanes doubles (zero padding), returning the same bits.
-using GateSolve = solver::Certificate (*)(const GateBand& a, const double* b, double* x,
-                                          double* r, double eps, std::uint64_t budget,
-                                          double lambda_lb, double omega,
-                                          solver::WallGuard guard) noexcept;
+// The gate's whole projection (SolverGate::run, 2.) in one kernel: b = prior
+// + delta plus boundary[0..1] on the first two rows, solved from u = prior +
+// delta exactly as jacobi_solve solves it (the same bits), with the
+// right-hand side and the iterate built in registers; path (2K values)
+// receives the certified u, and nothing when uncertified.
+using GateProject = solver::Certificate (*)(const GateBand& a, const double* prior,
+                                            const float* delta, const double* boundary,
+                                            double eps, std::uint64_t budget, double lambda_lb,
+                                            double omega, solver::WallGuard guard,
+                                            double* path) noexcept;
 
 // One table per instruction set, like GruKernels (gru.hpp).
 struct GateKernels {
   Isa isa;
-  GateSolve jacobi[kGateMaxRegs + 1];  // by register count; [0] unused
+  GateProject project[kGateMaxRegs + 1];  // by register count; [0] unused
   // sum_i delta_i^2 inv_var_i over n values, in sum_squares's order
   double (*plausibility)(const float* delta, const double* inv_var, int n) noexcept;
 };
@@ -181,10 +185,9 @@ class SolverGate {
   double omega_;  // Jacobi damping, see the constructor
   solver::WallGuard guard_;
   const GateKernels* kernels_;
-  GateSolve solve_ = nullptr;  // the fixed-size kernel, if 2K fits one
+  GateProject solve_ = nullptr;  // the fixed-size kernel, if 2K fits one
   GateBand band_;
-  // scratch, 2K each (interleaved axes), padded to whole kernel registers
-  AlignedBuffer<double> b_, u_, r_;
+  AlignedBuffer<double> b_, u_, r_;  // the generic solve's scratch, 2K each (interleaved axes)
 };
 
 }  // namespace tmn

@@ -62,6 +62,8 @@ class KalmanPrior {
   HorizonTerms terms(double h) const noexcept { return {h, 2.0 * h, h * h, p_.q * h * h * h / 3.0}; }
   void extrapolate(const KalmanState& s, const HorizonTerms* t, int K, double* rel,
                    double* var) const noexcept;
+  // The variances var[k] alone (for a caller that builds the path itself).
+  void variances(const KalmanState& s, const HorizonTerms* t, int K, double* var) const noexcept;
 
   const KalmanParams& params() const noexcept { return p_; }
 
