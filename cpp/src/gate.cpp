@@ -8,28 +8,6 @@
 
 namespace tmn {
 
-namespace kernels {
-namespace scalar { extern const GateKernels gate_table; }
-#if defined(TMN_HAVE_AVX2)
-namespace avx2 { extern const GateKernels gate_table; }
-#endif
-#if defined(TMN_HAVE_AVX512)
-namespace avx512 { extern const GateKernels gate_table; }
-#endif
-}  // namespace kernels
-
-const GateKernels& gate_kernels(Isa isa) noexcept {
-  switch (isa) {
-#if defined(TMN_HAVE_AVX512)
-    case Isa::avx512: return kernels::avx512::gate_table;
-#endif
-#if defined(TMN_HAVE_AVX2)
-    case Isa::avx2: return kernels::avx2::gate_table;
-#endif
-    default: return kernels::scalar::gate_table;
-  }
-}
-
 const char* verdict_name(Verdict v) noexcept {
   switch (v) {
     case Verdict::pass: return "pass";

@@ -2,16 +2,6 @@
 
 namespace tmn {
 
-namespace kernels {
-namespace scalar { extern const GruKernels table; }
-#if defined(TMN_HAVE_AVX2)
-namespace avx2 { extern const GruKernels table; }
-#endif
-#if defined(TMN_HAVE_AVX512)
-namespace avx512 { extern const GruKernels table; }
-#endif
-}  // namespace kernels
-
 GruWeights::GruWeights(int inputs_, int hidden_, int out_)
     : inputs(inputs_),
       hidden(hidden_),
@@ -48,17 +38,5 @@ GruScratch::GruScratch(int inputs, int hidden, int out)
       acc_ih(pad16(3L * hidden)),
       acc_hh(pad16(3L * hidden)),
       acc_out(pad16(out)) {}
-
-const GruKernels& gru_kernels(Isa isa) noexcept {
-  switch (isa) {
-#if defined(TMN_HAVE_AVX512)
-    case Isa::avx512: return kernels::avx512::table;
-#endif
-#if defined(TMN_HAVE_AVX2)
-    case Isa::avx2: return kernels::avx2::table;
-#endif
-    default: return kernels::scalar::table;
-  }
-}
 
 }  // namespace tmn
