@@ -59,7 +59,7 @@ inline double sum_squares(const v4d* v) noexcept {
 // jacobi_solve's iteration on registers: B the right-hand side, X the start
 // (updated in place), Rr the last residual. Returns the certificate.
 template <int R>
-inline solver::Certificate iterate(const GateBand& a, const v4d* B, v4d* X, v4d* Rr, double eps,
+[[gnu::always_inline]] inline solver::Certificate iterate(const GateBand& a, const v4d* B, v4d* X, v4d* Rr, double eps,
                                    std::uint64_t budget, double lambda_lb, double omega,
                                    solver::WallGuard guard) noexcept {
   const v4d zero = {0.0, 0.0, 0.0, 0.0};
@@ -126,23 +126,32 @@ solver::Certificate project(const GateBand& a, const double* prior, const float*
                             double lambda_lb, double omega, solver::WallGuard guard,
                             double* path) noexcept {
   v4d X[R], B[R], Rr[R];
-  const int n = a.n;
+  const int n = a.n, full = n / L;  // whole registers; the last may be partial
   for (int j = 0; j < R; ++j) {
-    double q[L];
-    for (int l = 0; l < L; ++l) {
-      const int i = L * j + l;
-      q[l] = i < n ? prior[i] + static_cast<double>(delta[i]) : 0.0;
+    if (j < full) {
+      v4f f;
+      std::memcpy(&f, delta + L * j, sizeof f);
+      X[j] = load(prior + L * j) + __builtin_convertvector(f, v4d);
+    } else {
+      double q[L] = {0.0, 0.0, 0.0, 0.0};
+      for (int i = L * j; i < n; ++i) q[i - L * j] = prior[i] + static_cast<double>(delta[i]);
+      X[j] = load(q);
     }
-    X[j] = load(q);
     B[j] = X[j];
   }
   B[0][0] += boundary[0];
   B[0][1] += boundary[1];
   const solver::Certificate c = iterate<R>(a, B, X, Rr, eps, budget, lambda_lb, omega, guard);
   if (c.certified) {
-    double u[L * R];
-    for (int j = 0; j < R; ++j) store(u + L * j, X[j]);
-    for (int i = 0; i < n; ++i) path[i] = u[i];
+    for (int j = 0; j < R; ++j) {
+      if (j < full) {
+        store(path + L * j, X[j]);
+      } else {
+        double u[L];
+        store(u, X[j]);
+        for (int i = L * j; i < n; ++i) path[i] = u[i - L * j];
+      }
+    }
   }
   return c;
 }
