@@ -474,7 +474,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
 
 // The ring's tail from velocity_window on is never written (ingest.cpp), so
 // the snapshot copies the state around it: everything before the ring, its
-// first W entries of each axis, everything after it.
+// first W (or more) entries of each axis, everything after it.
 namespace {
 static_assert(std::is_standard_layout_v<StreamState> && std::is_trivially_copyable_v<StreamState>,
               "the snapshot copies StreamState by byte ranges");
@@ -483,14 +483,20 @@ constexpr std::size_t kRy = offsetof(StreamState, grid) + offsetof(GridState, ry
 constexpr std::size_t kRingEnd = kRy + sizeof(GridState::ry);
 static_assert(kRy == kRx + sizeof(GridState::rx), "rx and ry are adjacent");
 
-void copy_state(const StreamState& from, StreamState& to, int W) noexcept {
+// Fixed sizes, so that every copy is inlined: the ring's first 8 entries
+// (windows up to 8, the usual ones), else all of it.
+template <std::size_t Ring>
+void copy_state(const StreamState& from, StreamState& to) noexcept {
   const auto* f = reinterpret_cast<const unsigned char*>(&from);
   auto* t = reinterpret_cast<unsigned char*>(&to);
-  const std::size_t ring = static_cast<std::size_t>(W) * sizeof(double);
   std::memcpy(t, f, kRx);
-  std::memcpy(t + kRx, f + kRx, ring);
-  std::memcpy(t + kRy, f + kRy, ring);
+  std::memcpy(t + kRx, f + kRx, Ring * sizeof(double));
+  std::memcpy(t + kRy, f + kRy, Ring * sizeof(double));
   std::memcpy(t + kRingEnd, f + kRingEnd, sizeof(StreamState) - kRingEnd);
+}
+void copy_state(const StreamState& from, StreamState& to, int W) noexcept {
+  if (W <= 8) copy_state<8>(from, to);
+  else copy_state<kMaxVelocityWindow>(from, to);
 }
 }  // namespace
 

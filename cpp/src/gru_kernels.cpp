@@ -227,6 +227,12 @@ inline void quantise(const float* __restrict a, float inv_scale, int n,
                                                   _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(aq + i), b);
   }
+  for (; i + 8 <= n; i += 8) {  // e.g. the 8 features of System B
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q8(a + i)),
+                                      _mm256_extracti128_si256(q8(a + i), 1));
+    const __m128i b = _mm_packs_epi16(w, w);  // the 8 values in the low 8 bytes
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(aq + i), b);
+  }
 #endif
   for (; i < n; ++i) {
     float v = std::nearbyint(a[i] * inv_scale);

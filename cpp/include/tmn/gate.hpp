@@ -46,6 +46,7 @@
 //    unchanged. Larger K use jacobi_solve itself.
 #pragma once
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -87,11 +88,14 @@ inline constexpr std::uint64_t kGateGuardWork = 20'000;     // the guard starts 
 inline constexpr std::uint64_t kGateGuardNs = 500'000;     // then at most 0.5 ms more
 
 // A certificate stored as float32 must still be a bound: round upward
-// (to nearest, then one float up when that went below the double).
+// (to nearest, then one float up when that went below the double). For a
+// float >= +0 the next one up is the next bit pattern, which spares the hot
+// path a libm call; std::nextafter does the rest.
 inline float bound_as_float(double bound) noexcept {
   const float f = static_cast<float>(bound);
-  return static_cast<double>(f) < bound ? std::nextafter(f, std::numeric_limits<float>::infinity())
-                                        : f;
+  if (!(static_cast<double>(f) < bound)) return f;
+  if (!std::signbit(f)) return std::bit_cast<float>(std::bit_cast<std::uint32_t>(f) + 1u);
+  return std::nextafter(f, std::numeric_limits<float>::infinity());
 }
 
 struct GateParams {
