@@ -21,6 +21,7 @@ import inspect
 import os
 import re
 import sys
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -76,8 +77,11 @@ def doc(obj: Any) -> str:
     Sphinx roles (``:class:`X```) as plain code spans."""
     text = inspect.getdoc(obj) or ""
     lines = text.splitlines()
-    if lines and lines[0].startswith(f"{getattr(obj, '__name__', '')}(self"):
+    name = getattr(obj, "__name__", "")
+    if lines and lines[0].startswith(f"{name}(self"):
         lines = lines[1:]
+    elif lines and re.match(rf"{name}\([^)]*\) -> [^:]+: ", lines[0]):  # a C type's own
+        lines[0] = lines[0].split(": ", 1)[1]
     return re.sub(r":(?:class|func|data|meth|attr|mod):`~?([^`]+)`", r"`\1`",
                   "\n".join(lines).strip())
 
@@ -110,7 +114,8 @@ def class_section(name: str, cls: type) -> Iterator[str]:
         if attr.startswith("_"):
             continue
         text = doc(member).replace("\n", " ")
-        if isinstance(member, property) or type(member).__name__ == "property":
+        if isinstance(member, (property, types.GetSetDescriptorType)) \
+                or type(member).__name__ == "property":
             kind = stub.get(attr) or (f": {inspect.signature(member.fget).return_annotation}"
                                       if not compiled and member.fget else "")
             rows.append(f"- `{attr}{kind}` (property){' ' + text if text else ''}")

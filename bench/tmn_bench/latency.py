@@ -146,7 +146,8 @@ def plot_stages(r: LatencyResult, path: Path) -> Path:
                     label=name, linewidth=2.5 if name == "full tick" else 1.2)
         ax.set_yscale("log")
         ax.set_xticks(x, [k.upper() for k in QUANTILES])
-        ax.set_title(f"{precision.upper()} (C++ timing, {e.timed_ticks:,} ticks)")
+        ax.set_title(f"{precision.upper()} (C++ timing, {e.timed_ticks:,} ticks, "
+                     f"stages of {e.stage_timed_ticks:,})")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("ns per tick (log)")
     axes[1].legend(loc="upper left", fontsize="small")
@@ -185,7 +186,8 @@ def _engine_table(e: EngineResult) -> str:
     for row in latency_rows(e):
         label = f"{row.parent} {row.label}" if row.parent else row.label
         if row.label.startswith("full tick"):
-            label = f"**{row.label.replace(' (C++', '** (C++')}"
+            label = (f"**{row.label.replace(' (C++', '** (C++')}" if " (C++" in row.label
+                     else f"**{row.label}**")
         if row.p is None:
             rows.append([label, f"skipped: {_one_line(row.note)}", *[None] * 5])
         else:
@@ -196,11 +198,15 @@ def _engine_table(e: EngineResult) -> str:
 def _engine_notes(e: EngineResult) -> list[str]:
     out = []
     for p in ("int8", "fp32"):
-        t = e.engine[p]
+        t, o = e.engine[p], e.replay_off[p]
         out.append(f"- replay throughput {p.upper()}: {t.replay_ticks_per_s / 1e6:.2f} M "
-                   f"ticks/s (wall clock, output arrays included); timed {t.timed_ticks:,} "
-                   f"of {t.ticks:,} ticks (the rest were warming up)")
-    for key, b in (("onnxruntime", e.onnxruntime), ("torch", e.torch)):
+                   f"ticks/s with timing {t.timing} (wall clock, output arrays included); "
+                   f"timed {t.timed_ticks:,} of {t.ticks:,} ticks (the rest were warming "
+                   f"up), the stages of {t.stage_timed_ticks:,}; with timing off "
+                   f"{o.ticks_per_s / 1e6:.2f} M ticks/s, {o.ticks_per_cpu_s / 1e6:.2f} M "
+                   f"ticks per CPU second")
+    for key, b in (("the fast-math floor", e.floor), ("onnxruntime", e.onnxruntime),
+                   ("torch", e.torch)):
         if not isinstance(b, Skipped):
             out.append(f"- {key} computed the same network as the engine's FP32 step: max "
                        f"abs h difference {b.max_abs_h_diff_vs_engine_fp32:.2e} after "

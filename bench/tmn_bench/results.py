@@ -249,6 +249,9 @@ class ServedModel(ModelInfo):
 
 
 STATUSES = ("MET", "MISSED", "SKIPPED")
+#: A target's comparison of its value with its limit.
+OPS: dict[str, Any] = {"<=": lambda v, lim: v <= lim, ">=": lambda v, lim: v >= lim,
+                       "<": lambda v, lim: v < lim, ">": lambda v, lim: v > lim}
 
 
 @dataclass(frozen=True)
@@ -259,14 +262,15 @@ class Target:
     name: str
     value: float | None
     limit: float
-    op: str               # "<=" or ">="
+    op: str               # "<=", ">=", "<" or ">"
     unit: str
     note: str             # what was compared, or why it was skipped
     source: str           # where the target is stated (tmn_bench.targets)
 
     def __post_init__(self) -> None:
-        if self.op not in ("<=", ">="):
-            raise ValueError(f"target {self.name!r}: op must be <= or >=, got {self.op!r}")
+        if self.op not in OPS:
+            raise ValueError(f"target {self.name!r}: op must be one of {', '.join(OPS)}, "
+                             f"got {self.op!r}")
         if self.status == "SKIPPED" and not self.note:
             raise ValueError(f"target {self.name!r} is SKIPPED without a reason")
 
@@ -275,8 +279,7 @@ class Target:
         """``MET``, ``MISSED`` or ``SKIPPED``."""
         if self.value is None or not math.isfinite(self.value):
             return "SKIPPED"
-        ok = self.value <= self.limit if self.op == "<=" else self.value >= self.limit
-        return "MET" if ok else "MISSED"
+        return "MET" if OPS[self.op](self.value, self.limit) else "MISSED"
 
 
 @dataclass(frozen=True)
@@ -322,19 +325,54 @@ class EngineWorkload:
 
 @dataclass(frozen=True)
 class TickLatency:
-    """The full tick of one precision, timed inside C++ by Engine.replay."""
+    """The full tick of one precision, timed inside C++ by Engine.replay with the
+    engine's ``timing`` (total_ns of every tick; stage_ns of the ticks whose
+    stages were timed: all of them with "all", about one in 16 with
+    "sampled")."""
 
     precision: str
     isa: str
+    timing: str
     ticks: int
     ok: int
     timed_ticks: int
+    stage_timed_ticks: int
     verdicts: dict[str, int]
     total_ns: Percentiles
     stage_ns: dict[str, Percentiles]
     gate_work: Percentiles        # touched nonzeros per tick
     replay_wall_s: float
     replay_ticks_per_s: float
+    checksum: float
+
+
+@dataclass(frozen=True)
+class ReplayThroughput:
+    """Engine.replay of the whole recording with the engine's timing off: ticks
+    per second of wall clock (output arrays included) and of the replaying
+    thread's CPU time (what a loaded machine does not take away)."""
+
+    precision: str
+    isa: str
+    timing: str
+    ticks: int
+    wall_s: float
+    ticks_per_s: float
+    cpu_s: float
+    ticks_per_cpu_s: float    # issue 15's target: the CPU the replay got, not the machine's load
+    checksum: float
+
+
+@dataclass(frozen=True)
+class TickMany:
+    """``Engine.tick_many`` from Python on frames of one tick per stream, timed
+    with perf_counter_ns around each call (into a preallocated ``out``)."""
+
+    precision: str
+    streams: int              # ticks per call
+    frames: int
+    call_ns: Percentiles
+    per_tick_ns: Percentiles  # call_ns / streams
     checksum: float
 
 
@@ -376,6 +414,13 @@ class BaselineStep:
 
 
 @dataclass(frozen=True)
+class FloorStep(BaselineStep):
+    """The fast-math compute floor: the same GRU step and head in plain C++ built
+    with -ffast-math by the bench (``config`` holds the flags), timed in C++
+    with the engine's clock."""
+
+
+@dataclass(frozen=True)
 class OnnxRuntimeStep(BaselineStep):
     providers: list[str] = field(default_factory=list)
     run_floor_ns: Percentiles | None = None  # the per-call floor (Identity graph)
@@ -394,6 +439,14 @@ class EngineRatios:
     int8_tick_p50_over_bare_int8_gru_p50: float | None
     int8_over_fp32_tick_p50: float | None
     int8_over_fp32_tick_p99_9: float | None = field(metadata=key("int8_over_fp32_tick_p99.9"))
+    # issue 15: against the fast-math floor, the INT8 step, the cost of timing
+    int8_tick_p50_over_floor_p50: float | None = None
+    avx2_int8_tick_p50_over_floor_p50: float | None = None
+    bare_int8_gru_p50_over_floor_p50: float | None = None
+    bare_fp32_gru_p50_over_floor_p50: float | None = None
+    bare_int8_over_bare_fp32_gru_p50: float | None = None
+    timing_all_over_sampled_int8_tick_p50: float | None = None
+    tick_many_per_tick_p50_over_python_tick_p50: float | None = None
 
 
 @dataclass(frozen=True)
@@ -409,6 +462,12 @@ class EngineResult(BenchmarkResult):
     torch: BaselineStep | Skipped
     ratios: EngineRatios
     targets: list[Target]
+    # issue 15
+    timing_all: TickLatency                # INT8 with every stage of every tick timed
+    avx2_int8: TickLatency | Skipped       # INT8 on the AVX2 kernels
+    replay_off: dict[str, ReplayThroughput]  # by precision, timing off
+    tick_many: TickMany
+    floor: FloorStep | Skipped             # the fast-math compute floor
 
 
 # ---------------------------------------------------------------------------

@@ -60,10 +60,13 @@ void bind_constants(py::module_& m) {
       .value("scalar", Isa::scalar)
       .value("avx2", Isa::avx2)
       .value("avx512", Isa::avx512);
+  bind_listed_enum<Timing>(m, "Timing", "What a tick times (engine.hpp).", kTimings,
+                           timing_name);
   py::enum_<System>(m, "System").value("A", System::A).value("B", System::B);
   py::enum_<Precision>(m, "Precision").value("fp32", Precision::fp32).value("int8", Precision::int8);
 
   m.attr("STAGES") = names_tuple(kStageNames);
+  m.attr("TIMING_SAMPLE_PERIOD") = kTimingSamplePeriod;
   // the features each system reads, in input order (ingest.hpp)
   py::dict features;
   features["A"] = py::tuple(names_tuple(kFeatureNames)[py::slice(0, kFeaturesA, 1)]);
@@ -108,6 +111,14 @@ void bind_platform(py::module_& m) {
     clock::calibrate();
     return clock::uses_tsc();
   });
+  m.def(
+      "clock_ns_per_tick",
+      [] {
+        clock::calibrate();
+        return clock::uses_tsc() ? clock::detail::ns_per_tick : 1.0;
+      },
+      "Nanoseconds per tick of the stage clock: the calibrated TSC period, or 1 when the "
+      "clock is steady_clock (for timers outside the engine that read the same clock).");
   m.def("allowed_cpus", &allowed_cpus, "CPUs this process may run on.");
   m.def(
       "activation",

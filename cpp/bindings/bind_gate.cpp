@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
+#include <string>
 
 #include "bindings.hpp"
 #include "tmn/gate.hpp"
@@ -74,10 +76,23 @@ void bind_gate(py::module_& m) {
       .def_readwrite("threshold", &GateParams::threshold)
       .def_readwrite("blend_s", &GateParams::blend_s);
   py::class_<SolverGate>(m, "SolverGate", "Stage 4 on its own, for tests and training.")
-      .def(py::init<const GateParams&, int, double, bool>(), py::arg("params"),
-           py::arg("horizons"), py::arg("dh"), py::arg("guarded") = false,
+      .def(py::init([](const GateParams& p, int K, double dh, bool guarded,
+                       const std::optional<Isa>& isa) {
+             const Isa chosen = isa.value_or(best_isa());
+             if (!isa_available(chosen))
+               throw py::value_error(std::string("isa '") + isa_name(chosen) +
+                                     "' is not available in this build on this CPU");
+             return new SolverGate(p, K, dh, guarded, chosen);
+           }),
+           py::arg("params"), py::arg("horizons"), py::arg("dh"), py::arg("guarded") = false,
+           py::arg("isa") = py::none(),
            "guarded: the engine's wall-clock guard (off here by default, so that tests of "
-           "the maths never depend on the scheduler)")
+           "the maths never depend on the scheduler); isa: the solve's kernel (default: "
+           "the best this CPU has)")
+      .def_property_readonly("isa", &SolverGate::isa)
+      .def_property_readonly("fixed_size", &SolverGate::fixed_size,
+                             "The solve runs in a fixed-size kernel (2K <= 32), else the "
+                             "generic jacobi_solve.")
       .def("matrix", &dense_matrix)
       .def("run", &run_gate, py::arg("delta"), py::arg("prior"), py::arg("inv_var"),
            py::arg("v"));

@@ -28,9 +28,21 @@ void bind_platform(py::module_& m);   // ISA, clock, CPUs, activations (bind_con
 void bind_ingest(py::module_& m);     // stage 1 on whole recordings (bind_ingest.cpp)
 void bind_kalman(py::module_& m);     // stage 2 on its own (bind_kalman.cpp)
 void bind_gate(py::module_& m);       // stage 4 and the solver (bind_gate.cpp)
-void bind_engine(py::module_& m);     // ModelSpec, Prediction, TickError, Engine (bind_engine.cpp)
+void bind_prediction(py::module_& m); // Prediction, a C type (bind_prediction.cpp)
+void bind_engine(py::module_& m);     // ModelSpec, TickError, Engine (bind_engine.cpp)
 void bind_server(py::module_& m);     // ServerConfig, Server and its stats (bind_server.cpp)
 void bind_solver_push(py::module_& m);  // PushGraph: forward-push PageRank (bind_solver_push.cpp)
+
+}  // namespace tmn::bindings
+
+namespace tmn {
+struct Prediction;
+}
+
+namespace tmn::bindings {
+
+// A new tmn._core.Prediction holding a copy of p (bind_prediction.cpp).
+PyObject* new_prediction(const Prediction& p);
 
 template <class T>
 using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;

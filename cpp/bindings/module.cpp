@@ -9,6 +9,7 @@ PYBIND11_MODULE(_core, m) {
   b::bind_ingest(m);
   b::bind_kalman(m);
   b::bind_gate(m);
+  b::bind_prediction(m);
   b::bind_engine(m);
   b::bind_server(m);
   b::bind_solver_push(m);

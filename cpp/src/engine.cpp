@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "tmn/clock.hpp"
 
@@ -42,6 +45,21 @@ void pair_columns(const std::vector<std::int8_t>& src, int rows, int cols, long 
       dst[((j / 2) * ld + i) * 2 + (j & 1)] = src[static_cast<long>(i) * cols + j];
 }
 
+// dst[(g * ld + i) * 4 + t] = src[i * cols + 4g + t] and each row's offset
+// correction c[i] = -128 sum_j src[i][j] (gru.hpp); padding stays zero
+void quad_columns(const std::vector<std::int8_t>& src, int rows, int cols, long ld,
+                  std::int8_t* dst, std::int32_t* c) {
+  for (int i = 0; i < rows; ++i) {
+    std::int32_t sum = 0;
+    for (int j = 0; j < cols; ++j) {
+      const std::int8_t q = src[static_cast<long>(i) * cols + j];
+      dst[((j / 4) * ld + i) * 4 + (j & 3)] = q;
+      sum += q;
+    }
+    c[i] = -128 * sum;
+  }
+}
+
 GruWeights load_weights(const ModelSpec& m, int K, int F) {
   const int H = m.hidden, G = 3 * m.hidden, O = 2 * K;
   require(H >= 1 && H <= kMaxHidden,
@@ -71,6 +89,9 @@ GruWeights load_weights(const ModelSpec& m, int K, int F) {
   pair_columns(m.q_ih, G, F, w.ld_gates, w.q_ih_p.data());
   pair_columns(m.q_hh, G, H, w.ld_gates, w.q_hh_p.data());
   pair_columns(m.q_out, O, H, w.ld_out, w.q_out_p.data());
+  quad_columns(m.q_ih, G, F, w.ld_gates, w.q_ih_4.data(), w.c_ih.data());
+  quad_columns(m.q_hh, G, H, w.ld_gates, w.q_hh_4.data(), w.c_hh.data());
+  quad_columns(m.q_out, O, H, w.ld_out, w.q_out_4.data(), w.c_out.data());
   for (int i = 0; i < G; ++i) {
     w.b_ih[i] = m.b_ih[i];
     w.b_hh[i] = m.b_hh[i];
@@ -136,6 +157,15 @@ IngestParams checked_ingest(const ModelSpec& m) {
 
 }  // namespace
 
+const char* timing_name(Timing t) noexcept {
+  switch (t) {
+    case Timing::all: return "all";
+    case Timing::sampled: return "sampled";
+    case Timing::off: return "off";
+  }
+  return "unknown";
+}
+
 InputRanges input_ranges(const ModelSpec& m) noexcept {
   InputRanges r;
   r.t_max = kMaxAbsTimeS;
@@ -148,7 +178,8 @@ InputRanges input_ranges(const ModelSpec& m) noexcept {
   return r;
 }
 
-Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_streams, Isa isa)
+Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_streams, Isa isa,
+               Timing timing)
     : system_(m.system),
       precision_(precision),
       K_(checked_horizons(m)),
@@ -160,6 +191,7 @@ Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_stream
       w_(load_weights(m, K_, checked_features(m))),
       scratch_(w_.inputs, m.hidden, 2 * K_),
       table_(max_streams, m.hidden, 2 * K_),
+      timing_(timing),
       saved_hidden_(static_cast<std::size_t>(m.hidden)),
       saved_outputs_(static_cast<std::size_t>(2 * K_)) {
   require(isa_available(isa), std::string("isa '") + isa_name(isa) +
@@ -177,13 +209,16 @@ Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_stream
     require(m.output_scale[a] > 0.0 && std::isfinite(m.output_scale[a]),
             "normalisation.output_scale must be positive");
     out_scale_[a] = m.output_scale[a];
-    inv_out_scale2_[a] = 1.0 / (m.output_scale[a] * m.output_scale[a]);
+    out_scale2_[a] = m.output_scale[a] * m.output_scale[a];
   }
   require(window_s_ >= 0.0 && std::isfinite(window_s_), "window must be >= 0");
   ranges_ = input_ranges(m);
-  for (int k = 0; k < K_; ++k) h_[k] = m.horizons_s[k];
+  for (int k = 0; k < K_; ++k) {
+    h_[k] = m.horizons_s[k];
+    hterms_[k] = kalman_.terms(h_[k]);
+  }
   if (system_ == System::B) {
-    gate_.emplace(checked_gate(m), K_, h_[0]);
+    gate_.emplace(checked_gate(m), K_, h_[0], true, isa);
     gate_prior_variance_ = m.gate_variance.empty();
     if (!gate_prior_variance_) {
       require(m.gate_variance.size() == static_cast<std::size_t>(K_),
@@ -216,9 +251,21 @@ Engine::Engine(const ModelSpec& m, Precision precision, std::uint32_t max_stream
   clock::calibrate();
 }
 
+bool Engine::stages_this_tick() noexcept {
+  if (timing_ == Timing::all) return true;
+  if (timing_ == Timing::off) return false;
+  // xorshift64 (Marsaglia): one tick in kTimingSamplePeriod on average, with
+  // no period a stream order could alias with
+  sample_state_ ^= sample_state_ << 13;
+  sample_state_ ^= sample_state_ >> 7;
+  sample_state_ ^= sample_state_ << 17;
+  return sample_state_ % kTimingSamplePeriod == 0;
+}
+
 void Engine::step_sample(StreamState& s, float* h, float* y, const GridSample& g, bool first,
                          std::uint64_t& prior_ticks, std::uint64_t& network_ticks) noexcept {
-  const std::uint64_t a = clock::now();
+  const bool timed = time_stages_;
+  const std::uint64_t a = timed ? clock::now() : 0;
   // 2. prior: the Kalman update on the grid sample, after its prediction of it
   const Tick z{g.t, g.x, g.y, g.vx, g.vy};
   double pred_x = g.x, pred_y = g.y;
@@ -230,7 +277,7 @@ void Engine::step_sample(StreamState& s, float* h, float* y, const GridSample& g
     pred_y = s.kf.py + s.kf.vy * dt;
     kalman_.step(s.kf, z, dt);
   }
-  const std::uint64_t b = clock::now();
+  const std::uint64_t b = timed ? clock::now() : 0;
 
   // 3. network: the features, one GRU step, the head (kept for the ticks to come)
   double f[kMaxFeatures];
@@ -241,9 +288,11 @@ void Engine::step_sample(StreamState& s, float* h, float* y, const GridSample& g
   network_step(zf, h, y);
   s.gx = g.x;
   s.gy = g.y;
-  const std::uint64_t c = clock::now();
-  prior_ticks += b - a;
-  network_ticks += c - b;
+  if (timed) {
+    const std::uint64_t c = clock::now();
+    prior_ticks += b - a;
+    network_ticks += c - b;
+  }
 }
 
 const double* Engine::decide(StreamState& s, const float* y, double dt, Prediction& out,
@@ -264,21 +313,33 @@ const double* Engine::decide(StreamState& s, const float* y, double dt, Predicti
     for (int i = 0; i < 2 * K_; ++i) proj_[i] = y[i] * out_scale_[i & 1];
     return proj_.data();
   }
-  kalman_.extrapolate(s.kf, h_.data(), K_, rel_.data(), var_.data());
   if (warming) {
+    kalman_.extrapolate(s.kf, hterms_.data(), K_, rel_.data(), var_.data());
     out.verdict = Verdict::warming;
     s.blend = 0.0f;
     return rel_.data();
   }
-  // B: work in output units, where eps and the threshold are defined
+  // B: work in output units, where eps and the threshold are defined: the
+  // prior path m_k = v h_k with v in output units (the loops run over (x, y)
+  // pairs, which the compiler does two at a time)
+  const double sx = out_scale_[0], sy = out_scale_[1];
+  const double v[2] = {s.kf.vx / sx, s.kf.vy / sy};
   for (int kk = 0; kk < K_; ++kk) {
-    for (int a = 0; a < 2; ++a) {
-      rel_[2 * kk + a] /= out_scale_[a];
-      inv_var_[2 * kk + a] = gate_prior_variance_ ? 1.0 / (var_[kk] * inv_out_scale2_[a])
-                                                  : gate_inv_var_[2 * kk + a];
-    }
+    rel_[2 * kk] = v[0] * hterms_[kk].h;
+    rel_[2 * kk + 1] = v[1] * hterms_[kk].h;
   }
-  const double v[2] = {s.kf.vx / out_scale_[0], s.kf.vy / out_scale_[1]};
+  kalman_.variances(s.kf, hterms_.data(), K_, var_.data());
+  if (gate_prior_variance_) {
+    // 1 / (s_k / scale_a^2), one division per horizon for both axes
+    const double x2 = out_scale2_[0], y2 = out_scale2_[1];
+    for (int kk = 0; kk < K_; ++kk) {
+      const double inv = 1.0 / var_[kk];
+      inv_var_[2 * kk] = inv * x2;
+      inv_var_[2 * kk + 1] = inv * y2;
+    }
+  } else {
+    for (int i = 0; i < 2 * K_; ++i) inv_var_[i] = gate_inv_var_[i];
+  }
   const GateResult g =
       gate_->run(y, rel_.data(), inv_var_.data(), v, proj_.data(), s.blend > 0.0f);
   out.verdict = g.verdict;
@@ -294,13 +355,21 @@ const double* Engine::decide(StreamState& s, const float* y, double dt, Predicti
   s.blend = static_cast<float>(w);
   out.blend = s.blend;
   if (w > 0.0) out.cert_error = bound_as_float(w * g.cert.error_bound);
-  for (int i = 0; i < 2 * K_; ++i)
-    proj_[i] = (w * proj_[i] + (1.0 - w) * rel_[i]) * out_scale_[i & 1];
+  const double u = 1.0 - w;
+  for (int kk = 0; kk < K_; ++kk) {
+    proj_[2 * kk] = (w * proj_[2 * kk] + u * rel_[2 * kk]) * sx;
+    proj_[2 * kk + 1] = (w * proj_[2 * kk + 1] + u * rel_[2 * kk + 1]) * sy;
+  }
   return proj_.data();
 }
 
 Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexcept {
+  // c0 is also the stream table's idle clock, so it is read in every mode
   const std::uint64_t c0 = clock::now();
+  time_stages_ = stages_this_tick();
+  const bool timed = time_stages_;
+  const bool total = timing_ != Timing::off;
+  out.stages_timed = false;
   out.stream = stream;
   out.t = k.t;
   out.horizons = static_cast<std::uint16_t>(K_);
@@ -318,13 +387,13 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   if (st != Status::ok) {
     out.status = st;
     out.stage_ns = {};
-    out.total_ns = clock::to_ns(clock::now() - c0);
+    out.total_ns = total ? clock::to_ns(clock::now() - c0) : 0;
     return st;
   }
   StreamState& s = table_.state(slot);
   float* h = table_.hidden(slot);
   float* y = table_.outputs(slot);
-  saved_state_ = s;  // for the output check in stage 5
+  save_state(s);  // for the output check in stage 5
   const std::uint64_t saved_seen = table_.last_seen(slot);
   for (int i = 0; i < w_.hidden; ++i) saved_hidden_[i] = h[i];
   for (int i = 0; i < 2 * K_; ++i) saved_outputs_[i] = y[i];
@@ -338,7 +407,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   }
   // 2. and 3. for every grid sample the tick reaches (ingest.hpp)
   std::uint64_t prior_ticks = 0, network_ticks = 0;
-  const std::uint64_t c1 = clock::now();
+  const std::uint64_t c1 = timed ? clock::now() : 0;
   if (fresh) {
     s.ticks = 0;
     s.blend = 0.0f;
@@ -352,7 +421,7 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   }
   ++s.ticks;
   table_.touch(slot, c0);
-  const std::uint64_t c3 = clock::now();
+  const std::uint64_t c3 = timed ? clock::now() : 0;
 
   // 4. gate: decide which path goes out, relative to (bx, by)
   double bx = 0.0, by = 0.0;
@@ -361,22 +430,22 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
   out.dt = fresh ? 0.0 : dt;
   out.h0 = h_[0];
   out.origin = {bx, by};
-  const std::uint64_t c4 = clock::now();
+  const std::uint64_t c4 = timed ? clock::now() : 0;
 
   // 5. actuation: the absolute path in data units, which must be finite
   bool finite = true;
   for (int kk = 0; kk < K_; ++kk) {
     out.path[2 * kk] = bx + rel[2 * kk];
     out.path[2 * kk + 1] = by + rel[2 * kk + 1];
-    finite = finite && std::isfinite(out.path[2 * kk]) && std::isfinite(out.path[2 * kk + 1]);
   }
+  for (int i = 0; i < 2 * K_; ++i) finite &= std::isfinite(out.path[i]);
   radius(s, out);
   out.status = Status::ok;
   if (!finite) {  // refuse the tick and put the stream back as it was
     if (inserted) {
       table_.erase(stream);
     } else {
-      s = saved_state_;
+      restore_state(s);
       table_.touch(slot, saved_seen);
       for (int i = 0; i < w_.hidden; ++i) h[i] = saved_hidden_[i];
       for (int i = 0; i < 2 * K_; ++i) y[i] = saved_outputs_[i];
@@ -385,12 +454,58 @@ Status Engine::tick(std::uint64_t stream, const Tick& k, Prediction& out) noexce
     out.status = Status::non_finite_output;
     out.restarted = false;
   }
+  if (!total) {
+    out.stage_ns = {};
+    out.total_ns = 0;
+    return out.status;
+  }
   const std::uint64_t c5 = clock::now();
-  const std::uint64_t ingest_ticks = (c1 - c0) + (c3 - c1) - prior_ticks - network_ticks;
-  out.stage_ns = {clock::to_ns(ingest_ticks), clock::to_ns(prior_ticks),
-                  clock::to_ns(network_ticks), clock::to_ns(c4 - c3), clock::to_ns(c5 - c4)};
   out.total_ns = clock::to_ns(c5 - c0);
+  out.stages_timed = timed;
+  if (timed) {
+    const std::uint64_t ingest_ticks = (c1 - c0) + (c3 - c1) - prior_ticks - network_ticks;
+    out.stage_ns = {clock::to_ns(ingest_ticks), clock::to_ns(prior_ticks),
+                    clock::to_ns(network_ticks), clock::to_ns(c4 - c3), clock::to_ns(c5 - c4)};
+  } else {
+    out.stage_ns = {};
+  }
   return out.status;
+}
+
+// The ring's tail from velocity_window on is never written (ingest.cpp), so
+// the snapshot copies the state around it: everything before the ring, its
+// first W (or more) entries of each axis, everything after it.
+namespace {
+static_assert(std::is_standard_layout_v<StreamState> && std::is_trivially_copyable_v<StreamState>,
+              "the snapshot copies StreamState by byte ranges");
+constexpr std::size_t kRx = offsetof(StreamState, grid) + offsetof(GridState, rx);
+constexpr std::size_t kRy = offsetof(StreamState, grid) + offsetof(GridState, ry);
+constexpr std::size_t kRingEnd = kRy + sizeof(GridState::ry);
+static_assert(kRy == kRx + sizeof(GridState::rx), "rx and ry are adjacent");
+
+// Fixed sizes, so that every copy is inlined: the ring's first 8 entries
+// (windows up to 8, the usual ones), else all of it.
+template <std::size_t Ring>
+void copy_state(const StreamState& from, StreamState& to) noexcept {
+  const auto* f = reinterpret_cast<const unsigned char*>(&from);
+  auto* t = reinterpret_cast<unsigned char*>(&to);
+  std::memcpy(t, f, kRx);
+  std::memcpy(t + kRx, f + kRx, Ring * sizeof(double));
+  std::memcpy(t + kRy, f + kRy, Ring * sizeof(double));
+  std::memcpy(t + kRingEnd, f + kRingEnd, sizeof(StreamState) - kRingEnd);
+}
+void copy_state(const StreamState& from, StreamState& to, int W) noexcept {
+  if (W <= 8) copy_state<8>(from, to);
+  else copy_state<kMaxVelocityWindow>(from, to);
+}
+}  // namespace
+
+void Engine::save_state(const StreamState& s) noexcept {
+  copy_state(s, saved_state_, ingest_.params().velocity_window);
+}
+
+void Engine::restore_state(StreamState& s) const noexcept {
+  copy_state(saved_state_, s, ingest_.params().velocity_window);
 }
 
 void Engine::radius(const StreamState& s, Prediction& out) const noexcept {
@@ -458,8 +573,9 @@ std::uint64_t Engine::replay(const ReplayInput& in, const ReplayOutput& out) noe
     const Status st = tick(in.stream ? in.stream[i] : 0, k, p);
     double* row = out.paths + i * P;
     out.status[i] = static_cast<std::uint8_t>(st);
-    out.total_ns[i] = p.total_ns;
-    for (int s = 0; s < kStages; ++s) out.stage_ns[i * kStages + s] = p.stage_ns[s];
+    if (timing_ != Timing::off) out.total_ns[i] = p.total_ns;
+    if (p.stages_timed)
+      for (int s = 0; s < kStages; ++s) out.stage_ns[i * kStages + s] = p.stage_ns[s];
     if (st == Status::ok) {
       ++good;
       for (int j = 0; j < P; ++j) row[j] = p.path[j];
@@ -497,7 +613,7 @@ void Engine::candidates(const StreamState& s, const float* y, double* prior,
                         double* proposal) const noexcept {
   std::array<double, 2 * kMaxHorizons> rel{};
   std::array<double, kMaxHorizons> var{};
-  kalman_.extrapolate(s.kf, h_.data(), K_, rel.data(), var.data());
+  kalman_.extrapolate(s.kf, hterms_.data(), K_, rel.data(), var.data());
   const bool a = system_ == System::A;
   for (int i = 0; i < 2 * K_; ++i) {
     const double base = (i & 1) ? s.kf.py : s.kf.px;

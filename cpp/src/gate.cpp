@@ -49,8 +49,44 @@ solver::CsrMatrix smoothing_matrix(int K, double lambda) {
 
 }  // namespace
 
-SolverGate::SolverGate(const GateParams& p, int K, double dh, bool guarded)
-    : p_(p), K_(K), dh_(dh), b_(2 * K), u_(2 * K), r_(2 * K) {
+namespace {
+
+// The matrix in the kernels' layout (gate.hpp, GateBand); false if it does
+// not fit one, or has a nonzero off the gate's five diagonals.
+bool band_of(const solver::CsrMatrix& a, GateBand& band) {
+  const int n = a.n();
+  const int regs = (n + kGateLanes - 1) / kGateLanes;
+  if (regs > kGateMaxRegs) return false;
+  band = GateBand{};
+  band.n = n;
+  band.regs = regs;
+  band.nnz = a.nnz();
+  band.gamma = solver::residual_gamma(a);
+  band.fudge = solver::norm_fudge(a);
+  band.abs_norm = a.abs_norm_bound();
+  for (int i = 0; i < n; ++i) {
+    band.inv_diag[i] = a.inv_diag()[i];
+    for (int p = a.indptr()[i]; p < a.indptr()[i + 1]; ++p) {
+      const int off = a.indices()[p] - i;
+      int d = 0;
+      while (d < kGateDiagonals && kGateBandOffsets[d] != off) ++d;
+      if (d == kGateDiagonals) return false;
+      band.diag[d][i] = a.data()[p];
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+SolverGate::SolverGate(const GateParams& p, int K, double dh, bool guarded, Isa isa)
+    : p_(p),
+      K_(K),
+      dh_(dh),
+      kernels_(&gate_kernels(isa_available(isa) ? isa : Isa::scalar)),
+      b_(K < 1 ? 0 : 2 * K),
+      u_(K < 1 ? 0 : 2 * K),
+      r_(K < 1 ? 0 : 2 * K) {
   if (K < 1) throw std::invalid_argument("gate: need at least one horizon");
   if (!(p.lambda > 0.0 && p.lambda < kMaxLambda))
     throw std::invalid_argument("gate.lambda must be in (0, 1/4) for diagonal dominance");
@@ -66,6 +102,7 @@ SolverGate::SolverGate(const GateParams& p, int K, double dh, bool guarded)
   // on 1: the contraction is 16 lambda / (2 + 16 lambda) instead of plain
   // Jacobi's 10 lambda / (1 + 6 lambda) (0.44 vs 0.63 at lambda = 0.1).
   omega_ = (1.0 + 6.0 * p.lambda) / (1.0 + 8.0 * p.lambda);
+  if (band_of(a_, band_)) solve_ = kernels_->project[band_.regs];
   if (guarded) {
     clock::calibrate();
     guard_ = solver::WallGuard{kGateGuardWork, clock::from_ns(static_cast<double>(kGateGuardNs))};
@@ -78,28 +115,33 @@ GateResult SolverGate::run(const float* delta, const double* prior,
   GateResult res{Verdict::fallback_implausible, 0.0, {}, false};
 
   // 1. plausibility: mean Mahalanobis distance of the correction
-  double d2 = 0.0;
-  for (int i = 0; i < 2 * K_; ++i) d2 += static_cast<double>(delta[i]) * delta[i] * inv_var[i];
-  d2 /= K_;
+  const double d2 = kernels_->plausibility(delta, inv_var, 2 * K_) / K_;
   res.d2 = d2;
   const bool plausible = d2 <= p_.threshold;
   if (!plausible && !(project_anyway && std::isfinite(d2))) return res;
 
-  // 2. certified projection of both axes at once, warm-started at the proposal
-  for (int i = 0; i < 2 * K_; ++i) {
-    const double q = prior[i] + delta[i];
-    b_[i] = q;
-    u_[i] = q;
+  // 2. certified projection of both axes at once, warm-started at the proposal;
+  // path receives the certified u, and nothing when uncertified
+  const double boundary[2] = {p_.lambda * v[0] * dh_, p_.lambda * v[1] * dh_};  // -lambda D^T c
+  if (solve_ != nullptr) {  // in registers (gate.hpp, 4.)
+    res.cert = solve_(band_, prior, delta, boundary, p_.eps, p_.budget, 1.0, omega_, guard_, path);
+  } else {
+    for (int i = 0; i < 2 * K_; ++i) {
+      const double q = prior[i] + delta[i];
+      b_[i] = q;
+      u_[i] = q;
+    }
+    b_[0] += boundary[0];
+    b_[1] += boundary[1];
+    res.cert = solver::jacobi_solve(a_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget, 1.0,
+                                    omega_, guard_);
+    if (res.cert.certified)
+      for (int i = 0; i < 2 * K_; ++i) path[i] = u_[i];
   }
-  b_[0] += p_.lambda * v[0] * dh_;  // boundary terms: -lambda D^T c, per axis
-  b_[1] += p_.lambda * v[1] * dh_;
-  res.cert = solver::jacobi_solve(a_, b_.data(), u_.data(), r_.data(), p_.eps, p_.budget, 1.0,
-                                  omega_, guard_);
   if (!res.cert.certified) {
     res.verdict = Verdict::fallback_uncertified;
     return res;
   }
-  for (int i = 0; i < 2 * K_; ++i) path[i] = u_[i];
   res.projected = true;
   res.verdict = plausible ? Verdict::pass : Verdict::fallback_implausible;
   return res;

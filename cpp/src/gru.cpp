@@ -2,16 +2,6 @@
 
 namespace tmn {
 
-namespace kernels {
-namespace scalar { extern const GruKernels table; }
-#if defined(TMN_HAVE_AVX2)
-namespace avx2 { extern const GruKernels table; }
-#endif
-#if defined(TMN_HAVE_AVX512)
-namespace avx512 { extern const GruKernels table; }
-#endif
-}  // namespace kernels
-
 GruWeights::GruWeights(int inputs_, int hidden_, int out_)
     : inputs(inputs_),
       hidden(hidden_),
@@ -27,6 +17,12 @@ GruWeights::GruWeights(int inputs_, int hidden_, int out_)
       q_ih_p((inputs_ + 1) / 2 * 2 * ld_gates),
       q_hh_p((hidden_ + 1) / 2 * 2 * ld_gates),
       q_out_p((hidden_ + 1) / 2 * 2 * ld_out),
+      q_ih_4(pad4(inputs_) * ld_gates),
+      q_hh_4(pad4(hidden_) * ld_gates),
+      q_out_4(pad4(hidden_) * ld_out),
+      c_ih(ld_gates),
+      c_hh(ld_gates),
+      c_out(ld_out),
       s_ih(ld_gates),
       s_hh_h(ld_gates),
       s_out_h(ld_out) {}
@@ -35,57 +31,12 @@ GruScratch::GruScratch(int inputs, int hidden, int out)
     : gi(pad16(3L * hidden)),
       gh(pad16(3L * hidden)),
       y(pad16(out)),
-      xq((inputs + 1) / 2 * 2),
-      hq((hidden + 1) / 2 * 2),
+      xq(pad4(inputs)),
+      hq(pad4(hidden)),
+      a16(pad4(inputs > hidden ? inputs : hidden)),
+      au8(pad4(inputs > hidden ? inputs : hidden)),
       acc_ih(pad16(3L * hidden)),
       acc_hh(pad16(3L * hidden)),
       acc_out(pad16(out)) {}
-
-const char* isa_name(Isa isa) noexcept {
-  switch (isa) {
-    case Isa::scalar: return "scalar";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512: return "avx512";
-  }
-  return "unknown";
-}
-
-bool isa_available(Isa isa) noexcept {
-  switch (isa) {
-    case Isa::scalar: return true;
-    case Isa::avx2:
-#if defined(TMN_HAVE_AVX2)
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-      return false;
-#endif
-    case Isa::avx512:
-#if defined(TMN_HAVE_AVX512)
-      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-#else
-      return false;
-#endif
-  }
-  return false;
-}
-
-Isa best_isa() noexcept {
-  if (isa_available(Isa::avx512)) return Isa::avx512;
-  if (isa_available(Isa::avx2)) return Isa::avx2;
-  return Isa::scalar;
-}
-
-const GruKernels& gru_kernels(Isa isa) noexcept {
-  switch (isa) {
-#if defined(TMN_HAVE_AVX512)
-    case Isa::avx512: return kernels::avx512::table;
-#endif
-#if defined(TMN_HAVE_AVX2)
-    case Isa::avx2: return kernels::avx2::table;
-#endif
-    default: return kernels::scalar::table;
-  }
-}
 
 }  // namespace tmn

@@ -47,13 +47,27 @@ void KalmanPrior::step(KalmanState& s, const Tick& z, double dt) const noexcept 
   s.p_vv = t10 * m10 + t11 * m11 + k10 * k10 * r0 + k11 * k11 * r1;
 }
 
+void KalmanPrior::variances(const KalmanState& s, const HorizonTerms* t, int K,
+                            double* var) const noexcept {
+  // s_k = p_pp + 2 h_k p_pv + h_k^2 p_vv + q h_k^3 / 3
+  for (int k = 0; k < K; ++k)
+    var[k] = s.p_pp + t[k].two_h * s.p_pv + t[k].h2 * s.p_vv + t[k].q_h3;
+}
+
+void KalmanPrior::extrapolate(const KalmanState& s, const HorizonTerms* t, int K,
+                              double* rel, double* var) const noexcept {
+  for (int k = 0; k < K; ++k) {
+    rel[2 * k] = s.vx * t[k].h;
+    rel[2 * k + 1] = s.vy * t[k].h;
+  }
+  variances(s, t, K, var);
+}
+
 void KalmanPrior::extrapolate(const KalmanState& s, const double* h, int K,
                               double* rel, double* var) const noexcept {
   for (int k = 0; k < K; ++k) {
-    const double hk = h[k];
-    rel[2 * k] = s.vx * hk;
-    rel[2 * k + 1] = s.vy * hk;
-    var[k] = s.p_pp + 2.0 * hk * s.p_pv + hk * hk * s.p_vv + p_.q * hk * hk * hk / 3.0;
+    const HorizonTerms t = terms(h[k]);
+    extrapolate(s, &t, 1, rel + 2 * k, var + k);
   }
 }
 

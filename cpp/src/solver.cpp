@@ -12,6 +12,7 @@ namespace tmn::solver {
 
 namespace {
 constexpr double kUnitRoundoff = std::numeric_limits<double>::epsilon() / 2.0;  // 2^-53
+}  // namespace
 
 // gamma = (m+1)u / (1 - (m+1)u), the relative rounding of one residual entry.
 double residual_gamma(const CsrMatrix& a) noexcept {
@@ -21,12 +22,15 @@ double residual_gamma(const CsrMatrix& a) noexcept {
 double norm_fudge(const CsrMatrix& a) noexcept {
   return 1.0 + 4.0 * static_cast<double>(a.n()) * kUnitRoundoff;
 }
-}  // namespace
+
+double sum_squares(const double* v, int n) noexcept {
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  for (int i = 0; i < n; ++i) s[i & 3] += v[i] * v[i];
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
 
 double rounding_floor(const CsrMatrix& a, const double* b, double lambda_lb) noexcept {
-  double bb = 0.0;
-  for (int i = 0; i < a.n(); ++i) bb += b[i] * b[i];
-  return residual_gamma(a) * std::sqrt(bb) * norm_fudge(a) / lambda_lb;
+  return residual_gamma(a) * std::sqrt(sum_squares(b, a.n())) * norm_fudge(a) / lambda_lb;
 }
 
 CsrMatrix CsrMatrix::from_dense(const double* a, int n) {
@@ -127,7 +131,10 @@ double CsrMatrix::gershgorin_lower_bound() const noexcept {
 }
 
 // Cloned for x86-64-v3 (AVX2, FMA) and the baseline, picked by the loader:
-// the banded sweeps vectorise 4 doubles wide where the CPU allows.
+// the banded sweeps vectorise 4 doubles wide where the CPU allows. This file
+// is compiled with -ffp-contract=off (CMakeLists.txt), so no clone fuses a
+// product into its sum: every clone, and the gate's kernels (gate.hpp),
+// round the same operations and return the same bits.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
@@ -150,12 +157,8 @@ Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
   std::uint64_t deadline = 0;  // set when the guard starts
   // The full bound, rounding term included, for the current x and residual.
   const auto full_bound = [&]() noexcept {
-    double bb = 0.0, xx = 0.0;
-    for (int i = 0; i < n; ++i) {
-      bb += b[i] * b[i];
-      xx += x[i] * x[i];
-    }
-    const double rounding = gamma * (std::sqrt(bb) + a.abs_norm_bound() * std::sqrt(xx));
+    const double rounding =
+        gamma * (std::sqrt(sum_squares(b, n)) + a.abs_norm_bound() * std::sqrt(sum_squares(x, n)));
     return (c.residual_norm + rounding) * fudge / lambda_lb;
   };
   // Each pass computes a residual, then updates x only if the budget allows
@@ -180,10 +183,8 @@ Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
         r[i] = acc;
       }
     }
-    double rr = 0.0;
-    for (int i = 0; i < n; ++i) rr += r[i] * r[i];
     c.work += a.nnz();
-    c.residual_norm = std::sqrt(rr);
+    c.residual_norm = std::sqrt(sum_squares(r, n));
     // The residual alone is a lower estimate of the bound: add the rounding
     // term only when the target is within reach, or when this is the last pass.
     if (c.work >= guard.after_work && deadline == 0) {  // the guard starts

@@ -68,6 +68,13 @@ class Isa(_Enum):
     avx2: Isa
     avx512: Isa
 
+class Timing(_Enum):
+    """What a tick times (engine.hpp)."""
+
+    all: Timing
+    sampled: Timing
+    off: Timing
+
 class System(_Enum):
     A: System
     B: System
@@ -78,6 +85,7 @@ class Precision(_Enum):
 
 # Constants defined in C++ (bind_constants.cpp says where each one lives).
 STAGES: tuple[str, ...]
+TIMING_SAMPLE_PERIOD: int
 FEATURES: dict[str, tuple[str, ...]]
 MAX_VELOCITY_WINDOW: int
 MAX_GRID_STEPS_PER_TICK: int
@@ -127,6 +135,7 @@ class Histogram:
     def max(self) -> float: ...
     def bucket_counts(self) -> list[int]: ...
 
+def clock_ns_per_tick() -> float: ...
 def isa_available(isa: Isa) -> bool: ...
 def best_isa() -> Isa: ...
 def clock_uses_tsc() -> bool: ...
@@ -224,8 +233,13 @@ class GateParams:
 
 class SolverGate:
     def __init__(
-        self, params: GateParams, horizons: int, dh: float, guarded: bool = False
+        self, params: GateParams, horizons: int, dh: float, guarded: bool = False,
+        isa: Isa | None = None
     ) -> None: ...
+    @property
+    def isa(self) -> Isa: ...
+    @property
+    def fixed_size(self) -> bool: ...
     def matrix(self) -> npt.NDArray[np.float64]: ...
     def run(
         self,
@@ -255,6 +269,8 @@ class ModelSpec:
     def __init__(self) -> None: ...
 
 class Prediction:
+    """One tick's answer: an owned record (a later tick never changes it)."""
+
     @property
     def stream(self) -> int: ...
     @property
@@ -288,16 +304,28 @@ class Prediction:
     @property
     def total_ns(self) -> int: ...
     @property
+    def stages_timed(self) -> bool: ...
+    @property
     def stage_ns(self) -> dict[str, int]: ...
     @property
     def path(self) -> npt.NDArray[np.float64]: ...
 
 class Engine:
-    def __init__(self, spec: ModelSpec, precision: Precision, max_streams: int, isa: Isa) -> None: ...
+    def __init__(
+        self, spec: ModelSpec, precision: Precision, max_streams: int, isa: Isa,
+        timing: Timing = ...
+    ) -> None: ...
     def tick(
         self, t: float, x: float, y: float, vx: float | None = None, vy: float | None = None,
         stream: int = 0
     ) -> Prediction: ...
+    def tick_many(
+        self, t: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike,
+        vx: npt.ArrayLike | None = None, vy: npt.ArrayLike | None = None,
+        stream: npt.ArrayLike | None = None, out: npt.NDArray[Any] | None = None
+    ) -> npt.NDArray[Any]: ...
+    @property
+    def batch_dtype(self) -> np.dtype[Any]: ...
     def reset(self, stream: int) -> None: ...
     def evict_idle(self, idle_s: float) -> int: ...
     def replay(
@@ -324,6 +352,7 @@ class Engine:
     def isa(self) -> Isa: ...
     @property
     def restarts(self) -> int: ...
+    timing: Timing
     @property
     def stream_count(self) -> int: ...
     @property

@@ -22,6 +22,10 @@ VERDICT_NAMES: dict[int, str] = _core.VERDICT_NAMES
 #: The percentiles every report gives, as (name, p): P50, P90, P99, P99.9.
 PERCENTILES: tuple[tuple[str, float], ...] = _core.PERCENTILES
 DEFAULT_MAX_STREAMS = 1024  # tmn.Engine's and tmn-serve's stream table
+#: What a tick times (engine.hpp, "Timing"): "all" (the default), "sampled", "off".
+TIMINGS: tuple[str, ...] = tuple(_core.Timing.__members__)
+#: With timing "sampled", the stages of one tick in this many are timed, on average.
+TIMING_SAMPLE_PERIOD: int = _core.TIMING_SAMPLE_PERIOD
 
 
 def percentiles(samples: Any, axis: int | None = None) -> dict[str, Any]:
@@ -55,7 +59,10 @@ class Replay:
     tick reached); ``verdict`` holds :class:`tmn.Verdict` values
     (:data:`NO_PREDICTION` where there is no prediction); ``blend`` is B's
     weight of the certified path in the served one; ``stage_ns`` is (N, 5) in
-    the order of :data:`STAGES`; ``radius`` (N, K) is each point's calibrated
+    the order of :data:`STAGES` and ``total_ns`` (N,), as the engine's timing
+    measured them: with timing "sampled" the rows of the ticks whose stages
+    were not timed are all 0 (:attr:`stages_timed` marks the others), and with
+    "off" every value is 0; ``radius`` (N, K) is each point's calibrated
     90 % error radius in data units (NaN while warming, for refused ticks, and
     for a model without an uncertainty calibration; docs/uncertainty.md).
     With ``candidates=True``, ``prior`` and ``proposal`` (N, K, 2) hold each
@@ -79,6 +86,21 @@ class Replay:
     prior: np.ndarray | None = None
     proposal: np.ndarray | None = None
 
+    @property
+    def stages_timed(self) -> np.ndarray:
+        """(N,) bool: the rows of ``stage_ns`` that were measured (an ok tick's
+        stages never all take 0 ns: the network step alone is longer than a
+        clock quantum). All True with timing "all" on ok ticks, about one in
+        :data:`TIMING_SAMPLE_PERIOD` with "sampled", none with "off"."""
+        return self.stage_ns.any(axis=1)
+
+
+def _resolve_timing(timing: str) -> _core.Timing:
+    try:
+        return _core.Timing.__members__[timing]
+    except KeyError:
+        raise ValueError(f"timing must be one of {', '.join(TIMINGS)}, got {timing!r}") from None
+
 
 def _resolve_isa(isa: str) -> _core.Isa:
     if isa == "auto":
@@ -100,24 +122,40 @@ class Engine:
     """
 
     def __init__(self, model: Model | str | Path | None = None, precision: str = "int8",
-                 max_streams: int = DEFAULT_MAX_STREAMS, isa: str = "auto") -> None:
+                 max_streams: int = DEFAULT_MAX_STREAMS, isa: str = "auto",
+                 timing: str = "all") -> None:
         """Build the engine from a model (a :class:`Model`, a folder, or None for the
         built-in one), with ``precision`` "int8" or "fp32" and room for
-        ``max_streams`` concurrent streams."""
+        ``max_streams`` concurrent streams. ``timing`` chooses what each tick
+        times (:attr:`timing`)."""
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be 'int8' or 'fp32', got {precision!r}")
         self.model = model if isinstance(model, Model) else load(model)
         self._core = _core.Engine(self.model.spec(), _PRECISIONS[precision], int(max_streams),
-                                  _resolve_isa(isa))
+                                  _resolve_isa(isa), _resolve_timing(timing))
         self.precision = precision
         # Bind the C++ methods directly: no Python frame between caller and engine.
         self.tick = self._core.tick
+        self.tick_many = self._core.tick_many
         self.reset = self._core.reset
 
     @property
     def isa(self) -> str:
         """Instruction set of the network kernels in use."""
         return self._core.isa.name
+
+    @property
+    def timing(self) -> str:
+        """What each tick times: "all" (every tick's total and five stage times;
+        the default), "sampled" (every tick's total, the stages of one tick in
+        :data:`TIMING_SAMPLE_PERIOD`) or "off" (nothing: ``total_ns`` and
+        ``stage_ns`` are 0). Each clock read costs about what a short stage
+        measures (bench/README.md). Settable between ticks."""
+        return self._core.timing.name
+
+    @timing.setter
+    def timing(self, timing: str) -> None:
+        self._core.timing = _resolve_timing(timing)
 
     @property
     def horizons(self) -> int:
@@ -134,8 +172,35 @@ class Engine:
         """Run one tick through all five stages; without ``vx``, ``vy`` (a
         position-only sensor) the engine differentiates the positions exactly as
         training does. Ticks may come at any rate: the model runs on its own grid.
-        Raises :class:`TickError` on bad input; the stream's state is then untouched."""
+        Raises :class:`TickError` on bad input; the stream's state is then untouched.
+
+        The :class:`tmn.Prediction` is the caller's own record (a later tick
+        never changes it): ``path``, ``radius``, ``verdict``, ``at(dt)``,
+        ``radius_at(dt)`` and the rest are read from it on demand."""
         return self._core.tick(t, x, y, vx, vy, stream)  # replaced per instance in __init__
+
+    def tick_many(self, t: Any, x: Any, y: Any, vx: Any = None, vy: Any = None,
+                  stream: Any = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Run the ticks of one frame, several streams at once: ``t``, ``x``, ``y``
+        (and ``vx``, ``vy`` together, or neither) are equal-length arrays,
+        ``stream`` their stream ids (None: all on stream 0), run in order as
+        :meth:`tick` would run them, in one call with the GIL released.
+
+        Returns one row per tick in a structured array of :attr:`batch_dtype`:
+        ``stream``, ``t``, ``t_grid``, ``dt``, ``origin`` (2), ``d2``,
+        ``cert_error``, ``blend``, ``work``, ``total_ns``, ``stage_ns`` (5),
+        ``status``, ``verdict``, ``restarted``, ``stages_timed``, ``path``
+        (K, 2) and ``radius`` (K,), each as on a :class:`tmn.Prediction`. A bad
+        tick does not raise: its row has its ``status``, ``verdict``
+        :data:`NO_PREDICTION` and NaN values, and its stream is untouched.
+        ``out`` (an array of ``len(t)`` rows of :attr:`batch_dtype`) is written
+        in place of a new array."""
+        return self._core.tick_many(t, x, y, vx, vy, stream, out)  # replaced in __init__
+
+    @property
+    def batch_dtype(self) -> np.dtype:
+        """The numpy dtype of :meth:`tick_many`'s rows (defined in C++ for this K)."""
+        return self._core.batch_dtype
 
     def replay(self, t: np.ndarray, x: np.ndarray, y: np.ndarray, vx: np.ndarray | None = None,
                vy: np.ndarray | None = None, stream: np.ndarray | None = None,

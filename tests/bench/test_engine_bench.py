@@ -52,18 +52,49 @@ def test_engine_json_has_every_section(report: dict) -> None:
 
 
 def test_full_tick_percentiles_are_positive_for_each_precision_and_stage(report: dict) -> None:
-    for precision in ("fp32", "int8"):
-        e = report["engine"][precision]
+    runs = [report["engine"]["fp32"], report["engine"]["int8"], report["timing_all"]]
+    if report["avx2_int8"].get("status") != "skipped":
+        runs.append(report["avx2_int8"])
+    for e in runs:
         assert e["ticks"] == 20000 and e["ok"] == 20000
         assert 0 < e["timed_ticks"] <= e["ticks"]
         _check_percentiles(e["total_ns"], e["timed_ticks"])
+        # sampled: the stages of about one tick in TIMING_SAMPLE_PERIOD; all: every tick's
+        share = e["stage_timed_ticks"] / e["timed_ticks"]
+        if e["timing"] == "all":
+            assert share == 1.0
+        else:
+            assert e["timing"] == "sampled"
+            assert 0.5 / tmn.engine.TIMING_SAMPLE_PERIOD < share < 2.0 / tmn.engine.TIMING_SAMPLE_PERIOD
         assert set(e["stage_ns"]) == set(tmn.STAGES)
         for stage in tmn.STAGES:
             p = e["stage_ns"][stage]
-            assert p["n"] == e["timed_ticks"] and p["p50"] >= 0 and p["max"] >= p["p50"]
+            assert p["n"] == e["stage_timed_ticks"] and p["p50"] >= 0 and p["max"] >= p["p50"]
         assert e["replay_ticks_per_s"] > 0
         assert sum(e["verdicts"].values()) == e["ticks"]
         assert isinstance(e["checksum"], float)
+
+
+def test_replay_with_timing_off_and_tick_many_are_measured(report: dict) -> None:
+    for precision in ("fp32", "int8"):
+        o = report["replay_off"][precision]
+        assert o["timing"] == "off" and o["ticks"] == 20000
+        assert o["ticks_per_s"] > 0 and o["ticks_per_cpu_s"] > 0 and o["cpu_s"] > 0
+    m = report["tick_many"]
+    assert m["streams"] == 8 and m["frames"] == 2000 // 8
+    _check_percentiles(m["call_ns"], m["frames"])
+    assert m["per_tick_ns"]["p50"] == pytest.approx(m["call_ns"]["p50"] / 8)
+
+
+def test_the_fast_math_floor_computes_the_same_network(report: dict) -> None:
+    f = report["floor"]
+    if f["status"] == "skipped":  # no C++ compiler here
+        assert "compiler" in f["reason"] or "build" in f["reason"]
+        return
+    assert "-ffast-math" in f["config"]["flags"] and f["steps"] == 2000
+    _check_percentiles(f["step_ns"], 2000)
+    assert f["max_abs_h_diff_vs_engine_fp32"] < 1e-4
+    assert report["ratios"]["int8_tick_p50_over_floor_p50"] > 0
 
 
 def test_python_call_and_bare_gru_percentiles_are_positive(report: dict) -> None:
@@ -86,7 +117,8 @@ def test_baselines_are_measured_or_skipped_with_a_reason(report: dict) -> None:
 
 def test_every_target_has_a_verdict(report: dict) -> None:
     names = [t["name"] for t in report["targets"]]
-    assert len(names) == len(set(names)) >= 8
+    assert len(names) == len(set(names)) >= 14
+    assert {t["source"] for t in report["targets"]} == {"issue 2", "issue 15"}
     for t in report["targets"]:
         assert t["status"] in ("MET", "MISSED", "SKIPPED")
         assert (t["value"] is None) == (t["status"] == "SKIPPED")
@@ -137,7 +169,8 @@ def test_every_figure_keeps_the_documented_json_keys(report: dict) -> None:
         return set()
 
     old = keys(json.loads(REFERENCE.read_text(encoding="utf-8"))["engine"])
-    assert keys(report) == old
+    assert keys(report) - old == set()
+    assert old - keys(report) == set()
     assert all(t["source"].startswith("issue ") for t in report["targets"])
 
 

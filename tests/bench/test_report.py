@@ -51,4 +51,12 @@ def test_a_target_that_was_not_measured_must_say_why() -> None:
     with pytest.raises(ValueError, match="SKIPPED without a reason"):
         Target("tick P50", None, 500.0, "<=", "ns", "", "issue 2")
     with pytest.raises(ValueError, match="op must be"):
-        Target("tick P50", 1.0, 500.0, "<", "ns", "", "issue 2")
+        Target("tick P50", 1.0, 500.0, "==", "ns", "", "issue 2")
+
+
+def test_strict_targets_are_missed_at_their_limit() -> None:
+    """'<' and '>' (issue 15: INT8 faster than FP32) exclude the limit itself."""
+    assert Target("INT8 / FP32", 1.0, 1.0, "<", "x", "", "issue 15").status == "MISSED"
+    assert Target("INT8 / FP32", 0.99, 1.0, "<", "x", "", "issue 15").status == "MET"
+    assert Target("a / b", 1.0, 1.0, ">", "x", "", "issue 15").status == "MISSED"
+    assert Target("a / b", 1.0, 1.0, "<=", "x", "", "issue 15").status == "MET"

@@ -81,3 +81,17 @@ def test_api_md_is_what_gen_api_writes() -> None:
     proc = subprocess.run([sys.executable, str(DOCS / "gen_api.py"), "--check"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_api_md_lists_every_field_of_the_compiled_prediction() -> None:
+    """tmn.Prediction is a C type whose fields are getset descriptors, not
+    properties: api.md names each one, with its type from the stub."""
+    import tmn
+
+    page = (DOCS / "api.md").read_text()
+    section = page.split("### `tmn.Prediction`", 1)[1].split("\n### ", 1)[0]
+    fields = [n for n, m in vars(tmn.Prediction).items()
+              if not n.startswith("_") and type(m).__name__ == "getset_descriptor"]
+    assert {"path", "radius", "verdict", "stage_ns"} <= set(fields)
+    missing = [n for n in fields if f"- `{n}: " not in section]
+    assert missing == [], f"docs/api.md lacks tmn.Prediction's {missing}"

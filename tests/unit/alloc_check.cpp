@@ -15,7 +15,7 @@
 // drives the hot path through: new streams, warming, pass and both fallbacks,
 // NaN/Inf ticks, time going backwards, capacity_exceeded, a long gap
 // (restart), reset of known and unknown streams, evict_idle, replay over
-// arrays allocated before arming, and network_step.
+// arrays allocated before arming, and network_step, in every timing mode.
 //
 // Before anything else it checks that the counters work: an armed deliberate
 // allocation of every family must be counted, so the test cannot pass
@@ -682,9 +682,14 @@ void check_coverage(Variant variant, const Tally& tl) noexcept {
 void scenario(tmn::Engine& e, Variant variant, ReplayBuffers& rb, float* z, float* h, float* y,
               Tally& tl) noexcept {
   tmn::Prediction p;
+  // every timing mode (engine.hpp) on the hot path
+  e.set_timing(tmn::Timing::all);
   const double t = scenario_streams(e, p, tl);
+  e.set_timing(tmn::Timing::sampled);
   scenario_evict(e, p, tl, t);
+  e.set_timing(tmn::Timing::off);
   scenario_replay(e, rb, z, h, y, tl);
+  e.set_timing(tmn::Timing::all);
   check_coverage(variant, tl);
 }
 

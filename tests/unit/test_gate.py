@@ -20,6 +20,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from scipy import sparse as scipy_sparse
 
 import tmn
 from tmn import _core
@@ -27,6 +28,16 @@ from tmn import _core
 PASS = tmn.Verdict.pass_
 IMPLAUSIBLE = tmn.Verdict.fallback_implausible
 UNCERTIFIED = tmn.Verdict.fallback_uncertified
+
+# Every solver kernel this build and CPU have (gate.hpp, 4.): the fixed-size
+# kernels are compiled per ISA, so each one is checked.
+ISAS = [
+    pytest.param(isa, id=isa.name,
+                 marks=pytest.mark.skipif(not _core.isa_available(isa),
+                                          reason=f"{isa.name} not available on this CPU/build"))
+    for isa in (_core.Isa.scalar, _core.Isa.avx2, _core.Isa.avx512)
+]
+MAX_FIXED_K = 16  # gate.hpp: kGateMaxRegs registers of four doubles hold 2K unknowns
 
 # Comparisons of computed norms against bounds get this much rounding slack.
 SLACK = 1.0 + 1e-12
@@ -113,8 +124,10 @@ def nnz(K: int) -> int:
 
 
 def make_gate(K: int, lam: float, eps: float = 0.02, budget: int = 200_000,
-              threshold: float = 1e300, dh: float = 0.05) -> _core.SolverGate:
-    return _core.SolverGate(_core.GateParams(eps, budget, lam, threshold), horizons=K, dh=dh)
+              threshold: float = 1e300, dh: float = 0.05,
+              isa: _core.Isa | None = None) -> _core.SolverGate:
+    return _core.SolverGate(_core.GateParams(eps, budget, lam, threshold), horizons=K, dh=dh,
+                            isa=isa)
 
 
 # --------------------------------------------------------------------------
@@ -222,7 +235,9 @@ def random_instance(rng: np.random.Generator) -> dict:
                 delta=delta, prior=prior, inv_var=inv_var, v=v, d2=d2)
 
 
-def test_ten_thousand_random_instances_obey_plausibility_certificate_and_budget() -> None:
+@pytest.mark.parametrize("isa", ISAS)
+def test_ten_thousand_random_instances_obey_plausibility_certificate_and_budget(
+        isa: _core.Isa) -> None:
     rng = np.random.default_rng(20240611)
     counts = {PASS: 0, IMPLAUSIBLE: 0, UNCERTIFIED: 0}
     worst_ratio = 0.0  # max true error / reported bound over passes
@@ -234,7 +249,8 @@ def test_ten_thousand_random_instances_obey_plausibility_certificate_and_budget(
         tested += 1
         K, n = c["K"], nnz(c["K"])
         params = _core.GateParams(c["eps"], c["budget"], c["lam"], c["threshold"])
-        gate = _core.SolverGate(params, horizons=K, dh=c["dh"])
+        gate = _core.SolverGate(params, horizons=K, dh=c["dh"], isa=isa)
+        assert gate.isa == isa and gate.fixed_size == (K <= MAX_FIXED_K)
         r = gate.run(c["delta"], c["prior"], c["inv_var"], c["v"])
         where = f"instance {tested}: K={K} lam={c['lam']!r} eps={c['eps']!r} budget={c['budget']}"
 
@@ -254,7 +270,7 @@ def test_ten_thousand_random_instances_obey_plausibility_certificate_and_budget(
         # depend on the budget, so the limited run passes iff the unlimited
         # run needed no more work than the budget allowed
         big = _core.SolverGate(_core.GateParams(c["eps"], UNLIMITED, c["lam"], c["threshold"]),
-                               horizons=K, dh=c["dh"])
+                               horizons=K, dh=c["dh"], isa=isa)
         rb = big.run(c["delta"], c["prior"], c["inv_var"], c["v"])
         assert rb["verdict"] == PASS, where
         if r["verdict"] == UNCERTIFIED:
@@ -287,6 +303,47 @@ def test_ten_thousand_random_instances_obey_plausibility_certificate_and_budget(
     # every branch was really exercised
     assert counts[PASS] > 3000 and counts[IMPLAUSIBLE] > 1500 and counts[UNCERTIFIED] > 1000, counts
     assert worst_ratio <= SLACK
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_fixed_size_kernels_return_the_bits_of_the_generic_solver(isa: _core.Isa) -> None:
+    """gate.hpp, 4.: each ISA's register kernel performs jacobi_solve's
+    operations in jacobi_solve's order, so on the same system (the gate's
+    matrix in CSR, the same right-hand side, start and damping) it returns
+    the same path, certificate, work and iterations, bit for bit."""
+    rng = np.random.default_rng(99)
+    checked = certified = 0
+    while checked < 10_000:
+        c = random_instance(rng)
+        K = c["K"]
+        if K > MAX_FIXED_K:
+            continue
+        c["threshold"] = math.inf  # the projection always runs
+        gate = make_gate(K, c["lam"], eps=c["eps"], budget=c["budget"], threshold=math.inf,
+                         dh=c["dh"], isa=isa)
+        assert gate.fixed_size
+        r = gate.run(c["delta"], c["prior"], c["inv_var"], c["v"])
+        q = c["prior"] + c["delta"].astype(np.float64)
+        b = q.copy()
+        b[0] += c["lam"] * c["v"][0] * c["dh"]
+        b[1] += c["lam"] * c["v"][1] * c["dh"]
+        A = scipy_sparse.csr_matrix(gate.matrix())
+        omega = (1.0 + 6.0 * c["lam"]) / (1.0 + 8.0 * c["lam"])  # gate.cpp's damping
+        x, ref = _core.jacobi_solve(A.indptr.astype(np.int64), A.indices.astype(np.int64),
+                                    A.data, b, q, c["eps"], c["budget"], 1.0, omega)
+        where = f"instance {checked}: K={K} lam={c['lam']!r} eps={c['eps']!r}"
+        for key in ("error_bound", "residual_norm", "work", "iterations", "certified"):
+            assert r[key] == ref[key], f"{where}: {key} {r[key]!r} != {ref[key]!r}"
+        if ref["certified"]:
+            certified += 1
+            assert r["verdict"] == PASS and np.array_equal(r["path"], x), where
+        checked += 1
+    assert certified > 3000
+
+
+@pytest.mark.parametrize("K", [1, 2, 3, 10, 16, 17, 32])
+def test_horizons_up_to_sixteen_get_a_fixed_size_kernel(K: int) -> None:
+    assert make_gate(K, 0.1).fixed_size == (K <= MAX_FIXED_K)
 
 
 def test_proposal_that_is_already_smooth_is_certified_by_the_first_residual() -> None:
@@ -368,7 +425,9 @@ def exact_error_squared(path: np.ndarray, K: int, lam: float, dh: float, delta: 
     return total
 
 
-def test_bound_is_rigorous_in_exact_arithmetic_for_huge_values_and_tight_eps() -> None:
+@pytest.mark.parametrize("isa", ISAS)
+def test_bound_is_rigorous_in_exact_arithmetic_for_huge_values_and_tight_eps(
+        isa: _core.Isa) -> None:
     # Values around 1e8 with eps a few times the rounding floor: the certificate
     # is then dominated by the rounding term, the hardest case for its proof.
     rng = np.random.default_rng(3)
@@ -382,7 +441,8 @@ def test_bound_is_rigorous_in_exact_arithmetic_for_huge_values_and_tight_eps() -
         prior = rng.standard_normal(2 * K) * scale
         v = rng.standard_normal(2) * scale
         eps = scale * 10.0 ** rng.uniform(-14, -11)
-        r = make_gate(K, lam, eps=eps, budget=10**7, dh=dh).run(delta, prior, np.zeros(2 * K), v)
+        r = make_gate(K, lam, eps=eps, budget=10**7, dh=dh, isa=isa).run(delta, prior,
+                                                                         np.zeros(2 * K), v)
         if r["verdict"] != PASS:
             assert r["verdict"] == UNCERTIFIED and r["path"] is None
             continue
@@ -395,13 +455,14 @@ def test_bound_is_rigorous_in_exact_arithmetic_for_huge_values_and_tight_eps() -
     assert passes >= 20  # most cases are certifiable, so the check has teeth
 
 
-def test_eps_below_the_rounding_floor_is_never_certified() -> None:
+@pytest.mark.parametrize("isa", ISAS)
+def test_eps_below_the_rounding_floor_is_never_certified(isa: _core.Isa) -> None:
     K = 16
     rng = np.random.default_rng(11)
     delta = (rng.standard_normal(2 * K) * 1e8).astype(np.float32)
     prior = rng.standard_normal(2 * K) * 1e8
-    r = make_gate(K, 0.1, eps=1e-6, budget=10**6).run(delta, prior, np.zeros(2 * K),
-                                                      np.array([1e8, 1e8]))
+    r = make_gate(K, 0.1, eps=1e-6, budget=10**6, isa=isa).run(delta, prior, np.zeros(2 * K),
+                                                               np.array([1e8, 1e8]))
     # gamma * ||b|| alone is ~1e-15 * 1e9 >> eps: no honest certificate exists
     assert r["verdict"] == UNCERTIFIED and r["path"] is None and not r["certified"]
     assert r["error_bound"] > 1e-6 and r["work"] <= 10**6
@@ -418,12 +479,14 @@ def test_eps_below_the_rounding_floor_is_never_certified() -> None:
     ("v", math.nan, UNCERTIFIED),
     ("v", -math.inf, UNCERTIFIED),
 ])
-def test_non_finite_inputs_never_pass(field: str, value: float, verdict: tmn.Verdict) -> None:
+@pytest.mark.parametrize("isa", ISAS)
+def test_non_finite_inputs_never_pass(field: str, value: float, verdict: tmn.Verdict,
+                                      isa: _core.Isa) -> None:
     K = 8
     args = dict(delta=np.full(2 * K, 0.5, np.float32), prior=np.ones(2 * K),
                 inv_var=np.ones(2 * K), v=np.ones(2))
     args[field] = args[field].copy()
     args[field][0] = value
-    r = make_gate(K, 0.1, budget=10_000).run(**args)
+    r = make_gate(K, 0.1, budget=10_000, isa=isa).run(**args)
     assert r["verdict"] == verdict
     assert r["path"] is None and not r["certified"] and r["work"] <= 10_000

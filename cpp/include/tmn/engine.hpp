@@ -35,7 +35,17 @@
 //     non-warming ticks (docs/uncertainty.md). NaN while warming or without a
 //     calibration.
 //   * One Engine is used by one thread at a time.
-//   * Every stage is timed with tmn::clock and the times are in the result.
+//   * Timing (Engine::timing, below). A clock read (rdtsc, ~10 ns here) costs
+//     what a short stage measures, so how much a tick times is a choice:
+//       all      every tick: total_ns and the five stage_ns (up to six reads);
+//       sampled  every tick's total_ns (two reads); the five stage_ns on one
+//                tick in kTimingSamplePeriod on average, chosen by a xorshift
+//                generator so that no periodic stream order aliases with it;
+//       off      none: total_ns and stage_ns are 0 (one read remains, the
+//                stream table's idle clock).
+//     Prediction::stages_timed says whether this tick's stage_ns were
+//     measured; stage_ns are all 0 when not. The default is all: tmn-serve's
+//     per-stage histograms and a replay's stage_ns hold every tick.
 #pragma once
 
 #include <array>
@@ -75,6 +85,13 @@ inline constexpr double kMaxAbsOutputUnits = 1.0e9;
 inline constexpr double kMaxAbsTimeS = 1.0e10;  // Unix time in seconds fits
 
 enum class System : std::uint8_t { A = 0, B = 1 };
+
+// What a tick times (see the contract above), in value order.
+enum class Timing : std::uint8_t { all = 0, sampled = 1, off = 2 };
+inline constexpr Timing kTimings[] = {Timing::all, Timing::sampled, Timing::off};
+const char* timing_name(Timing t) noexcept;
+// sampled: the stages of one tick in this many are timed, on average.
+inline constexpr std::uint32_t kTimingSamplePeriod = 16;
 enum class Precision : std::uint8_t { fp32 = 0, int8 = 1 };
 
 // Everything an engine needs, as plain arrays (row-major, PyTorch layout).
@@ -122,8 +139,9 @@ struct Prediction {
                             // projection's times blend; NaN when nothing certified is served
   float blend = 0.0f;       // B: weight of the certified path in the served path
   std::uint32_t work = 0;   // touched nonzeros spent by the gate
-  std::array<std::uint32_t, kStages> stage_ns{};
-  std::uint32_t total_ns = 0;
+  bool stages_timed = false;  // stage_ns were measured on this tick (Engine timing)
+  std::array<std::uint32_t, kStages> stage_ns{};  // 0 when !stages_timed
+  std::uint32_t total_ns = 0;                     // 0 with Timing::off
   double h0 = 0.0;          // the first horizon (s); h_k = (k + 1) h0
   std::array<double, 2> origin{};  // where the path starts, at t_grid (A: the grid
                                    // position; B: the prior's posterior position)
@@ -157,7 +175,10 @@ struct ReplayInput {
 
 // Where Engine::replay writes, one row per input tick: arrays of n, except
 // paths, prior and proposal (n x K x 2) and stage_ns (n x kStages). prior and
-// proposal may be null (then neither is written).
+// proposal may be null (then neither is written). The timing arrays are
+// written only where the engine measured something: total_ns unless the
+// timing is off, a stage_ns row only for a tick whose stages were timed; the
+// caller zeroes them (a zeroed allocation costs no page until written).
 struct ReplayOutput {
   double* paths = nullptr;
   std::uint8_t* status = nullptr;
@@ -176,7 +197,8 @@ struct ReplayOutput {
 
 class Engine {
  public:
-  Engine(const ModelSpec& spec, Precision precision, std::uint32_t max_streams, Isa isa);
+  Engine(const ModelSpec& spec, Precision precision, std::uint32_t max_streams, Isa isa,
+         Timing timing = Timing::all);
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -214,6 +236,9 @@ class Engine {
   const InputRanges& ranges() const noexcept { return ranges_; }
   const GruScratch& scratch() const noexcept { return scratch_; }
   std::uint64_t restarts() const noexcept { return restarts_; }
+  Timing timing() const noexcept { return timing_; }
+  // Between ticks only (one thread at a time, like tick).
+  void set_timing(Timing t) noexcept { timing_ = t; }
 
  private:
   System system_;
@@ -224,10 +249,11 @@ class Engine {
   Normaliser norm_;
   InputRanges ranges_;
   std::array<double, 2> out_scale_;
-  std::array<double, 2> inv_out_scale2_;  // 1 / scale^2, for variances
+  std::array<double, 2> out_scale2_;  // scale^2, for variances
   double window_s_, max_gap_s_;
   std::array<double, kMaxHorizons> h_{};  // horizons, seconds
   KalmanPrior kalman_;
+  std::array<KalmanPrior::HorizonTerms, kMaxHorizons> hterms_{};  // kalman_.terms(h_k)
   std::optional<SolverGate> gate_;  // System B only
   bool gate_prior_variance_ = true;   // d2 against S_k, else against gate_inv_var_
   std::array<double, 2 * kMaxHorizons> gate_inv_var_{};
@@ -237,6 +263,12 @@ class Engine {
   GruScratch scratch_;
   StreamTable table_;
   std::uint64_t restarts_ = 0;
+  Timing timing_ = Timing::all;
+  std::uint64_t sample_state_ = 0x9E3779B97F4A7C15ull;  // xorshift64 for Timing::sampled
+  bool time_stages_ = true;  // this tick's stages are timed
+
+  // Whether this tick times its stages (advances the sampler in sampled mode).
+  bool stages_this_tick() noexcept;
 
   // Stages 2 and 3 on one grid sample g of stream s (first: of a (re)start):
   // the prior's update, the features, one GRU step; adds their times.
@@ -254,8 +286,12 @@ class Engine {
   // per-tick work space, sized at construction
   std::array<double, 2 * kMaxHorizons> rel_{}, inv_var_{}, proj_{};
   std::array<double, kMaxHorizons> var_{};
-  // the stream's state before the tick, restored on non_finite_output
+  // the stream's state before the tick, restored on non_finite_output: all
+  // of it but the velocity ring's entries from velocity_window on, which no
+  // tick writes (save_state, restore_state)
   StreamState saved_state_{};
+  void save_state(const StreamState& s) noexcept;
+  void restore_state(StreamState& s) const noexcept;
   AlignedBuffer<float> saved_hidden_, saved_outputs_;
 };
 

@@ -25,11 +25,27 @@
 // Accumulators are int32 (|acc| <= 127 * 127 * kMaxHidden fits easily), then
 //   out[i] = acc[i] * (s_w[i] * s_a) + b[i].
 // The hidden state itself stays float32; only the matmul inputs are int8.
+//
+// How each ISA forms the exact int32 sums (the same integers, different
+// instructions; tests/unit/test_int8.py checks every ISA against numpy):
+//   scalar, AVX2  weights as int16 column pairs, activations widened to int16:
+//                 one vpmaddwd gives Q[i][2p] a[2p] + Q[i][2p+1] a[2p+1] per
+//                 int32 lane, exactly (|sum| <= 2 * 127^2). vpmaddubsw was
+//                 tried and is no faster here: its int16 pair sums must be
+//                 widened by a second multiply-add (vpmaddwd with ones), so it
+//                 needs as many multiply instructions per product as vpmaddwd.
+//   AVX-512 VNNI  weights as int8 column quads, activations offset to
+//                 unsigned bytes a + 128 (a XOR 0x80): one vpdpbusd adds
+//                 sum_t Q[i][4g+t] (a[4g+t] + 128) to an int32 lane; the
+//                 accumulator starts at -128 sum_j Q[i][j], so the result is
+//                 sum_j Q[i][j] a[j] exactly (every partial sum stays below
+//                 127 * 255 * kMaxHidden < 2^31).
 #pragma once
 
 #include <cstdint>
 
 #include "tmn/aligned.hpp"
+#include "tmn/isa.hpp"
 
 namespace tmn {
 
@@ -38,6 +54,8 @@ inline constexpr int kMaxHidden = 1024;  // largest hidden size H (int32 accumul
 
 // Round n up to a multiple of 16 floats (one AVX-512 register).
 constexpr long pad16(long n) noexcept { return (n + 15) / 16 * 16; }
+// Round a column count up to whole quads (the int8 layouts' column groups).
+constexpr long pad4(long n) noexcept { return (n + 3) / 4 * 4; }
 
 struct GruWeights {
   int inputs = 0;     // F
@@ -53,6 +71,11 @@ struct GruWeights {
   // zero where 2p+t >= the column count. Per-row scales; s_hh_h and s_out_h
   // fold the static hidden scale in: s_hh_h[i] = s_hh[i] / 127.
   AlignedBuffer<std::int16_t> q_ih_p, q_hh_p, q_out_p;
+  // The same values as int8 column quads for vpdpbusd (AVX-512 VNNI):
+  // q_hh_4[(g * ld_gates + i) * 4 + t] = Qhh[i][4g+t], zero where 4g+t >= the
+  // column count; and each row's offset correction -128 sum_j Q[i][j].
+  AlignedBuffer<std::int8_t> q_ih_4, q_hh_4, q_out_4;
+  AlignedBuffer<std::int32_t> c_ih, c_hh, c_out;
   AlignedBuffer<float> s_ih, s_hh_h, s_out_h;
 
   GruWeights() = default;
@@ -64,7 +87,9 @@ struct GruWeights {
 struct GruScratch {
   AlignedBuffer<float> gi, gh;                // pad16(3H)
   AlignedBuffer<float> y;                     // pad16(2K)
-  AlignedBuffer<std::int8_t> xq, hq;          // F and H rounded up to even (pad 0)
+  AlignedBuffer<std::int8_t> xq, hq;          // F and H rounded up to 4 (pad 0)
+  AlignedBuffer<std::int16_t> a16;            // a quantised vector widened (AVX2)
+  AlignedBuffer<std::uint8_t> au8;            // a quantised vector + 128 (VNNI)
   AlignedBuffer<std::int32_t> acc_ih, acc_hh; // pad16(3H)
   AlignedBuffer<std::int32_t> acc_out;        // pad16(2K)
   float x_scale = 1.0f;
@@ -72,13 +97,6 @@ struct GruScratch {
   GruScratch() = default;
   GruScratch(int inputs, int hidden, int out);
 };
-
-enum class Isa : std::uint8_t { scalar = 0, avx2 = 1, avx512 = 2 };
-
-const char* isa_name(Isa isa) noexcept;
-// Compiled into this build and supported by this CPU.
-bool isa_available(Isa isa) noexcept;
-Isa best_isa() noexcept;
 
 // One table per instruction set. Each kernel translation unit is compiled
 // with its own -m flags; the engine picks a table once, when it is built.

@@ -53,6 +53,18 @@ class KalmanPrior {
   void extrapolate(const KalmanState& s, const double* h, int K, double* rel,
                    double* var) const noexcept;
 
+  // The factors of s_k that depend on the horizon only: fixed for a model's
+  // horizons, so the engine computes them once (terms) and extrapolates from
+  // them, with the same operations and so the same bits as from h.
+  struct HorizonTerms {
+    double h, two_h, h2, q_h3;  // h, 2 h, h^2, q h^3 / 3
+  };
+  HorizonTerms terms(double h) const noexcept { return {h, 2.0 * h, h * h, p_.q * h * h * h / 3.0}; }
+  void extrapolate(const KalmanState& s, const HorizonTerms* t, int K, double* rel,
+                   double* var) const noexcept;
+  // The variances var[k] alone (for a caller that builds the path itself).
+  void variances(const KalmanState& s, const HorizonTerms* t, int K, double* var) const noexcept;
+
   const KalmanParams& params() const noexcept { return p_; }
 
  private:

@@ -122,4 +122,19 @@ Certificate jacobi_solve(const CsrMatrix& a, const double* b, double* x,
 // certified, whatever the budget.
 double rounding_floor(const CsrMatrix& a, const double* b, double lambda_lb) noexcept;
 
+// The constants of the bound above for a's system: gamma = (m+1)u / (1 -
+// (m+1)u) and the factor (1 + 4 n u). For kernels that solve it in a layout
+// of their own (the gate's, gate.hpp) and must certify exactly as
+// jacobi_solve does.
+double residual_gamma(const CsrMatrix& a) noexcept;
+double norm_fudge(const CsrMatrix& a) noexcept;
+
+// sum_i v_i^2 in one fixed order: four partial sums s_l over i = l mod 4,
+// each in index order, then (s_0 + s_1) + (s_2 + s_3). Every norm of the
+// solvers is summed this way, so that a kernel holding four doubles per
+// register (gate.hpp) returns the same bits as jacobi_solve. (Any order
+// would do for the proof: the (1 + 4 n u) factor covers the rounding of the
+// norms whatever their order.)
+double sum_squares(const double* v, int n) noexcept;
+
 }  // namespace tmn::solver
