@@ -40,7 +40,7 @@ def plane(root: Path) -> serve.ControlPlane:
     cfg.endpoint = f"ipc://{root}/fuzz.ipc"
     cfg.lock_memory = False
     server = _core.Server(engine._core, cfg)
-    return serve.ControlPlane(server, engine, "int8", 16, root)
+    return serve.ControlPlane([server], [engine], "int8", 16, root)
 
 
 def main() -> None:
