@@ -83,7 +83,7 @@ def engine_targets(r: EngineResult) -> list[Target]:
           "perf_counter_ns around each call, timer cost included"),
         t("INT8 replay throughput", i8.replay_ticks_per_s, ">=", 2e6, "ticks/s",
           f"wall clock of Engine.replay, output arrays included; timing {i8.timing}"),
-        *scale_targets(r),
+        *engine_speed_targets(r),
     ]
 
 
@@ -99,7 +99,7 @@ REPLAY_OFF = Stated("INT8 replay throughput, timing off, per CPU second", 2e6, "
                     SCALE)
 
 
-def scale_targets(r: EngineResult) -> list[Target]:
+def engine_speed_targets(r: EngineResult) -> list[Target]:
     """Issue 15's engine targets, MET, MISSED or SKIPPED (never dropped)."""
     ra, i8, off = r.ratios, r.engine["int8"], r.replay_off["int8"]
     floor = r.floor.reason if isinstance(r.floor, Skipped) else ""

@@ -3,9 +3,8 @@
 # tmn-train on 20 minutes of synthetic 2 kHz motion with 4 passes per epoch
 # (seed 0), the shipped B config otherwise unchanged: the same command as
 # training/recipes/evaluation.sh synth's B seed 0, whose test-split figures are
-# in bench/README.md (the shipped artifact is that fit, which was interrupted
-# once and resumed from its epoch checkpoint). About 6 minutes on a 2-core
-# machine, one torch thread (threads: 1 in configs/common.yaml).
+# in bench/README.md (the shipped artifact is that fit). About 6 minutes on a
+# 2-core machine, one torch thread (threads: 1 in configs/common.yaml).
 #
 #   bash training/recipes/default.sh [RUN_DIR]
 #
