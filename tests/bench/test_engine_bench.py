@@ -97,6 +97,34 @@ def test_the_fast_math_floor_computes_the_same_network(report: dict) -> None:
     assert report["ratios"]["int8_tick_p50_over_floor_p50"] > 0
 
 
+def test_loading_the_floor_leaves_the_process_float_environment_alone() -> None:
+    """The floor is compiled with -ffast-math; linked with it, GCC 12 adds
+    crtfastmath.o, which turns on flush-to-zero and denormals-are-zero for the
+    whole process: afterwards numpy, the engine and the gate saw subnormals as 0
+    (a gate lambda just above 0 was refused as 0)."""
+    import subprocess as sp
+
+    code = """
+import numpy as np, tmn
+from tmn_bench.baselines import Reference
+from tmn_bench.baselines.fastmath_floor import FloorBench
+tiny = np.array([np.finfo(np.float32).smallest_subnormal])
+assert tiny[0] != 0.0
+m = tmn.load(); e = tmn.Engine(m, precision="fp32")
+z = np.zeros((10, e._core.features), np.float32)
+try:
+    FloorBench(m, z, Reference.of(e, z))
+except ImportError as err:
+    print("skip", err); raise SystemExit(0)
+assert tiny[0] != 0.0, "denormals-are-zero is on after loading the floor"
+print("ok")
+"""
+    proc = sp.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    if proc.stdout.startswith("skip"):
+        pytest.skip(proc.stdout)
+
+
 def test_python_call_and_bare_gru_percentiles_are_positive(report: dict) -> None:
     _check_percentiles(report["python_tick"]["call_ns"], 2000)
     for precision in ("fp32", "int8"):

@@ -13,9 +13,11 @@ every load bound chosen so that range-edge ticks drive the gate to its limit
 (eps at its minimum, the largest budget, lambda next to 1/4, an output scale
 of 1e-5 that makes the attacker's paths huge in output units), and an
 attacker whose 64 streams sweep their position range at 0.9 of the velocity
-bound: every attacker tick runs until the gate's wall-clock guard stops it
-(kGateGuardNs, 0.5 ms), uncertified, so one attacker tick is ten slices long
-and a victim's request can wait behind one.
+bound: every attacker tick runs the gate until its largest work budget or its
+wall-clock guard (kGateGuardNs, 0.5 ms) stops it, uncertified (since the
+register kernel of issue 15 the budget comes first, ~0.36 ms a tick here), so
+one attacker tick is several slices long and a victim's request can wait
+behind one.
 
 The target is a P99.9 within 2x of the baseline (a same-run ratio, baseline
 and attacked blocks interleaved). CI checks the bounds in CI_BOUNDS, set with
@@ -62,7 +64,7 @@ ROUND_TRIPS = int(os.environ.get("TMN_FAIRNESS_ROUND_TRIPS", "4000"))
 
 def gate_limit_model(folder: Path) -> Path:
     """A System B model inside every load bound on which range-edge ticks run
-    the gate until its guard stops it."""
+    the gate until its budget or its guard stops it."""
     F = len(tmn.FEATURES["B"])
     return random_model(folder, system="B", seed=1, weight_scale=0.3, horizons_ms=HORIZONS["B"],
                         gate={"eps": _core.MIN_GATE_EPS, "budget": _core.MAX_GATE_BUDGET,
@@ -194,15 +196,15 @@ def test_another_clients_p999_stays_near_baseline_under_worst_case_ticks(
           f"verdicts {st['verdicts']}")
     attacked = ticks_during - 2 * ROUND_TRIPS - 500  # the attacker's ticks
     if model == "gate_limit":
-        print(f"gate_limit: {attacked} attacker ticks (~{attacked * _core.GATE_GUARD_NS / 1e9:.2f}"
+        print(f"gate_limit: {attacked} attacker ticks (~{attacked * gate['p50'] / 1e9:.2f}"
               f" s of gate work), {in_blocks} of them during the attacked blocks, which took "
               f"{attack_s:.2f} s")
     if model == "edges":
         assert attacked > 10 * 4096, "the attacker was not served"
-    else:  # the attacker's ticks did reach the gate's guard, each ~0.5 ms
+    else:  # the attacker's ticks ran the gate to its limit: budget or guard
         assert attacked > 1000, "the attacker was not served"
         assert st["verdicts"]["fallback_uncertified"] >= 0.9 * attacked - 64 * 5
-        assert gate["p90"] >= 0.8 * _core.GATE_GUARD_NS
+        assert gate["p90"] >= 0.4 * _core.GATE_GUARD_NS
         # round robin: a tick of the attacker between two of the victim's requests.
         # (The turn used to go to a request appended just as the job before it
         # retired, so the victim, whose next request came in while its reply

@@ -26,8 +26,11 @@ from tmn_bench.common import round_slice
 from tmn_bench.results import FloorStep, Percentiles
 
 SOURCE = Path(__file__).with_name("fastmath_floor.cpp")
-FLAGS = ["-O3", "-march=native", "-ffast-math", "-funroll-loops", "-std=c++17", "-shared",
-         "-fPIC"]
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-funroll-loops", "-std=c++17", "-fPIC"]
+# linked without -ffast-math: with it GCC (before 13) links crtfastmath.o into the
+# library, whose constructor turns on flush-to-zero and denormals-are-zero in the
+# MXCSR of the whole process that loads it (the engine's and numpy's floats too)
+LINK = ["-shared"]
 # libmvec: the vectorised expf/tanhf that -ffast-math calls on glibc
 LIBS = (["-lmvec"], [])
 
@@ -47,12 +50,16 @@ def build(out_dir: Path, inputs: int, hidden: int, outputs: int) -> tuple[Path, 
     sizes = [f"-DTMN_F={inputs}", f"-DTMN_H={hidden}", f"-DTMN_O={outputs}"]
     errors = []
     for libs in LIBS:
-        cmd = [cxx, *FLAGS, *sizes, str(SOURCE), "-o", str(lib), *libs]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        obj = out_dir / "fastmath_floor.o"
+        proc = subprocess.run([cxx, *FLAGS, *sizes, "-c", str(SOURCE), "-o", str(obj)],
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0:
+            proc = subprocess.run([cxx, *LINK, str(obj), "-o", str(lib), *libs],
+                                  capture_output=True, text=True, timeout=300)
         if proc.returncode == 0:
             version = subprocess.run([cxx, "--version"], capture_output=True, text=True,
                                      timeout=30).stdout.splitlines()
-            return lib, (version[0] if version else cxx), [*FLAGS, *sizes, *libs]
+            return lib, (version[0] if version else cxx), [*FLAGS, *sizes, *LINK, *libs]
         errors.append(proc.stderr.strip().splitlines()[-1:] or ["?"])
     raise ImportError(f"the fast-math floor did not build with {cxx}: {errors[-1][0]}")
 
