@@ -16,8 +16,9 @@ It measures:
 4. onnxruntime and PyTorch eager running the same single step (skipped, with
    the reason, when the package is missing);
 
-all in interleaved rounds (tmn_bench.common), then the ratios and the
-targets (tmn_bench.targets). Neither torch nor onnxruntime is imported here.
+all in interleaved rounds (tmn_bench.common); then, after the rounds, the
+same motion sent at other report rates (tmn_bench.any_rate); then the ratios
+and the targets (tmn_bench.targets). Neither torch nor onnxruntime is imported here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import tmn
 from tmn import _core
 from tmn.model import Model
 from tmn_bench import report
+from tmn_bench.any_rate import any_rate
 from tmn_bench.baselines import Reference
 from tmn_bench.common import (ROUNDS, WARMUP, Log, gc_paused, load_average, machine_info,
                               model_scale, quiet, round_slice)
@@ -326,6 +328,9 @@ def run_engine_bench(model: Model, source: str, *, ticks: int = 1_000_000, strea
         "replay_off": {p: benches[f"replay_off_{p}"].summary() for p in PRECISIONS},
         "tick_many": benches["tick_many"].summary(),
     }
+    log("replaying the same motion at other report rates")
+    any_rate_rows = any_rate(model, seconds=min(20.0, max(2.0, ticks / streams / 2000.0)),
+                             streams=streams, seed=seed, **scale)
     result = EngineResult(
         benchmark="engine", machine=dataclasses.replace(machine, load_average_end=load_average()),
         model=EngineModel(source, str(model.path), model.system, model.hidden,
@@ -333,7 +338,7 @@ def run_engine_bench(model: Model, source: str, *, ticks: int = 1_000_000, strea
                           model.config.get("provenance", {})),
         workload=EngineWorkload(len(workload), streams, workload.rate_hz, seed, steps, steps,
                                 torch_steps, ticks, rounds, DESCRIPTION),
-        ratios=engine_ratios(**measured), targets=[], **measured)
+        ratios=engine_ratios(**measured), targets=[], any_rate=any_rate_rows, **measured)
     return dataclasses.replace(result, targets=engine_targets(result))
 
 
@@ -478,6 +483,11 @@ def format_engine_report(r: EngineResult) -> str:
     """The human-readable table of ``tmn-bench engine``."""
     out = _header(r) + [f"  {'latency, ns':<34}{'n':>10}" + "".join(f"{h:>11}" for h in HEADERS)]
     out += [_text_row(row) for row in latency_rows(r)] + _throughput_and_agreement(r)
+    out += ["", "  any report rate: the same motion at other rates (INT8, longest horizon)",
+            f"    {'rate':>8}  {'ticks':<13}{'P99 error':>11}{'/ native':>10}{'tick P50':>10}"]
+    out += [f"    {a.rate_hz:>6g} Hz  {'velocity' if a.velocity else 'position-only':<13}"
+            f"{a.p99_error:>11.4g}{a.p99_over_native:>9.3f}x{format_ns(a.tick_ns_p50):>10}"
+            for a in r.any_rate]
     out += ["", "  ratios"]
     out += [f"    {k:<42} {format_value(v, 'x')}" for k, v in to_json(r.ratios).items()]
     out += ["", "  targets", *target_lines(r.targets)]

@@ -214,6 +214,17 @@ def _engine_notes(e: EngineResult) -> list[str]:
     return out
 
 
+def _any_rate_table(e: EngineResult) -> str:
+    rows = [[f"{a.rate_hz:g}", "velocity" if a.velocity else "position-only", f"{a.ticks:,}",
+             f"{a.p99_error:.4g}", f"{a.p99_over_native:.3f}", report.format_ns(a.tick_ns_p50)]
+            for a in e.any_rate]
+    return "\n".join([
+        "The workload's motion sampled at the model's own rate and at other report rates "
+        "(the same streams), replayed in INT8; each answer's longest-horizon point against "
+        "the noise-free position (tmn_bench.any_rate).", "",
+        report.table(["rate, Hz", "ticks", "n", "P99 error", "/ native", "tick P50, ns"], rows)])
+
+
 def _side(p: Percentiles | None) -> list[str]:
     """Server-side P50, P99.9 and max, in us."""
     return ["-"] * 3 if p is None else [format_us(v) for v in (p["p50"], p["p99.9"], p.max)]
@@ -289,7 +300,8 @@ def format_latency_markdown(r: LatencyResult, pngs: list[str]) -> str:
     """``latency.md``: machine, model, sizes, engine and serve tables, ratios and
     targets; ``pngs`` are the plot file names to link."""
     out = _header_markdown(r)
-    out += ["", "## Engine", "", _engine_table(r.engine), "", *_engine_notes(r.engine), ""]
+    out += ["", "## Engine", "", _engine_table(r.engine), "", *_engine_notes(r.engine), "",
+            "### Any report rate", "", _any_rate_table(r.engine), ""]
     if "latency_stages.png" in pngs:
         out += ["![Full tick and stage percentiles, INT8 and FP32](latency_stages.png)", "",
                 "(A stage whose percentile is 0 ns, below one clock quantum, is not drawn "

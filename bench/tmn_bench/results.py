@@ -364,6 +364,21 @@ class ReplayThroughput:
 
 
 @dataclass(frozen=True)
+class AnyRateRow:
+    """The same motion sent at one report rate (tmn_bench.any_rate): the P99
+    error of the longest horizon, its ratio to the model's own rate (same
+    velocity mode), and the tick's median cost from the engine's clock."""
+
+    rate_hz: float
+    velocity: bool            # False: position-only ticks
+    ticks: int
+    scored: int               # answers scored (warmed up)
+    p99_error: float
+    p99_over_native: float
+    tick_ns_p50: float
+
+
+@dataclass(frozen=True)
 class TickMany:
     """``Engine.tick_many`` from Python on frames of one tick per stream, timed
     with perf_counter_ns around each call (into a preallocated ``out``)."""
@@ -468,6 +483,7 @@ class EngineResult(BenchmarkResult):
     replay_off: dict[str, ReplayThroughput]  # by precision, timing off
     tick_many: TickMany
     floor: FloorStep | Skipped             # the fast-math compute floor
+    any_rate: list[AnyRateRow]             # issue 11: the same motion at other rates
 
 
 # ---------------------------------------------------------------------------

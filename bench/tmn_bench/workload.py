@@ -83,6 +83,13 @@ class Motion:
     def streams(self) -> int:
         return len(self.ids)
 
+    def position(self, t: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The noise-free (x, y) of stream number ``index`` (0-based, not its id)
+        at times ``t``: (n, 2)."""
+        arg = self.w[index] * t[:, None, None] + self.phase[index]              # (n, 2, 3)
+        return (self.offset + self.drift[index] * t[:, None]
+                + (self.amp[index] * np.sin(arg)).sum(-1))
+
     def next(self, n: int) -> TickStreams:
         """The next ``n`` ticks of every stream, round-robin: ``n * streams`` rows."""
         S, rng = self.streams, self.rng

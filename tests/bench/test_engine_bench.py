@@ -143,10 +143,25 @@ def test_baselines_are_measured_or_skipped_with_a_reason(report: dict) -> None:
         assert b["max_abs_h_diff_vs_engine_fp32"] < 1e-4
 
 
+def test_the_same_motion_at_other_report_rates_is_scored(report: dict) -> None:
+    """Issue 11's bench row: native first, then 125 Hz, 500 Hz and 8 kHz, with
+    velocity and position-only; a slower sensor steps more grid points a tick."""
+    rows = report["any_rate"]
+    assert [(a["rate_hz"], a["velocity"]) for a in rows] == [
+        (2000.0, v) for v in (True,)] + [(r, True) for r in (125.0, 500.0, 8000.0)] + [
+        (r, False) for r in (2000.0, 125.0, 500.0, 8000.0)]
+    for a in rows:
+        assert 0 < a["scored"] <= a["ticks"] and a["p99_error"] > 0 and a["tick_ns_p50"] > 0
+    assert rows[0]["p99_over_native"] == rows[4]["p99_over_native"] == 1.0
+    assert rows[1]["tick_ns_p50"] > rows[0]["tick_ns_p50"]  # 16 grid steps per tick
+    any_rate = [t for t in report["targets"] if t["source"] == "issue 11"]
+    assert len(any_rate) == 6 and all(t["status"] != "SKIPPED" for t in any_rate)
+
+
 def test_every_target_has_a_verdict(report: dict) -> None:
     names = [t["name"] for t in report["targets"]]
     assert len(names) == len(set(names)) >= 14
-    assert {t["source"] for t in report["targets"]} == {"issue 2", "issue 15"}
+    assert {t["source"] for t in report["targets"]} == {"issue 2", "issue 11", "issue 15"}
     for t in report["targets"]:
         assert t["status"] in ("MET", "MISSED", "SKIPPED")
         assert (t["value"] is None) == (t["status"] == "SKIPPED")
