@@ -222,7 +222,8 @@ def _any_rate_table(e: EngineResult) -> str:
         "The workload's motion sampled at the model's own rate and at other report rates "
         "(the same streams), replayed in INT8; each answer's longest-horizon point against "
         "the noise-free position (tmn_bench.any_rate).", "",
-        report.table(["rate, Hz", "ticks", "n", "P99 error", "/ native", "tick P50, ns"], rows)])
+        report.table(["rate, Hz", "sensor", "ticks", "P99 error", "/ native", "tick P50, ns"],
+                     rows)])
 
 
 def _side(p: Percentiles | None) -> list[str]:
