@@ -329,8 +329,9 @@ def run_engine_bench(model: Model, source: str, *, ticks: int = 1_000_000, strea
         "tick_many": benches["tick_many"].summary(),
     }
     log("replaying the same motion at other report rates")
-    any_rate_rows = any_rate(model, seconds=min(20.0, max(2.0, ticks / streams / 2000.0)),
-                             streams=streams, seed=seed, **scale)
+    seconds = ticks / streams / float(model.config["sample_rate_hz"])  # the workload's length
+    any_rate_rows = any_rate(model, seconds=min(20.0, max(2.0, seconds)), streams=streams,
+                             seed=seed, **scale)
     result = EngineResult(
         benchmark="engine", machine=dataclasses.replace(machine, load_average_end=load_average()),
         model=EngineModel(source, str(model.path), model.system, model.hidden,
@@ -484,7 +485,7 @@ def format_engine_report(r: EngineResult) -> str:
     out = _header(r) + [f"  {'latency, ns':<34}{'n':>10}" + "".join(f"{h:>11}" for h in HEADERS)]
     out += [_text_row(row) for row in latency_rows(r)] + _throughput_and_agreement(r)
     out += ["", "  any report rate: the same motion at other rates (INT8, longest horizon)",
-            f"    {'rate':>8}  {'ticks':<13}{'P99 error':>11}{'/ native':>10}{'tick P50':>10}"]
+            f"    {'rate':>8}  {'sensor':<13}{'P99 error':>11}{'/ native':>10}{'tick P50':>10}"]
     out += [f"    {a.rate_hz:>6g} Hz  {'velocity' if a.velocity else 'position-only':<13}"
             f"{a.p99_error:>11.4g}{a.p99_over_native:>9.3f}x{format_ns(a.tick_ns_p50):>10}"
             for a in r.any_rate]
