@@ -251,12 +251,24 @@ def _serve_tables(s: ServeResult) -> str:
         "(us).", "",
         report.table(["server", "n", *HEADERS, "server-side P50",
                       "server-side P99.9", "server-side max"], rt_rows),
+        *_phase_lines(s),
         "", f"Throughput, pipelined ({w.in_flight} requests in flight, "
         f"{w.throughput_seconds:g} s per run, a fresh server per run); server-side "
         "latency per request (us).", "",
         report.table(["server", "streams", "ticks/request", "ticks/s", "server-side P50",
                       "server-side P99.9", "server-side max", "error replies"], tp_rows),
     ])
+
+
+def _phase_lines(s: ServeResult) -> list[str]:
+    """tmn-serve's phases of those round trips (P50, us), from its stats."""
+    out = [f"- {name}: wait {format_us(p['server_wait'])}, compute "
+           f"{format_us(p['server_compute'])} (the engine's tick {format_us(p['tick'])}), send "
+           f"{format_us(p['server_send'])}"
+           for name, srv in s.servers.items()
+           if isinstance(srv, ServerRun) and (p := srv.server_phases_ns) and len(p) == 4]
+    return ["", "tmn-serve's phases of these round trips, P50 from its stats (us; the stats "
+            "histograms are coarse, so the phases need not add up):", "", *out] if out else []
 
 
 def _workload_lines(r: LatencyResult) -> list[str]:

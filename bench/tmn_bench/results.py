@@ -555,6 +555,8 @@ class ServerRun:
     exit_code: int | None
     throughput: list[ThroughputRun]
     status: str = "ok"
+    # the round trips' P50 per phase of tmn-serve's stats (tmn_bench.serve.PHASES)
+    server_phases_ns: dict[str, float] | None = field(default=None, metadata=OPTIONAL)
 
     def throughput_of(self, case: ThroughputCase) -> ThroughputRun:
         """The throughput run of one case (KeyError if it did not run)."""

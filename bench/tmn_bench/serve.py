@@ -258,8 +258,17 @@ class ServerProcess:
 
     def server_latency(self) -> Percentiles | None:
         """The server's own receive→send histogram (ns) from ``stats`` (None if empty)."""
-        s = self.control({"cmd": "stats"}).get("stats", {})
-        return server_percentiles(s.get("latency_ns", {}).get("server"))
+        return server_percentiles(self._latency().get("server"))
+
+    def server_phases(self) -> dict[str, float] | None:
+        """P50 (ns) of tmn-serve's request phases and of its engine's tick, from
+        ``stats`` (docs/protocol.md); None for a server without them."""
+        lat = self._latency()
+        p50 = {k: float(lat[k]["p50"]) for k in PHASES if (lat.get(k) or {}).get("count")}
+        return p50 or None
+
+    def _latency(self) -> dict[str, Any]:
+        return self.control({"cmd": "stats"}).get("stats", {}).get("latency_ns", {})
 
     def stop(self) -> int | None:
         """SIGTERM and a bounded wait; kill if it hangs. The exit code."""
@@ -283,6 +292,10 @@ class ServerProcess:
         self._log.flush()
         self._log.seek(0)
         return self._log.read().decode("utf-8", "replace")[-n:]
+
+
+# tmn-serve's phases of a request's receive→send time and its engine's tick
+PHASES = ("server_wait", "server_compute", "server_send", "tick")
 
 
 def server_percentiles(h: dict[str, Any] | None) -> Percentiles | None:
@@ -560,7 +573,7 @@ def _bench_server(spec: ServerSpec, ctx: zmq.Context, plan: ServePlan) -> Server
         with pinned(client), _dealer(ctx, srv.endpoint) as sock:
             rt = measure_round_trips(sock, frames, plan.warmup,
                                      None if echo else plan.reply_bytes)
-        server_side = srv.server_latency()
+        server_side, phases = srv.server_latency(), srv.server_phases()
         rc = srv.stop()
     # 2. throughput, one fresh server per case
     runs = []
@@ -574,7 +587,8 @@ def _bench_server(spec: ServerSpec, ctx: zmq.Context, plan: ServePlan) -> Server
             runs.append(ThroughputRun(case, tp.requests, tp.ticks, tp.error_replies, tp.seconds,
                                       tp.ticks_per_s, side, srv.stop()))
     return ServerRun(spec.description, argv, health_model, rt.requests, rt.warmup,
-                     rt.bad_replies, rt.round_trip_ns, server_side, rc, runs)
+                     rt.bad_replies, rt.round_trip_ns, server_side, rc, runs,
+                     server_phases_ns=phases)
 
 
 # ---------------------------------------------------------------------------

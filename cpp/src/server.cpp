@@ -1055,10 +1055,7 @@ void Server::service_commands() noexcept {
       hold_ = true;  // finish the started jobs with the old engine first
       pending_.store(true, std::memory_order_relaxed);
     } else if (cmd_ == Cmd::swap) {
-      std::swap(engine_, cmd_engine_);  // cmd_engine_ now holds the old engine
-      std::swap(live_, cmd_live_);
-      std::swap(owners_, cmd_owners_);
-      bump(counters_.reloads);
+      install_swap();
       hold_ = false;
     }
     if (cmd_ != Cmd::none && !hold_) {
@@ -1105,28 +1102,34 @@ void Server::reply_control(std::uint64_t token, const std::string& json) {
   wake();
 }
 
-Status Server::reset_stream(std::uint64_t stream) {
-  std::unique_lock<std::mutex> lock(mu_);
-  if (!running()) {
-    live_->forget(stream);
-    owners_->release(stream);
-    return engine_->reset(stream);
-  }
-  cmd_ = Cmd::reset;
-  cmd_stream_ = stream;
+void Server::install_swap() noexcept {
+  std::swap(engine_, cmd_engine_);  // cmd_engine_ now holds the old engine
+  std::swap(live_, cmd_live_);
+  std::swap(owners_, cmd_owners_);
+  bump(counters_.reloads);
+}
+
+bool Server::loop_ran(std::unique_lock<std::mutex>& lock) {
   cmd_done_ = false;
   pending_.store(true, std::memory_order_release);
   lock.unlock();
   wake();
   lock.lock();
   cv_.wait(lock, [this] { return cmd_done_ || !running(); });
-  if (!cmd_done_) {  // the loop stopped before it ran the command
-    cmd_ = Cmd::none;
-    live_->forget(stream);
-    owners_->release(stream);
-    return engine_->reset(stream);
+  if (!cmd_done_) cmd_ = Cmd::none;  // the loop stopped before it ran the command
+  return cmd_done_;
+}
+
+Status Server::reset_stream(std::uint64_t stream) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (running()) {
+    cmd_ = Cmd::reset;
+    cmd_stream_ = stream;
+    if (loop_ran(lock)) return cmd_status_;
   }
-  return cmd_status_;
+  live_->forget(stream);
+  owners_->release(stream);
+  return engine_->reset(stream);
 }
 
 void Server::list_streams(std::vector<HeldStream>& out) const {
@@ -1142,23 +1145,14 @@ void Server::list_streams(std::vector<HeldStream>& out) const {
 std::vector<Server::HeldStream> Server::held_streams() {
   std::unique_lock<std::mutex> lock(mu_);
   std::vector<HeldStream> out;
-  if (!running()) {
-    list_streams(out);
-    return out;
+  if (running()) {
+    cmd_ = Cmd::list;
+    if (loop_ran(lock)) {
+      out.swap(cmd_list_);
+      return out;
+    }
   }
-  cmd_ = Cmd::list;
-  cmd_done_ = false;
-  pending_.store(true, std::memory_order_release);
-  lock.unlock();
-  wake();
-  lock.lock();
-  cv_.wait(lock, [this] { return cmd_done_ || !running(); });
-  if (!cmd_done_) {
-    cmd_ = Cmd::none;
-    list_streams(out);
-  } else {
-    out.swap(cmd_list_);
-  }
+  list_streams(out);
   return out;
 }
 
@@ -1172,26 +1166,9 @@ Engine* Server::swap_engine(Engine* next) {
   cmd_engine_ = next;
   cmd_live_ = std::move(live);
   cmd_owners_ = std::move(owners);
-  cmd_done_ = false;
-  if (!running()) {
-    std::swap(engine_, cmd_engine_);
-    std::swap(live_, cmd_live_);
-    std::swap(owners_, cmd_owners_);
+  if (!running() || !loop_ran(lock)) {
+    install_swap();
     cmd_ = Cmd::none;
-    bump(counters_.reloads);
-  } else {
-    pending_.store(true, std::memory_order_release);
-    lock.unlock();
-    wake();
-    lock.lock();
-    cv_.wait(lock, [this] { return cmd_done_ || !running(); });
-    if (!cmd_done_) {
-      std::swap(engine_, cmd_engine_);
-      std::swap(live_, cmd_live_);
-      std::swap(owners_, cmd_owners_);
-      cmd_ = Cmd::none;
-      bump(counters_.reloads);
-    }
   }
   Engine* old = cmd_engine_;
   cmd_engine_ = nullptr;

@@ -96,6 +96,15 @@ def test_every_server_that_ran_has_round_trips_server_side_latency_and_throughpu
     assert report["servers"]["tmn"]["health_model"]["precision"] == "int8"
 
 
+def test_tmn_serve_reports_the_phases_of_its_round_trips(report: dict) -> None:
+    """The daemon's own split of a request (docs/protocol.md), P50 per phase."""
+    phases = report["servers"]["tmn"]["server_phases_ns"]
+    assert set(phases) == {"server_wait", "server_compute", "server_send", "tick"}
+    assert all(v > 0 for v in phases.values())
+    # the compute phase holds the tick (up to the histograms' bucket width)
+    assert phases["tick"] <= 1.25 * phases["server_compute"]
+
+
 def test_spin_modes_are_skipped_with_a_reason_on_a_shared_core(report: dict) -> None:
     for name in ("tmn-spin", "echo-spin"):
         s = report["servers"][name]

@@ -238,6 +238,10 @@ class Server {
   // The stage histograms and live accuracy of one answered tick.
   void record_tick(const Tick& k, const Prediction& p, std::uint64_t t_recv) noexcept;
   void list_streams(std::vector<HeldStream>& out) const;  // loop thread (or stopped)
+  // Hands the command in cmd_ to the running loop and waits (lock held on
+  // entry and return); false if the loop stopped first: the caller runs it.
+  bool loop_ran(std::unique_lock<std::mutex>& lock);
+  void install_swap() noexcept;  // cmd_'s engine, live accuracy and owners in use (mu_ held)
   // The client's own streams idle for reclaim_idle_s, reset (at most every
   // 10 ms); true when one was.
   bool reclaim_own(std::uint64_t owner) noexcept;
